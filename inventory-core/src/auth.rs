@@ -1,0 +1,371 @@
+//! Registration, login and bearer tokens.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+use chrono::Utc;
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OnceCell, Semaphore};
+use uuid::Uuid;
+
+use crate::domain::{Email, Password, Role, User};
+use crate::error::{Error, Result};
+use crate::ports::UserStore;
+
+/// Shortest accepted JWT secret, in bytes.
+pub const JWT_SECRET_MIN_BYTES: usize = 32;
+
+/// argon2id cost parameters. The default is OWASP's recommendation (m = 19 MiB, t = 2, p = 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Iterations.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for HashParams {
+    fn default() -> Self {
+        HashParams {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl HashParams {
+    /// Cheap parameters for tests only: never use them for real passwords.
+    pub const INSECURE_FAST: HashParams = HashParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    fn argon2(&self) -> Result<Argon2<'static>> {
+        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| Error::invalid("argon2 parameters", e))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+}
+
+/// Settings of the [`Auth`] service. `Debug` hides the secret.
+#[derive(Clone)]
+pub struct AuthConfig {
+    secret: Vec<u8>,
+    /// Lifetime of issued tokens.
+    pub token_ttl: Duration,
+    /// Password hashing cost.
+    pub hash_params: HashParams,
+    /// How many hashes may run at once (defaults to the number of cores).
+    pub max_concurrent_hashes: usize,
+    /// Emails that get the admin role.
+    pub admin_emails: HashSet<Email>,
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("secret", &"***")
+            .field("token_ttl", &self.token_ttl)
+            .field("hash_params", &self.hash_params)
+            .field("max_concurrent_hashes", &self.max_concurrent_hashes)
+            .field("admin_emails", &self.admin_emails)
+            .finish()
+    }
+}
+
+impl AuthConfig {
+    /// Settings with the given HS256 secret (at least 32 bytes) and defaults elsewhere: tokens
+    /// valid 60 minutes, OWASP argon2id parameters, one hash per core at a time, no admins.
+    pub fn new(secret: impl Into<Vec<u8>>) -> Result<Self> {
+        let secret = secret.into();
+        if secret.len() < JWT_SECRET_MIN_BYTES {
+            return Err(Error::invalid(
+                "JWT_SECRET",
+                format!("must be at least {JWT_SECRET_MIN_BYTES} bytes"),
+            ));
+        }
+        Ok(AuthConfig {
+            secret,
+            token_ttl: Duration::from_secs(60 * 60),
+            hash_params: HashParams::default(),
+            max_concurrent_hashes: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            admin_emails: HashSet::new(),
+        })
+    }
+
+    /// Sets the token lifetime.
+    pub fn with_token_ttl(mut self, ttl: Duration) -> Self {
+        self.token_ttl = ttl;
+        self
+    }
+
+    /// Sets the hashing cost.
+    pub fn with_hash_params(mut self, params: HashParams) -> Self {
+        self.hash_params = params;
+        self
+    }
+
+    /// Sets the admin emails.
+    pub fn with_admins(mut self, admins: impl IntoIterator<Item = Email>) -> Self {
+        self.admin_emails = admins.into_iter().collect();
+        self
+    }
+}
+
+/// The claims of our bearer tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// User id.
+    pub sub: String,
+    /// User email.
+    pub email: String,
+    /// Role at the time of issue.
+    pub role: Role,
+    /// Issued at (seconds since the epoch).
+    pub iat: i64,
+    /// Expires at (seconds since the epoch).
+    pub exp: i64,
+}
+
+/// Who is making a request, as proven by a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// User id.
+    pub user_id: Uuid,
+    /// User email.
+    pub email: Email,
+    /// Role.
+    pub role: Role,
+}
+
+impl Principal {
+    /// Whether the principal is an admin.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// An issued token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// The JWT.
+    pub access_token: String,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+}
+
+/// Hashes passwords with argon2id off the async runtime, a bounded number at a time.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    argon2: Argon2<'static>,
+    permits: Arc<Semaphore>,
+    dummy_hash: Arc<OnceCell<String>>,
+}
+
+impl fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordHasher").finish_non_exhaustive()
+    }
+}
+
+impl PasswordHasher {
+    /// A hasher with these parameters and at most `max_concurrent` hashes at once.
+    pub fn new(params: HashParams, max_concurrent: usize) -> Result<Self> {
+        Ok(PasswordHasher {
+            argon2: params.argon2()?,
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            dummy_hash: Arc::new(OnceCell::new()),
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
+    ) -> Result<T> {
+        let _permit = self.permits.acquire().await.map_err(Error::other)?;
+        let argon2 = self.argon2.clone();
+        tokio::task::spawn_blocking(move || work(&argon2))
+            .await
+            .map_err(Error::other)
+    }
+
+    /// The PHC string of a new argon2id hash of `password`.
+    pub async fn hash(&self, password: &Password) -> Result<String> {
+        let password = password.clone();
+        self.blocking(move |argon2| {
+            argon2
+                .hash_password(password.expose().as_bytes())
+                .map(|h| h.to_string())
+                .map_err(|e| Error::other(format!("hashing failed: {e}")))
+        })
+        .await?
+    }
+
+    /// Whether `password` matches the PHC string `hash` (any argon2 variant and parameters,
+    /// read from the string, such as hashes made by Python's passlib).
+    pub async fn verify(&self, password: &str, hash: &str) -> Result<bool> {
+        let password = password.to_owned();
+        let hash = hash.to_owned();
+        self.blocking(move |argon2| {
+            argon2
+                .verify_password(password.as_bytes(), hash.as_str())
+                .is_ok()
+        })
+        .await
+    }
+
+    /// Does the same work as [`verify`](Self::verify) against a fixed hash, so that a login for
+    /// an unknown email costs as much as one for a known email.
+    pub async fn verify_dummy(&self, password: &str) -> Result<()> {
+        let hash = self
+            .dummy_hash
+            .get_or_try_init(|| async {
+                self.hash(&Password::new("dummy-password-for-timing")?)
+                    .await
+            })
+            .await?
+            .clone();
+        self.verify(password, &hash).await.map(|_| ())
+    }
+}
+
+/// Registration, login and token verification.
+#[derive(Clone)]
+pub struct Auth {
+    users: Arc<dyn UserStore>,
+    hasher: PasswordHasher,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    config: Arc<AuthConfig>,
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+const INVALID_CREDENTIALS: &str = "invalid email or password";
+
+impl Auth {
+    /// The service over a user store.
+    pub fn new(users: Arc<dyn UserStore>, config: AuthConfig) -> Result<Self> {
+        let encoding = EncodingKey::from_secret(&config.secret).map_err(Error::other)?;
+        let decoding = DecodingKey::from_secret(&config.secret).map_err(Error::other)?;
+        let mut validation = Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "iat", "sub"]);
+        Ok(Auth {
+            users,
+            hasher: PasswordHasher::new(config.hash_params, config.max_concurrent_hashes)?,
+            encoding,
+            decoding,
+            validation,
+            config: Arc::new(config),
+        })
+    }
+
+    /// The password hasher, for tools that create users directly.
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.hasher
+    }
+
+    fn role_for(&self, email: &Email, stored: Role) -> Role {
+        if self.config.admin_emails.contains(email) {
+            Role::Admin
+        } else {
+            stored
+        }
+    }
+
+    /// Registers a user and returns it with a token. An email already registered is
+    /// [`Error::Conflict`] and the stored password is never replaced.
+    pub async fn register(&self, email: &str, password: &str) -> Result<(User, Token)> {
+        let email = Email::parse(email)?;
+        let password = Password::new(password)?;
+        if self.users.find_user_by_email(&email).await?.is_some() {
+            return Err(Error::Conflict("email already registered".into()));
+        }
+        let user = User {
+            id: Uuid::now_v7(),
+            role: self.role_for(&email, Role::Customer),
+            email,
+            password_hash: self.hasher.hash(&password).await?,
+            created_at: Utc::now(),
+        };
+        self.users.create_user(&user).await?;
+        let token = self.issue(&user)?;
+        Ok((user, token))
+    }
+
+    /// Checks the credentials and issues a token. Unknown emails and wrong passwords give the
+    /// same [`Error::Unauthorized`] after the same hashing work.
+    pub async fn login(&self, email: &str, password: &str) -> Result<(User, Token)> {
+        let unauthorized = || Error::Unauthorized(INVALID_CREDENTIALS.into());
+        let (Ok(email), true) = (
+            Email::parse(email),
+            password.len() <= crate::domain::PASSWORD_MAX_BYTES,
+        ) else {
+            return Err(unauthorized());
+        };
+        let Some(user) = self.users.find_user_by_email(&email).await? else {
+            self.hasher.verify_dummy(password).await?;
+            return Err(unauthorized());
+        };
+        if !self.hasher.verify(password, &user.password_hash).await? {
+            return Err(unauthorized());
+        }
+        let token = self.issue(&user)?;
+        Ok((user, token))
+    }
+
+    /// Issues a token for `user`.
+    pub fn issue(&self, user: &User) -> Result<Token> {
+        let now = Utc::now().timestamp();
+        let ttl = self.config.token_ttl.as_secs();
+        let claims = Claims {
+            sub: user.id.to_string(),
+            email: user.email.to_string(),
+            role: self.role_for(&user.email, user.role),
+            iat: now,
+            exp: now + ttl as i64,
+        };
+        let access_token =
+            jsonwebtoken::encode(&Header::new(jsonwebtoken::Algorithm::HS256), &claims, &self.encoding)
+                .map_err(Error::other)?;
+        Ok(Token {
+            access_token,
+            expires_in: ttl,
+        })
+    }
+
+    /// Verifies a bearer token: HS256 only, signed with our key, not expired.
+    pub fn verify(&self, token: &str) -> Result<Principal> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| Error::Unauthorized(format!("invalid token: {e}")))?;
+        let claims = data.claims;
+        let user_id = Uuid::parse_str(&claims.sub)
+            .map_err(|_| Error::Unauthorized("invalid token subject".into()))?;
+        let email = Email::parse(&claims.email)
+            .map_err(|_| Error::Unauthorized("invalid token email".into()))?;
+        Ok(Principal {
+            user_id,
+            email,
+            role: claims.role,
+        })
+    }
+}

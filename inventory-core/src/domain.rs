@@ -1,0 +1,559 @@
+//! Domain types. Every constructor validates, so a value of these types is always valid.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// Shortest accepted password, in bytes.
+pub const PASSWORD_MIN_BYTES: usize = 8;
+/// Longest accepted password, in bytes: hashing cost must not be the client's to choose.
+pub const PASSWORD_MAX_BYTES: usize = 1024;
+/// Largest quantity one order may ask for.
+pub const QUANTITY_MAX: u32 = 1_000_000;
+/// Longest product id, in bytes.
+pub const PRODUCT_ID_MAX_BYTES: usize = 128;
+/// Longest product name, in bytes.
+pub const PRODUCT_NAME_MAX_BYTES: usize = 512;
+/// Longest idempotency key, in bytes.
+pub const IDEMPOTENCY_KEY_MAX_BYTES: usize = 255;
+
+/// A normalised email address: trimmed, lower-cased and syntactically valid.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Email(String);
+
+impl Email {
+    /// Trims, lower-cases and validates `raw`.
+    ///
+    /// ```
+    /// # use inventory_core::Email;
+    /// assert_eq!(Email::parse("  Ann@Example.COM ").unwrap().as_str(), "ann@example.com");
+    /// assert!(Email::parse("not an email").is_err());
+    /// ```
+    pub fn parse(raw: &str) -> Result<Self> {
+        let normalised = raw.trim().to_lowercase();
+        if normalised.len() > 254 {
+            return Err(Error::invalid("email", "longer than 254 bytes"));
+        }
+        let address = lettre::Address::from_str(&normalised)
+            .map_err(|e| Error::invalid("email", format!("not a valid address ({e})")))?;
+        if !address.domain().contains('.') && address.domain() != "localhost" {
+            return Err(Error::invalid("email", "domain has no dot"));
+        }
+        Ok(Email(normalised))
+    }
+
+    /// The address as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for Email {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        Email::parse(&s)
+    }
+}
+
+impl From<Email> for String {
+    fn from(e: Email) -> String {
+        e.0
+    }
+}
+
+impl FromStr for Email {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Email::parse(s)
+    }
+}
+
+/// A clear-text password within the accepted length. Its `Debug` output hides it.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    /// Validates the length of `raw` (8 to 1024 bytes).
+    pub fn new(raw: impl Into<String>) -> Result<Self> {
+        let raw = raw.into();
+        if raw.len() < PASSWORD_MIN_BYTES {
+            return Err(Error::invalid(
+                "password",
+                format!("must be at least {PASSWORD_MIN_BYTES} bytes"),
+            ));
+        }
+        if raw.len() > PASSWORD_MAX_BYTES {
+            return Err(Error::invalid(
+                "password",
+                format!("must be at most {PASSWORD_MAX_BYTES} bytes"),
+            ));
+        }
+        Ok(Password(raw))
+    }
+
+    /// The clear text, for hashing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Places and sees their own orders.
+    Customer,
+    /// Also manages products and sees every order.
+    Admin,
+}
+
+/// Implements `as_str`, `Display` and `FromStr` for a field-less enum stored as text.
+macro_rules! text_enum {
+    ($ty:ident, $what:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The stored text form.
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $text),+ }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl FromStr for $ty {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self> {
+                match s {
+                    $($text => Ok($ty::$variant),)+
+                    other => Err(Error::invalid($what, format!("unknown value {other:?}"))),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(Role, "role" { Customer => "customer", Admin => "admin" });
+
+/// A registered user.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    /// Stable id.
+    pub id: Uuid,
+    /// Unique, normalised email.
+    pub email: Email,
+    /// argon2id hash in PHC string form.
+    pub password_hash: String,
+    /// What the user may do.
+    pub role: Role,
+    /// When the user registered.
+    pub created_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A product id chosen by the caller, such as `product-1`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ProductId(String);
+
+impl ProductId {
+    /// Validates `raw`: 1 to 128 bytes, no control characters, no surrounding spaces.
+    pub fn new(raw: impl Into<String>) -> Result<Self> {
+        let raw = raw.into();
+        if raw.is_empty() {
+            return Err(Error::invalid("product_id", "must not be empty"));
+        }
+        if raw.len() > PRODUCT_ID_MAX_BYTES {
+            return Err(Error::invalid(
+                "product_id",
+                format!("longer than {PRODUCT_ID_MAX_BYTES} bytes"),
+            ));
+        }
+        if raw.chars().any(char::is_control) || raw.trim() != raw {
+            return Err(Error::invalid(
+                "product_id",
+                "must not contain control characters or surrounding spaces",
+            ));
+        }
+        Ok(ProductId(raw))
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProductId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ProductId {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        ProductId::new(s)
+    }
+}
+
+impl From<ProductId> for String {
+    fn from(p: ProductId) -> String {
+        p.0
+    }
+}
+
+/// Whether a product can be ordered, derived from its quantity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProductStatus {
+    /// Quantity above zero.
+    InStock,
+    /// Quantity zero.
+    OutOfStock,
+}
+
+text_enum!(ProductStatus, "status" { InStock => "in_stock", OutOfStock => "out_of_stock" });
+
+/// A product with its stock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    /// Caller-chosen id.
+    pub id: ProductId,
+    /// Display name.
+    pub name: String,
+    /// Units in stock; never negative.
+    pub quantity: u64,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Product {
+    /// `in_stock` while quantity is above zero.
+    pub fn status(&self) -> ProductStatus {
+        if self.quantity > 0 {
+            ProductStatus::InStock
+        } else {
+            ProductStatus::OutOfStock
+        }
+    }
+}
+
+/// A product to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewProduct {
+    /// Caller-chosen id.
+    pub id: ProductId,
+    /// Display name, 1 to 512 bytes.
+    pub name: String,
+    /// Initial stock.
+    pub quantity: u64,
+}
+
+impl NewProduct {
+    /// Validates the name and builds the product.
+    pub fn new(id: ProductId, name: impl Into<String>, quantity: u64) -> Result<Self> {
+        let name = name.into();
+        if name.trim().is_empty() || name.len() > PRODUCT_NAME_MAX_BYTES {
+            return Err(Error::invalid(
+                "product_name",
+                format!("must be 1 to {PRODUCT_NAME_MAX_BYTES} bytes"),
+            ));
+        }
+        if quantity > i64::MAX as u64 {
+            return Err(Error::invalid("quantity", "too large"));
+        }
+        Ok(NewProduct { id, name, quantity })
+    }
+}
+
+/// How many units an order takes: 1 to [`QUANTITY_MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "u32")]
+pub struct Quantity(u32);
+
+impl Quantity {
+    /// One unit, the default of the original API.
+    pub const ONE: Quantity = Quantity(1);
+
+    /// Validates `n`.
+    pub fn new(n: i64) -> Result<Self> {
+        if n < 1 {
+            return Err(Error::invalid("quantity", "must be at least 1"));
+        }
+        if n > i64::from(QUANTITY_MAX) {
+            return Err(Error::invalid(
+                "quantity",
+                format!("must be at most {QUANTITY_MAX}"),
+            ));
+        }
+        Ok(Quantity(n as u32))
+    }
+
+    /// The number of units.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for Quantity {
+    type Error = Error;
+    fn try_from(n: i64) -> Result<Self> {
+        Quantity::new(n)
+    }
+}
+
+impl From<Quantity> for u32 {
+    fn from(q: Quantity) -> u32 {
+        q.0
+    }
+}
+
+/// A client-chosen key that makes placing an order safe to retry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Validates `raw`: 1 to 255 visible ASCII characters.
+    pub fn new(raw: impl Into<String>) -> Result<Self> {
+        let raw = raw.into();
+        if raw.is_empty()
+            || raw.len() > IDEMPOTENCY_KEY_MAX_BYTES
+            || !raw.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(Error::invalid(
+                "Idempotency-Key",
+                format!("must be 1 to {IDEMPOTENCY_KEY_MAX_BYTES} visible ASCII characters"),
+            ));
+        }
+        Ok(IdempotencyKey(raw))
+    }
+
+    /// The key as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderStatus {
+    /// Placed; the confirmation email is not yet accepted by the mail server.
+    Pending,
+    /// The confirmation email was accepted by the mail server.
+    Confirmed,
+    /// Cancelled; its stock was returned.
+    Cancelled,
+}
+
+text_enum!(OrderStatus, "status" { Pending => "pending", Confirmed => "confirmed", Cancelled => "cancelled" });
+
+/// A placed order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    /// UUID v7: sorts by creation time.
+    pub id: Uuid,
+    /// The user who placed it.
+    pub user_id: Uuid,
+    /// Who receives the confirmation.
+    pub buyer_email: Email,
+    /// What was ordered.
+    pub product_id: ProductId,
+    /// How many units.
+    pub quantity: Quantity,
+    /// Where it is in its life.
+    pub status: OrderStatus,
+    /// The key it was placed with, if any.
+    pub idempotency_key: Option<String>,
+    /// When it was placed.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An order to place: the input of [`OrderStore::place_order`](crate::OrderStore::place_order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    /// Id of the new order (UUID v7).
+    pub id: Uuid,
+    /// Id of the confirmation notification enqueued with it.
+    pub notification_id: Uuid,
+    /// The user placing it.
+    pub user_id: Uuid,
+    /// Who receives the confirmation.
+    pub buyer_email: Email,
+    /// What is ordered.
+    pub product_id: ProductId,
+    /// How many units.
+    pub quantity: Quantity,
+    /// Makes the call safe to retry.
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// The time of placing.
+    pub now: DateTime<Utc>,
+}
+
+impl NewOrder {
+    /// An order with fresh ids, placed now.
+    pub fn new(
+        user_id: Uuid,
+        buyer_email: Email,
+        product_id: ProductId,
+        quantity: Quantity,
+    ) -> Self {
+        NewOrder {
+            id: Uuid::now_v7(),
+            notification_id: Uuid::now_v7(),
+            user_id,
+            buyer_email,
+            product_id,
+            quantity,
+            idempotency_key: None,
+            now: Utc::now(),
+        }
+    }
+
+    /// Sets the idempotency key.
+    pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
+        self.idempotency_key = Some(key);
+        self
+    }
+
+    /// Whether `existing` (found under the same key) was placed with the same contents.
+    pub fn matches(&self, existing: &Order) -> bool {
+        existing.buyer_email == self.buyer_email
+            && existing.product_id == self.product_id
+            && existing.quantity == self.quantity
+    }
+}
+
+/// The result of placing an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    /// The order.
+    pub order: Order,
+    /// True when the idempotency key matched an earlier order, which is returned unchanged.
+    pub replayed: bool,
+}
+
+/// The delivery state of a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationStatus {
+    /// Waiting to be sent (possibly after a failed attempt).
+    Pending,
+    /// Accepted by the mail server.
+    Sent,
+    /// Given up on; `last_error` says why.
+    Failed,
+}
+
+text_enum!(NotificationStatus, "status" { Pending => "pending", Sent => "sent", Failed => "failed" });
+
+/// An order-confirmation email waiting in the outbox, with everything needed to render it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// Stable id; also the base of the email's `Message-ID`.
+    pub id: Uuid,
+    /// The order it confirms.
+    pub order_id: Uuid,
+    /// Who receives it.
+    pub recipient: Email,
+    /// The product ordered.
+    pub product_id: ProductId,
+    /// The product's name at the time of ordering.
+    pub product_name: String,
+    /// Units ordered.
+    pub quantity: Quantity,
+    /// Delivery state.
+    pub status: NotificationStatus,
+    /// Attempts started so far (counted when claimed).
+    pub attempts: u32,
+    /// Not to be tried before this time.
+    pub next_attempt_at: DateTime<Utc>,
+    /// The dispatcher holding the lease, if any.
+    pub lease_owner: Option<String>,
+    /// When the lease runs out.
+    pub lease_until: Option<DateTime<Utc>>,
+    /// The error of the last failed attempt.
+    pub last_error: Option<String>,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When the mail server accepted it.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// Counts of notifications by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct NotificationCounts {
+    /// Waiting.
+    pub pending: u64,
+    /// Delivered.
+    pub sent: u64,
+    /// Given up on.
+    pub failed: u64,
+}
+
+/// A window of a list: at most `limit` items after skipping `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// Items to skip.
+    pub offset: u32,
+    /// Items to return (1 to 1000).
+    pub limit: u32,
+}
+
+impl Page {
+    /// Largest page size.
+    pub const MAX_LIMIT: u32 = 1000;
+
+    /// Validates the window.
+    pub fn new(offset: u32, limit: u32) -> Result<Self> {
+        if limit == 0 || limit > Self::MAX_LIMIT {
+            return Err(Error::invalid(
+                "limit",
+                format!("must be 1 to {}", Self::MAX_LIMIT),
+            ));
+        }
+        Ok(Page { offset, limit })
+    }
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Page {
+            offset: 0,
+            limit: 100,
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The one error type of the library.
+
+use std::fmt;
+
+/// What went wrong, as a kind a caller can act on without matching strings.
+///
+/// Every backend converts its own failures into one of these variants; the example server maps
+/// them to HTTP statuses with [`Error::kind`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The thing asked for does not exist (HTTP 404).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request clashes with existing state: an email already registered, an order already
+    /// cancelled, an idempotency key reused with other contents (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Not enough stock for the requested quantity (HTTP 409).
+    #[error("product {product_id} is out of stock")]
+    OutOfStock {
+        /// The product asked for.
+        product_id: String,
+    },
+    /// The input does not satisfy the domain rules (HTTP 422).
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// Which field was wrong.
+        field: &'static str,
+        /// Why, in words a client can show.
+        reason: String,
+    },
+    /// Bad credentials or token (HTTP 401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated but not allowed (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The backend cannot be reached or is overloaded; retrying later may succeed (HTTP 503).
+    #[error("backend unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// Anything else: a bug or corrupt data (HTTP 500).
+    #[error("internal error: {0}")]
+    Other(#[source] BoxError),
+}
+
+/// A boxed error source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The kind of an [`Error`], without its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// See [`Error::NotFound`].
+    NotFound,
+    /// See [`Error::Conflict`].
+    Conflict,
+    /// See [`Error::OutOfStock`].
+    OutOfStock,
+    /// See [`Error::InvalidInput`].
+    InvalidInput,
+    /// See [`Error::Unauthorized`].
+    Unauthorized,
+    /// See [`Error::Forbidden`].
+    Forbidden,
+    /// See [`Error::Unavailable`].
+    Unavailable,
+    /// See [`Error::Other`].
+    Other,
+}
+
+impl ErrorKind {
+    /// The HTTP status code a server should answer with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::NotFound => 404,
+            ErrorKind::Conflict | ErrorKind::OutOfStock => 409,
+            ErrorKind::InvalidInput => 422,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::Other => 500,
+        }
+    }
+}
+
+impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::Conflict(_) => ErrorKind::Conflict,
+            Error::OutOfStock { .. } => ErrorKind::OutOfStock,
+            Error::InvalidInput { .. } => ErrorKind::InvalidInput,
+            Error::Unauthorized(_) => ErrorKind::Unauthorized,
+            Error::Forbidden(_) => ErrorKind::Forbidden,
+            Error::Unavailable(_) => ErrorKind::Unavailable,
+            Error::Other(_) => ErrorKind::Other,
+        }
+    }
+
+    /// Whether retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Unavailable(_))
+    }
+
+    /// An [`Error::InvalidInput`].
+    pub fn invalid(field: &'static str, reason: impl fmt::Display) -> Self {
+        Error::InvalidInput {
+            field,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// An [`Error::Other`] from any error or message.
+    pub fn other(e: impl Into<BoxError>) -> Self {
+        Error::Other(e.into())
+    }
+
+    /// An [`Error::Unavailable`] from any error or message.
+    pub fn unavailable(e: impl Into<BoxError>) -> Self {
+        Error::Unavailable(e.into())
+    }
+}
+
+/// Why a [`Mailer`](crate::Mailer) could not send a message.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MailError {
+    /// Worth retrying later: connection refused, timeout, a 4xx reply.
+    #[error("transient mail error: {0}")]
+    Transient(String),
+    /// Never worth retrying: the server rejected the message or recipient (5xx), or the message
+    /// cannot be built.
+    #[error("permanent mail error: {0}")]
+    Permanent(String),
+}
+
+impl MailError {
+    /// Whether the dispatcher should give up on this message at once.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, MailError::Permanent(_))
+    }
+}

@@ -1,0 +1,419 @@
+//! An in-memory store with the same semantics as the database backends. Use it as a fake in
+//! tests, or for a single process that need not keep its data.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::domain::*;
+use crate::error::{Error, Result};
+use crate::ports::*;
+
+#[derive(Default)]
+struct State {
+    users: HashMap<Uuid, User>,
+    user_by_email: HashMap<Email, Uuid>,
+    products: BTreeMap<ProductId, Product>,
+    orders: BTreeMap<Uuid, Order>,
+    order_by_key: HashMap<(Uuid, String), Uuid>,
+    notifications: BTreeMap<Uuid, Notification>,
+    notification_by_order: HashMap<Uuid, Uuid>,
+}
+
+/// The in-memory store. Every operation takes one lock, so each is atomic.
+pub struct MemoryStore {
+    state: Mutex<State>,
+    signal: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            state: Mutex::new(State::default()),
+            signal: watch::channel(0).0,
+        }
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| Error::other("memory store lock poisoned"))?;
+        f(&mut state)
+    }
+}
+
+fn page<T: Clone>(items: impl Iterator<Item = T>, page: Page) -> Vec<T> {
+    items
+        .skip(page.offset as usize)
+        .take(page.limit as usize)
+        .collect()
+}
+
+fn leased_notification<'a>(
+    state: &'a mut State,
+    id: Uuid,
+    owner: &str,
+) -> Result<&'a mut Notification> {
+    match state.notifications.get_mut(&id) {
+        Some(n) if n.status == NotificationStatus::Pending && n.lease_owner.as_deref() == Some(owner) => Ok(n),
+        Some(_) => Err(Error::Conflict(format!("lease on notification {id} lost"))),
+        None => Err(Error::NotFound(format!("notification {id}"))),
+    }
+}
+
+#[async_trait]
+impl UserStore for MemoryStore {
+    async fn create_user(&self, user: &User) -> Result<()> {
+        self.with(|s| {
+            if s.user_by_email.contains_key(&user.email) {
+                return Err(Error::Conflict("email already registered".into()));
+            }
+            s.user_by_email.insert(user.email.clone(), user.id);
+            s.users.insert(user.id, user.clone());
+            Ok(())
+        })
+    }
+
+    async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>> {
+        self.with(|s| Ok(s.user_by_email.get(email).and_then(|id| s.users.get(id)).cloned()))
+    }
+
+    async fn get_user(&self, id: Uuid) -> Result<Option<User>> {
+        self.with(|s| Ok(s.users.get(&id).cloned()))
+    }
+
+    async fn set_role(&self, email: &Email, role: Role) -> Result<User> {
+        self.with(|s| {
+            let id = s
+                .user_by_email
+                .get(email)
+                .ok_or_else(|| Error::NotFound(format!("user {email}")))?;
+            let user = s.users.get_mut(id).ok_or_else(|| Error::other("index out of sync"))?;
+            user.role = role;
+            Ok(user.clone())
+        })
+    }
+}
+
+#[async_trait]
+impl ProductStore for MemoryStore {
+    async fn create_product(&self, p: &NewProduct, now: DateTime<Utc>) -> Result<Product> {
+        self.with(|s| {
+            if s.products.contains_key(&p.id) {
+                return Err(Error::Conflict(format!("product {} already exists", p.id)));
+            }
+            let product = Product {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                quantity: p.quantity,
+                created_at: now,
+                updated_at: now,
+            };
+            s.products.insert(p.id.clone(), product.clone());
+            Ok(product)
+        })
+    }
+
+    async fn ensure_product(&self, p: &NewProduct, now: DateTime<Utc>) -> Result<bool> {
+        match self.create_product(p, now).await {
+            Ok(_) => Ok(true),
+            Err(Error::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get_product(&self, id: &ProductId) -> Result<Option<Product>> {
+        self.with(|s| Ok(s.products.get(id).cloned()))
+    }
+
+    async fn list_products(&self, p: Page) -> Result<Vec<Product>> {
+        self.with(|s| Ok(page(s.products.values().cloned(), p)))
+    }
+
+    async fn restock(&self, id: &ProductId, add: u64, now: DateTime<Utc>) -> Result<Product> {
+        self.with(|s| {
+            let product = s
+                .products
+                .get_mut(id)
+                .ok_or_else(|| Error::NotFound(format!("product {id}")))?;
+            product.quantity = product
+                .quantity
+                .checked_add(add)
+                .filter(|q| *q <= i64::MAX as u64)
+                .ok_or_else(|| Error::invalid("quantity", "stock would overflow"))?;
+            product.updated_at = now;
+            Ok(product.clone())
+        })
+    }
+}
+
+#[async_trait]
+impl OrderStore for MemoryStore {
+    async fn place_order(&self, new: &NewOrder) -> Result<Placed> {
+        let placed = self.with(|s| {
+            if let Some(key) = &new.idempotency_key {
+                if let Some(id) = s.order_by_key.get(&(new.user_id, key.as_str().to_owned())) {
+                    let order = s.orders[id].clone();
+                    if !new.matches(&order) {
+                        return Err(Error::Conflict(
+                            "idempotency key reused with different order contents".into(),
+                        ));
+                    }
+                    return Ok(Placed {
+                        order,
+                        replayed: true,
+                    });
+                }
+            }
+            let product = s
+                .products
+                .get_mut(&new.product_id)
+                .ok_or_else(|| Error::NotFound(format!("product {}", new.product_id)))?;
+            let take = u64::from(new.quantity.get());
+            if product.quantity < take {
+                return Err(Error::OutOfStock {
+                    product_id: new.product_id.to_string(),
+                });
+            }
+            product.quantity -= take;
+            product.updated_at = new.now;
+            let product_name = product.name.clone();
+            let order = Order {
+                id: new.id,
+                user_id: new.user_id,
+                buyer_email: new.buyer_email.clone(),
+                product_id: new.product_id.clone(),
+                quantity: new.quantity,
+                status: OrderStatus::Pending,
+                idempotency_key: new.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
+                created_at: new.now,
+                updated_at: new.now,
+            };
+            let notification = Notification {
+                id: new.notification_id,
+                order_id: new.id,
+                recipient: new.buyer_email.clone(),
+                product_id: new.product_id.clone(),
+                product_name,
+                quantity: new.quantity,
+                status: NotificationStatus::Pending,
+                attempts: 0,
+                next_attempt_at: new.now,
+                lease_owner: None,
+                lease_until: None,
+                last_error: None,
+                created_at: new.now,
+                sent_at: None,
+            };
+            if let Some(key) = &order.idempotency_key {
+                s.order_by_key.insert((new.user_id, key.clone()), new.id);
+            }
+            s.orders.insert(order.id, order.clone());
+            s.notification_by_order.insert(order.id, notification.id);
+            s.notifications.insert(notification.id, notification);
+            Ok(Placed {
+                order,
+                replayed: false,
+            })
+        })?;
+        if !placed.replayed {
+            self.signal.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(placed)
+    }
+
+    async fn get_order(&self, id: Uuid) -> Result<Option<Order>> {
+        self.with(|s| Ok(s.orders.get(&id).cloned()))
+    }
+
+    async fn list_orders_for_user(&self, user_id: Uuid, p: Page) -> Result<Vec<Order>> {
+        self.with(|s| {
+            Ok(page(
+                s.orders.values().rev().filter(|o| o.user_id == user_id).cloned(),
+                p,
+            ))
+        })
+    }
+
+    async fn list_orders(&self, p: Page) -> Result<Vec<Order>> {
+        self.with(|s| Ok(page(s.orders.values().rev().cloned(), p)))
+    }
+
+    async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Order> {
+        self.with(|s| {
+            let order = s
+                .orders
+                .get_mut(&id)
+                .ok_or_else(|| Error::NotFound(format!("order {id}")))?;
+            if order.status == OrderStatus::Cancelled {
+                return Err(Error::Conflict(format!("order {id} is already cancelled")));
+            }
+            order.status = OrderStatus::Cancelled;
+            order.updated_at = now;
+            let order = order.clone();
+            if let Some(product) = s.products.get_mut(&order.product_id) {
+                product.quantity += u64::from(order.quantity.get());
+                product.updated_at = now;
+            }
+            Ok(order)
+        })
+    }
+}
+
+#[async_trait]
+impl NotificationStore for MemoryStore {
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Notification>> {
+        let lease_until = now + chrono::Duration::from_std(lease).map_err(Error::other)?;
+        self.with(|s| {
+            let mut due: Vec<&mut Notification> = s
+                .notifications
+                .values_mut()
+                .filter(|n| {
+                    n.status == NotificationStatus::Pending
+                        && n.next_attempt_at <= now
+                        && n.lease_until.is_none_or(|until| until < now)
+                })
+                .collect();
+            due.sort_by_key(|n| (n.next_attempt_at, n.id));
+            Ok(due
+                .into_iter()
+                .take(limit as usize)
+                .map(|n| {
+                    n.lease_owner = Some(owner.to_owned());
+                    n.lease_until = Some(lease_until);
+                    n.attempts += 1;
+                    n.clone()
+                })
+                .collect())
+        })
+    }
+
+    async fn mark_sent(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> Result<()> {
+        self.with(|s| {
+            let n = leased_notification(s, id, owner)?;
+            n.status = NotificationStatus::Sent;
+            n.sent_at = Some(now);
+            n.lease_owner = None;
+            n.lease_until = None;
+            let order_id = n.order_id;
+            if let Some(order) = s.orders.get_mut(&order_id) {
+                if order.status == OrderStatus::Pending {
+                    order.status = OrderStatus::Confirmed;
+                    order.updated_at = now;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn mark_failed(
+        &self,
+        id: Uuid,
+        owner: &str,
+        error: &str,
+        next_attempt_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        self.with(|s| {
+            let n = leased_notification(s, id, owner)?;
+            n.last_error = Some(error.to_owned());
+            n.lease_owner = None;
+            n.lease_until = None;
+            match next_attempt_at {
+                Some(at) => n.next_attempt_at = at,
+                None => n.status = NotificationStatus::Failed,
+            }
+            Ok(())
+        })
+    }
+
+    async fn notification_for_order(&self, order_id: Uuid) -> Result<Option<Notification>> {
+        self.with(|s| {
+            Ok(s.notification_by_order
+                .get(&order_id)
+                .and_then(|id| s.notifications.get(id))
+                .cloned())
+        })
+    }
+
+    async fn list_notifications(
+        &self,
+        status: NotificationStatus,
+        p: Page,
+    ) -> Result<Vec<Notification>> {
+        self.with(|s| {
+            Ok(page(
+                s.notifications.values().filter(|n| n.status == status).cloned(),
+                p,
+            ))
+        })
+    }
+
+    async fn notification_counts(&self) -> Result<NotificationCounts> {
+        self.with(|s| {
+            let mut c = NotificationCounts::default();
+            for n in s.notifications.values() {
+                match n.status {
+                    NotificationStatus::Pending => c.pending += 1,
+                    NotificationStatus::Sent => c.sent += 1,
+                    NotificationStatus::Failed => c.failed += 1,
+                }
+            }
+            Ok(c)
+        })
+    }
+
+    async fn retry_failed(&self, id: Option<Uuid>, now: DateTime<Utc>) -> Result<u64> {
+        let count = self.with(|s| {
+            let mut count = 0;
+            for n in s.notifications.values_mut() {
+                if n.status == NotificationStatus::Failed && id.is_none_or(|id| id == n.id) {
+                    n.status = NotificationStatus::Pending;
+                    n.attempts = 0;
+                    n.next_attempt_at = now;
+                    count += 1;
+                }
+            }
+            Ok(count)
+        })?;
+        if count > 0 {
+            self.signal.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(count)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.signal.subscribe()
+    }
+}
+
+#[async_trait]
+impl Health for MemoryStore {
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+}

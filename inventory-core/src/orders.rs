@@ -1,0 +1,123 @@
+//! Placing, reading and cancelling orders on behalf of an authenticated [`Principal`].
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::domain::*;
+use crate::error::{Error, Result};
+use crate::ports::{NotificationStore, OrderStore};
+
+/// What a client asks for when placing an order (the original API's body plus a key).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlaceOrderRequest {
+    /// Who receives the confirmation; defaults to the caller. Only admins may name someone else.
+    pub buyer_email: Option<String>,
+    /// The product to order.
+    pub product_id: String,
+    /// Units, default 1.
+    pub quantity: Option<i64>,
+    /// Makes the request safe to retry.
+    pub idempotency_key: Option<String>,
+}
+
+/// An order with the delivery state of its confirmation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderView {
+    /// The order.
+    pub order: Order,
+    /// Its confirmation email, if the store still has it.
+    pub notification: Option<Notification>,
+}
+
+/// The ordering service.
+#[derive(Clone)]
+pub struct Orders {
+    orders: Arc<dyn OrderStore>,
+    notifications: Arc<dyn NotificationStore>,
+}
+
+impl std::fmt::Debug for Orders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Orders").finish_non_exhaustive()
+    }
+}
+
+impl Orders {
+    /// The service over its stores (usually the same [`Store`](crate::Store) twice).
+    pub fn new(orders: Arc<dyn OrderStore>, notifications: Arc<dyn NotificationStore>) -> Self {
+        Orders {
+            orders,
+            notifications,
+        }
+    }
+
+    /// Validates and places an order. The buyer must be the caller unless the caller is admin
+    /// ([`Error::Forbidden`]).
+    pub async fn place(&self, who: &Principal, req: PlaceOrderRequest) -> Result<Placed> {
+        let buyer = match req.buyer_email.as_deref() {
+            None => who.email.clone(),
+            Some(raw) => Email::parse(raw)?,
+        };
+        let product_id = ProductId::new(req.product_id)?;
+        let quantity = Quantity::new(req.quantity.unwrap_or(1))?;
+        let key = req.idempotency_key.map(IdempotencyKey::new).transpose()?;
+        if buyer != who.email && !who.is_admin() {
+            return Err(Error::Forbidden(
+                "you may only place orders for your own email".into(),
+            ));
+        }
+        let mut new = NewOrder::new(who.user_id, buyer, product_id, quantity);
+        if let Some(key) = key {
+            new = new.with_idempotency_key(key);
+        }
+        let result = self.orders.place_order(&new).await;
+        match &result {
+            Ok(placed) if !placed.replayed => {
+                metrics::counter!("inventory_orders_placed_total").increment(1)
+            }
+            Err(Error::OutOfStock { .. }) => {
+                metrics::counter!("inventory_orders_out_of_stock_total").increment(1)
+            }
+            _ => {}
+        }
+        result
+    }
+
+    async fn visible(&self, who: &Principal, id: Uuid) -> Result<Order> {
+        match self.orders.get_order(id).await? {
+            // Someone else's order is reported as missing, so ids do not leak.
+            Some(order) if order.user_id == who.user_id || who.is_admin() => Ok(order),
+            _ => Err(Error::NotFound(format!("order {id}"))),
+        }
+    }
+
+    /// An order of the caller (any order for admins) with its notification.
+    pub async fn get(&self, who: &Principal, id: Uuid) -> Result<OrderView> {
+        let order = self.visible(who, id).await?;
+        let notification = self.notifications.notification_for_order(id).await?;
+        Ok(OrderView {
+            order,
+            notification,
+        })
+    }
+
+    /// The caller's orders, newest first; for admins with `all`, every order.
+    pub async fn list(&self, who: &Principal, all: bool, page: Page) -> Result<Vec<Order>> {
+        if all {
+            if !who.is_admin() {
+                return Err(Error::Forbidden("admins only".into()));
+            }
+            return self.orders.list_orders(page).await;
+        }
+        self.orders.list_orders_for_user(who.user_id, page).await
+    }
+
+    /// Cancels an order of the caller (any order for admins), returning its stock.
+    pub async fn cancel(&self, who: &Principal, id: Uuid) -> Result<Order> {
+        self.visible(who, id).await?;
+        self.orders.cancel_order(id, Utc::now()).await
+    }
+}

@@ -1,0 +1,152 @@
+//! The ports: storage traits a backend implements, and the [`Mailer`].
+//!
+//! Every method is atomic on its own. Times are passed in by the caller so behaviour that
+//! depends on the clock (leases, retries) is deterministic in tests.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::domain::*;
+use crate::error::{MailError, Result};
+
+/// Users and their credentials.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Stores a new user. An email that exists already is [`Error::Conflict`](crate::Error) and
+    /// leaves the stored user (and password) untouched.
+    async fn create_user(&self, user: &User) -> Result<()>;
+    /// The user with this (normalised) email.
+    async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>>;
+    /// The user with this id.
+    async fn get_user(&self, id: Uuid) -> Result<Option<User>>;
+    /// Changes a user's role; [`Error::NotFound`](crate::Error) for an unknown email.
+    async fn set_role(&self, email: &Email, role: Role) -> Result<User>;
+}
+
+/// Products and their stock.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait ProductStore: Send + Sync {
+    /// Creates a product; an existing id is [`Error::Conflict`](crate::Error).
+    async fn create_product(&self, product: &NewProduct, now: DateTime<Utc>) -> Result<Product>;
+    /// Creates the product unless its id exists; returns whether it was created.
+    /// Seeding with this is idempotent and never resets stock.
+    async fn ensure_product(&self, product: &NewProduct, now: DateTime<Utc>) -> Result<bool>;
+    /// The product with this id.
+    async fn get_product(&self, id: &ProductId) -> Result<Option<Product>>;
+    /// Products ordered by id.
+    async fn list_products(&self, page: Page) -> Result<Vec<Product>>;
+    /// Adds `add` units to the stock.
+    async fn restock(&self, id: &ProductId, add: u64, now: DateTime<Utc>) -> Result<Product>;
+}
+
+/// Orders.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait OrderStore: Send + Sync {
+    /// Places an order in one atomic step: the product must exist
+    /// ([`Error::NotFound`](crate::Error)) and have `quantity` units
+    /// ([`Error::OutOfStock`](crate::Error)); the stock is decremented, the order written and
+    /// its confirmation notification enqueued, all or nothing, and the outbox signal raised.
+    ///
+    /// With an idempotency key already used by the same user, the earlier order is returned
+    /// with `replayed = true` and nothing changes; if its contents differ, it is a
+    /// [`Error::Conflict`](crate::Error). This holds under any concurrency.
+    async fn place_order(&self, order: &NewOrder) -> Result<Placed>;
+    /// The order with this id.
+    async fn get_order(&self, id: Uuid) -> Result<Option<Order>>;
+    /// A user's orders, newest first.
+    async fn list_orders_for_user(&self, user_id: Uuid, page: Page) -> Result<Vec<Order>>;
+    /// Every order, newest first.
+    async fn list_orders(&self, page: Page) -> Result<Vec<Order>>;
+    /// Cancels a pending or confirmed order and returns its units to stock, exactly once:
+    /// cancelling a cancelled order is a [`Error::Conflict`](crate::Error).
+    async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Order>;
+}
+
+/// The outbox of notifications.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait NotificationStore: Send + Sync {
+    /// Claims up to `limit` due notifications for `owner` until `now + lease`: pending ones whose
+    /// next attempt time has come and whose lease (if any) has run out, oldest first. Each
+    /// claim counts one attempt. Two concurrent callers never get the same notification.
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Notification>>;
+    /// Marks a notification sent and its order confirmed (unless cancelled meanwhile).
+    /// Fails with [`Error::Conflict`](crate::Error) if `owner` no longer holds the lease.
+    async fn mark_sent(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> Result<()>;
+    /// Releases the lease after a failed attempt: the notification stays pending until
+    /// `next_attempt_at`, or becomes failed when that is `None`.
+    /// Fails with [`Error::Conflict`](crate::Error) if `owner` no longer holds the lease.
+    async fn mark_failed(
+        &self,
+        id: Uuid,
+        owner: &str,
+        error: &str,
+        next_attempt_at: Option<DateTime<Utc>>,
+    ) -> Result<()>;
+    /// The notification of an order.
+    async fn notification_for_order(&self, order_id: Uuid) -> Result<Option<Notification>>;
+    /// Notifications with a status, oldest first.
+    async fn list_notifications(
+        &self,
+        status: NotificationStatus,
+        page: Page,
+    ) -> Result<Vec<Notification>>;
+    /// Counts by status.
+    async fn notification_counts(&self) -> Result<NotificationCounts>;
+    /// Puts failed notifications back to pending, due at `now`, with their attempt count reset.
+    /// `None` retries every failed one. Returns how many were reset.
+    async fn retry_failed(&self, id: Option<Uuid>, now: DateTime<Utc>) -> Result<u64>;
+    /// A receiver whose value changes whenever new work may be due (an order placed here or,
+    /// for shared databases, in another process). A hint only: the dispatcher also sweeps.
+    fn subscribe(&self) -> watch::Receiver<u64>;
+}
+
+/// Liveness of the store.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Health: Send + Sync {
+    /// Succeeds when the store answers.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Everything a backend implements. Implemented automatically for any type with all the parts.
+pub trait Store: UserStore + ProductStore + OrderStore + NotificationStore + Health {}
+
+impl<T: UserStore + ProductStore + OrderStore + NotificationStore + Health> Store for T {}
+
+/// A rendered email ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingEmail {
+    /// `Message-ID` without angle brackets; stable per notification so that a redelivery can
+    /// be recognised downstream.
+    pub message_id: String,
+    /// Recipient.
+    pub to: Email,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub text: String,
+    /// HTML body (already escaped).
+    pub html: String,
+}
+
+/// Sends one rendered message.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    /// Hands the message to the mail system. `Ok` means it was accepted.
+    async fn send(&self, email: &OutgoingEmail) -> std::result::Result<(), MailError>;
+}

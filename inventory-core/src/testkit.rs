@@ -1,0 +1,535 @@
+//! The backend conformance suite (feature `testkit`).
+//!
+//! Every function here is a test of one storage behaviour against a fresh, empty store.
+//! A backend proves itself with [`store_conformance!`](crate::store_conformance), which expands
+//! to one `#[tokio::test]` per function:
+//!
+//! ```ignore
+//! inventory_core::store_conformance!(async { std::sync::Arc::new(MyStore::connect(..).await.unwrap()) });
+//! ```
+//!
+//! The functions are public so a backend can also call them one by one. They are test code:
+//! they panic on failure and are not part of the stable API.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::dispatcher::{Dispatcher, DispatcherConfig};
+use crate::domain::*;
+use crate::error::Error;
+use crate::mail::RecordingMailer;
+use crate::ports::*;
+
+/// A store under test.
+pub type TestStore = Arc<dyn Store>;
+
+/// Expands to one `#[tokio::test]` per conformance case. The argument is an expression that
+/// evaluates to a future yielding a fresh, empty [`TestStore`] (it is evaluated once per test).
+#[macro_export]
+macro_rules! store_conformance {
+    ($factory:expr) => {
+        $crate::__store_conformance_cases!($factory;
+            users_email_is_unique_and_password_kept,
+            users_lookup_and_roles,
+            products_create_list_restock,
+            place_order_unknown_product_is_not_found,
+            place_order_out_of_stock_changes_nothing,
+            place_order_success_takes_stock_and_enqueues,
+            concurrent_buyers_never_oversell,
+            idempotency_replay_under_concurrency,
+            idempotency_key_is_per_user,
+            cancel_restores_stock_exactly_once,
+            lease_claim_expiry_and_reclaim,
+            mark_sent_and_mark_failed,
+            retry_failed_puts_back_to_pending,
+            two_dispatchers_deliver_each_exactly_once,
+            orders_list_newest_first_with_pagination,
+            placing_an_order_raises_the_signal,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_conformance_cases {
+    ($factory:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let store: $crate::testkit::TestStore = $factory.await;
+                $crate::testkit::$case(store).await;
+            }
+        )+
+    };
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc::now()
+}
+
+/// Creates a user with this email (and a placeholder hash).
+pub async fn user(store: &TestStore, email: &str) -> User {
+    let user = User {
+        id: Uuid::now_v7(),
+        email: Email::parse(email).expect("valid email"),
+        password_hash: "$argon2id$placeholder".into(),
+        role: Role::Customer,
+        created_at: Utc::now(),
+    };
+    store.create_user(&user).await.expect("create user");
+    user
+}
+
+/// Creates a product with this id and stock.
+pub async fn product(store: &TestStore, id: &str, quantity: u64) -> ProductId {
+    let id = ProductId::new(id).expect("valid id");
+    let p = NewProduct::new(id.clone(), format!("Product {id}"), quantity).expect("valid");
+    store.create_product(&p, t0()).await.expect("create product");
+    id
+}
+
+/// An order of `quantity` units of `product` for `user`.
+pub fn order(user: &User, product: &ProductId, quantity: i64) -> NewOrder {
+    NewOrder::new(
+        user.id,
+        user.email.clone(),
+        product.clone(),
+        Quantity::new(quantity).expect("valid quantity"),
+    )
+}
+
+async fn stock(store: &TestStore, id: &ProductId) -> u64 {
+    store.get_product(id).await.unwrap().expect("product exists").quantity
+}
+
+/// A second registration of an email is a conflict and never replaces the stored password;
+/// the uniqueness holds for concurrent registrations too.
+pub async fn users_email_is_unique_and_password_kept(store: TestStore) {
+    let first = user(&store, "ann@example.com").await;
+    let mut second = first.clone();
+    second.id = Uuid::now_v7();
+    second.password_hash = "$argon2id$other".into();
+    let err = store.create_user(&second).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "got {err:?}");
+    let stored = store.find_user_by_email(&first.email).await.unwrap().unwrap();
+    assert_eq!(stored.password_hash, first.password_hash);
+    assert_eq!(stored.id, first.id);
+
+    let email = Email::parse("race@example.com").unwrap();
+    let attempts = (0..10).map(|i| {
+        let store = store.clone();
+        let email = email.clone();
+        tokio::spawn(async move {
+            let u = User {
+                id: Uuid::now_v7(),
+                email,
+                password_hash: format!("hash-{i}"),
+                role: Role::Customer,
+                created_at: Utc::now(),
+            };
+            store.create_user(&u).await
+        })
+    });
+    let results = futures::future::join_all(attempts).await;
+    let ok = results.iter().filter(|r| matches!(r, Ok(Ok(())))).count();
+    let conflicts = results.iter().filter(|r| matches!(r, Ok(Err(Error::Conflict(_))))).count();
+    assert_eq!((ok, conflicts), (1, 9));
+}
+
+/// Users are found by normalised email and by id; roles can change.
+pub async fn users_lookup_and_roles(store: TestStore) {
+    let u = user(&store, "Bob@Example.com").await;
+    let found = store
+        .find_user_by_email(&Email::parse("  BOB@example.COM").unwrap())
+        .await
+        .unwrap()
+        .expect("found by normalised email");
+    assert_eq!(found, u);
+    assert_eq!(store.get_user(u.id).await.unwrap(), Some(u.clone()));
+    assert_eq!(store.get_user(Uuid::now_v7()).await.unwrap(), None);
+    assert_eq!(
+        store.find_user_by_email(&Email::parse("nobody@example.com").unwrap()).await.unwrap(),
+        None
+    );
+    let admin = store.set_role(&u.email, Role::Admin).await.unwrap();
+    assert_eq!(admin.role, Role::Admin);
+    assert_eq!(store.get_user(u.id).await.unwrap().unwrap().role, Role::Admin);
+    let missing = store.set_role(&Email::parse("x@example.com").unwrap(), Role::Admin).await;
+    assert!(matches!(missing, Err(Error::NotFound(_))));
+}
+
+/// Products: create, duplicate conflict, idempotent ensure, ordered pages, restock.
+pub async fn products_create_list_restock(store: TestStore) {
+    let ids: Vec<ProductId> = futures::future::join_all(
+        ["p-3", "p-1", "p-2"].map(|id| product(&store, id, 5)).into_iter().map(Box::pin),
+    )
+    .await;
+    let dup = NewProduct::new(ids[0].clone(), "Other", 99).unwrap();
+    assert!(matches!(store.create_product(&dup, t0()).await, Err(Error::Conflict(_))));
+    assert!(!store.ensure_product(&dup, t0()).await.unwrap(), "existing id is not created");
+    assert_eq!(stock(&store, &ids[0]).await, 5, "ensure never resets stock");
+    let fresh = NewProduct::new(ProductId::new("p-4").unwrap(), "Four", 0).unwrap();
+    assert!(store.ensure_product(&fresh, t0()).await.unwrap());
+    assert!(!store.ensure_product(&fresh, t0()).await.unwrap());
+
+    let all = store.list_products(Page::default()).await.unwrap();
+    let names: Vec<&str> = all.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(names, ["p-1", "p-2", "p-3", "p-4"]);
+    assert_eq!(all[3].status(), ProductStatus::OutOfStock);
+    let second_page = store.list_products(Page::new(2, 1).unwrap()).await.unwrap();
+    assert_eq!(second_page.len(), 1);
+    assert_eq!(second_page[0].id.as_str(), "p-3");
+
+    let restocked = store.restock(&fresh.id, 7, t0()).await.unwrap();
+    assert_eq!(restocked.quantity, 7);
+    assert_eq!(restocked.status(), ProductStatus::InStock);
+    let missing = store.restock(&ProductId::new("nope").unwrap(), 1, t0()).await;
+    assert!(matches!(missing, Err(Error::NotFound(_))));
+    let odd = ProductId::new("../'; DROP TABLE products; --\"é").unwrap();
+    let weird = NewProduct::new(odd.clone(), "Robert'); DROP TABLE orders;--", 1).unwrap();
+    store.create_product(&weird, t0()).await.unwrap();
+    let back = store.get_product(&odd).await.unwrap().expect("stored verbatim");
+    assert_eq!(back.name, weird.name);
+}
+
+/// Ordering a product that does not exist is not-found and changes nothing.
+pub async fn place_order_unknown_product_is_not_found(store: TestStore) {
+    let u = user(&store, "c@example.com").await;
+    let missing = ProductId::new("no-such-product").unwrap();
+    let err = store.place_order(&order(&u, &missing, 1)).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "got {err:?}");
+    assert!(store.list_orders(Page::default()).await.unwrap().is_empty());
+    assert_eq!(store.notification_counts().await.unwrap(), NotificationCounts::default());
+}
+
+/// Asking for more than the stock is out-of-stock and changes nothing.
+pub async fn place_order_out_of_stock_changes_nothing(store: TestStore) {
+    let u = user(&store, "d@example.com").await;
+    let p = product(&store, "scarce", 2).await;
+    let err = store.place_order(&order(&u, &p, 3)).await.unwrap_err();
+    assert!(matches!(err, Error::OutOfStock { .. }), "got {err:?}");
+    assert_eq!(stock(&store, &p).await, 2);
+    assert!(store.list_orders(Page::default()).await.unwrap().is_empty());
+    assert_eq!(store.notification_counts().await.unwrap().pending, 0);
+    store.place_order(&order(&u, &p, 2)).await.expect("exact stock is fine");
+    let err = store.place_order(&order(&u, &p, 1)).await.unwrap_err();
+    assert!(matches!(err, Error::OutOfStock { .. }), "got {err:?}");
+}
+
+/// A successful order takes the stock, is pending, and enqueues its notification.
+pub async fn place_order_success_takes_stock_and_enqueues(store: TestStore) {
+    let u = user(&store, "e@example.com").await;
+    let p = product(&store, "product-1", 5).await;
+    let new = order(&u, &p, 2);
+    let placed = store.place_order(&new).await.unwrap();
+    assert!(!placed.replayed);
+    let o = &placed.order;
+    assert_eq!((o.id, o.user_id, o.quantity.get()), (new.id, u.id, 2));
+    assert_eq!(o.status, OrderStatus::Pending);
+    assert_eq!(o.buyer_email, u.email);
+    assert_eq!(stock(&store, &p).await, 3);
+    assert_eq!(store.get_order(o.id).await.unwrap().as_ref(), Some(o));
+    let n = store.notification_for_order(o.id).await.unwrap().expect("enqueued");
+    assert_eq!(n.id, new.notification_id);
+    assert_eq!(n.status, NotificationStatus::Pending);
+    assert_eq!(n.recipient, u.email);
+    assert_eq!(n.product_name, "Product product-1");
+    assert_eq!((n.quantity.get(), n.attempts), (2, 0));
+    assert_eq!(store.notification_counts().await.unwrap().pending, 1);
+}
+
+/// 200 concurrent buyers of a product with stock 50: exactly 50 orders, stock 0,
+/// 50 notifications, 150 out-of-stock refusals.
+pub async fn concurrent_buyers_never_oversell(store: TestStore) {
+    let p = product(&store, "hot", 50).await;
+    let mut buyers = Vec::new();
+    for i in 0..200 {
+        buyers.push(user(&store, &format!("buyer{i}@example.com")).await);
+    }
+    let tasks = buyers.into_iter().map(|u| {
+        let store = store.clone();
+        let p = p.clone();
+        tokio::spawn(async move { store.place_order(&order(&u, &p, 1)).await })
+    });
+    let results = futures::future::join_all(tasks).await;
+    let mut ok = 0;
+    let mut out_of_stock = 0;
+    for r in results {
+        match r.expect("task") {
+            Ok(_) => ok += 1,
+            Err(Error::OutOfStock { .. }) => out_of_stock += 1,
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!((ok, out_of_stock), (50, 150));
+    assert_eq!(stock(&store, &p).await, 0);
+    assert_eq!(store.list_orders(Page::new(0, 1000).unwrap()).await.unwrap().len(), 50);
+    assert_eq!(store.notification_counts().await.unwrap().pending, 50);
+}
+
+/// The same idempotency key sent 20 times at once places one order; every reply is that order.
+/// The key with other contents is a conflict.
+pub async fn idempotency_replay_under_concurrency(store: TestStore) {
+    let u = user(&store, "idem@example.com").await;
+    let p = product(&store, "idem-product", 100).await;
+    let key = IdempotencyKey::new("key-123").unwrap();
+    let tasks = (0..20).map(|_| {
+        let store = store.clone();
+        let new = order(&u, &p, 1).with_idempotency_key(key.clone());
+        tokio::spawn(async move { store.place_order(&new).await })
+    });
+    let results: Vec<Placed> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task").expect("placed or replayed"))
+        .collect();
+    let ids: HashSet<Uuid> = results.iter().map(|p| p.order.id).collect();
+    assert_eq!(ids.len(), 1, "one order for one key");
+    assert_eq!(results.iter().filter(|p| !p.replayed).count(), 1);
+    assert_eq!(stock(&store, &p).await, 99);
+    assert_eq!(store.notification_counts().await.unwrap().pending, 1);
+    let different = order(&u, &p, 2).with_idempotency_key(key);
+    let err = store.place_order(&different).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "got {err:?}");
+    assert_eq!(stock(&store, &p).await, 99);
+}
+
+/// Two users may use the same key independently.
+pub async fn idempotency_key_is_per_user(store: TestStore) {
+    let a = user(&store, "a@example.com").await;
+    let b = user(&store, "b@example.com").await;
+    let p = product(&store, "shared", 10).await;
+    let key = IdempotencyKey::new("same").unwrap();
+    let pa = store.place_order(&order(&a, &p, 1).with_idempotency_key(key.clone())).await.unwrap();
+    let pb = store.place_order(&order(&b, &p, 1).with_idempotency_key(key)).await.unwrap();
+    assert!(!pa.replayed && !pb.replayed);
+    assert_ne!(pa.order.id, pb.order.id);
+    assert_eq!(stock(&store, &p).await, 8);
+}
+
+/// Cancelling returns the stock once, even when ten cancels race.
+pub async fn cancel_restores_stock_exactly_once(store: TestStore) {
+    let u = user(&store, "cancel@example.com").await;
+    let p = product(&store, "returnable", 10).await;
+    let placed = store.place_order(&order(&u, &p, 4)).await.unwrap();
+    assert_eq!(stock(&store, &p).await, 6);
+    let tasks = (0..10).map(|_| {
+        let store = store.clone();
+        let id = placed.order.id;
+        tokio::spawn(async move { store.cancel_order(id, Utc::now()).await })
+    });
+    let results = futures::future::join_all(tasks).await;
+    let ok: Vec<Order> = results.iter().filter_map(|r| r.as_ref().unwrap().as_ref().ok().cloned()).collect();
+    assert_eq!(ok.len(), 1);
+    assert_eq!(ok[0].status, OrderStatus::Cancelled);
+    for r in results {
+        if let Err(e) = r.unwrap() {
+            assert!(matches!(e, Error::Conflict(_)), "got {e:?}");
+        }
+    }
+    assert_eq!(stock(&store, &p).await, 10);
+    let missing = store.cancel_order(Uuid::now_v7(), Utc::now()).await;
+    assert!(matches!(missing, Err(Error::NotFound(_))));
+    // The confirmation of a cancelled order does not confirm it.
+    let n = store.claim_due("w", Utc::now(), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(n.len(), 1);
+    store.mark_sent(n[0].id, "w", Utc::now()).await.unwrap();
+    let order = store.get_order(placed.order.id).await.unwrap().unwrap();
+    assert_eq!(order.status, OrderStatus::Cancelled);
+}
+
+/// A claim holds a notification until its lease runs out; then another owner can claim it,
+/// and the first owner can no longer record a result.
+pub async fn lease_claim_expiry_and_reclaim(store: TestStore) {
+    let u = user(&store, "lease@example.com").await;
+    let p = product(&store, "leased", 10).await;
+    let placed = store.place_order(&order(&u, &p, 1)).await.unwrap();
+    let now = Utc::now() + chrono::Duration::seconds(1);
+    let lease = Duration::from_secs(30);
+    let first = store.claim_due("a", now, lease, 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].order_id, placed.order.id);
+    assert_eq!(first[0].lease_owner.as_deref(), Some("a"));
+    assert_eq!(first[0].attempts, 1);
+    let during = store.claim_due("b", now + chrono::Duration::seconds(10), lease, 10).await.unwrap();
+    assert!(during.is_empty(), "leased work is not claimed twice");
+    let after = now + chrono::Duration::seconds(31);
+    let second = store.claim_due("b", after, lease, 10).await.unwrap();
+    assert_eq!(second.len(), 1, "expired lease is claimable");
+    assert_eq!(second[0].lease_owner.as_deref(), Some("b"));
+    assert_eq!(second[0].attempts, 2);
+    let stale = store.mark_sent(first[0].id, "a", after).await;
+    assert!(matches!(stale, Err(Error::Conflict(_))), "got {stale:?}");
+    store.mark_sent(second[0].id, "b", after).await.unwrap();
+    assert!(store.claim_due("c", after + chrono::Duration::days(1), lease, 10).await.unwrap().is_empty());
+}
+
+/// Marking sent confirms the order; marking failed with a time reschedules, without one gives up.
+pub async fn mark_sent_and_mark_failed(store: TestStore) {
+    let u = user(&store, "mark@example.com").await;
+    let p = product(&store, "markable", 10).await;
+    let o1 = store.place_order(&order(&u, &p, 1)).await.unwrap().order;
+    let o2 = store.place_order(&order(&u, &p, 1)).await.unwrap().order;
+    let now = Utc::now() + chrono::Duration::seconds(1);
+    let lease = Duration::from_secs(60);
+    let claimed = store.claim_due("w", now, lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let n1 = claimed.iter().find(|n| n.order_id == o1.id).unwrap();
+    let n2 = claimed.iter().find(|n| n.order_id == o2.id).unwrap();
+
+    store.mark_sent(n1.id, "w", now).await.unwrap();
+    assert_eq!(store.get_order(o1.id).await.unwrap().unwrap().status, OrderStatus::Confirmed);
+    let sent = store.notification_for_order(o1.id).await.unwrap().unwrap();
+    assert_eq!(sent.status, NotificationStatus::Sent);
+    assert!(sent.sent_at.is_some());
+    assert!(matches!(store.mark_sent(n1.id, "w", now).await, Err(Error::Conflict(_))));
+
+    let retry_at = now + chrono::Duration::seconds(100);
+    store.mark_failed(n2.id, "w", "421 try later", Some(retry_at)).await.unwrap();
+    let pending = store.notification_for_order(o2.id).await.unwrap().unwrap();
+    assert_eq!(pending.status, NotificationStatus::Pending);
+    assert_eq!(pending.last_error.as_deref(), Some("421 try later"));
+    assert_eq!(pending.lease_owner, None);
+    assert!(store.claim_due("w", now + chrono::Duration::seconds(99), lease, 10).await.unwrap().is_empty());
+    let again = store.claim_due("w", retry_at, lease, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 2);
+    store.mark_failed(n2.id, "w", "550 no such user", None).await.unwrap();
+    let failed = store.notification_for_order(o2.id).await.unwrap().unwrap();
+    assert_eq!(failed.status, NotificationStatus::Failed);
+    assert_eq!(failed.last_error.as_deref(), Some("550 no such user"));
+    assert_eq!(store.get_order(o2.id).await.unwrap().unwrap().status, OrderStatus::Pending);
+    assert!(store.claim_due("w", retry_at + chrono::Duration::days(1), lease, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.notification_counts().await.unwrap(),
+        NotificationCounts { pending: 0, sent: 1, failed: 1 }
+    );
+    let listed = store.list_notifications(NotificationStatus::Failed, Page::default()).await.unwrap();
+    assert_eq!(listed.iter().map(|n| n.id).collect::<Vec<_>>(), [n2.id]);
+}
+
+/// Failed notifications go back to pending, one or all.
+pub async fn retry_failed_puts_back_to_pending(store: TestStore) {
+    let u = user(&store, "retry@example.com").await;
+    let p = product(&store, "retryable", 10).await;
+    for _ in 0..3 {
+        store.place_order(&order(&u, &p, 1)).await.unwrap();
+    }
+    let now = Utc::now() + chrono::Duration::seconds(1);
+    let claimed = store.claim_due("w", now, Duration::from_secs(60), 10).await.unwrap();
+    for n in &claimed {
+        store.mark_failed(n.id, "w", "boom", None).await.unwrap();
+    }
+    assert_eq!(store.notification_counts().await.unwrap().failed, 3);
+    assert_eq!(store.retry_failed(Some(claimed[0].id), now).await.unwrap(), 1);
+    assert_eq!(store.retry_failed(Some(Uuid::now_v7()), now).await.unwrap(), 0);
+    assert_eq!(store.retry_failed(None, now).await.unwrap(), 2);
+    let c = store.notification_counts().await.unwrap();
+    assert_eq!((c.pending, c.failed), (3, 0));
+    let again = store.claim_due("w", now, Duration::from_secs(60), 10).await.unwrap();
+    assert_eq!(again.len(), 3);
+    assert!(again.iter().all(|n| n.attempts == 1), "attempts reset");
+}
+
+/// Two dispatchers draining 500 notifications at once deliver each exactly once.
+pub async fn two_dispatchers_deliver_each_exactly_once(store: TestStore) {
+    let u = user(&store, "bulk@example.com").await;
+    let p = product(&store, "bulk", 500).await;
+    let mut expected = HashSet::new();
+    for chunk in 0..10 {
+        let tasks = (0..50).map(|_| {
+            let store = store.clone();
+            let new = order(&u, &p, 1);
+            tokio::spawn(async move { store.place_order(&new).await })
+        });
+        for r in futures::future::join_all(tasks).await {
+            expected.insert(r.unwrap().unwrap().order.id);
+        }
+        assert_eq!(expected.len(), (chunk + 1) * 50);
+    }
+    let mailers = [Arc::new(RecordingMailer::new()), Arc::new(RecordingMailer::new())];
+    let runs = mailers.iter().enumerate().map(|(i, mailer)| {
+        let d = Dispatcher::new(
+            store.clone(),
+            mailer.clone(),
+            DispatcherConfig {
+                owner: format!("dispatcher-{i}"),
+                batch_size: 25,
+                ..DispatcherConfig::default()
+            },
+        );
+        tokio::spawn(async move {
+            loop {
+                let report = d.run_once().await.expect("cycle");
+                assert_eq!(report.sent, report.claimed);
+                if report.claimed == 0 {
+                    break;
+                }
+            }
+        })
+    });
+    for r in futures::future::join_all(runs).await {
+        r.unwrap();
+    }
+    let mut seen = HashSet::new();
+    for mailer in &mailers {
+        for email in mailer.deliveries() {
+            assert!(seen.insert(email.message_id.clone()), "delivered twice: {}", email.message_id);
+        }
+    }
+    assert_eq!(seen.len(), 500);
+    assert_eq!(store.notification_counts().await.unwrap().sent, 500);
+    let confirmed = store.list_orders(Page::new(0, 1000).unwrap()).await.unwrap();
+    assert!(confirmed.iter().all(|o| o.status == OrderStatus::Confirmed));
+    assert_eq!(confirmed.iter().map(|o| o.id).collect::<HashSet<_>>(), expected);
+}
+
+/// Orders are listed newest first, per user, in pages.
+pub async fn orders_list_newest_first_with_pagination(store: TestStore) {
+    let a = user(&store, "lista@example.com").await;
+    let b = user(&store, "listb@example.com").await;
+    let p = product(&store, "listed", 100).await;
+    let mut mine = Vec::new();
+    for i in 0..7 {
+        mine.push(store.place_order(&order(&a, &p, 1)).await.unwrap().order.id);
+        if i % 2 == 0 {
+            store.place_order(&order(&b, &p, 1)).await.unwrap();
+        }
+    }
+    mine.reverse();
+    let listed: Vec<Uuid> = store
+        .list_orders_for_user(a.id, Page::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(listed, mine);
+    let page: Vec<Uuid> = store
+        .list_orders_for_user(a.id, Page::new(2, 3).unwrap())
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(page, mine[2..5]);
+    assert_eq!(store.list_orders(Page::default()).await.unwrap().len(), 11);
+    assert!(store.list_orders_for_user(Uuid::now_v7(), Page::default()).await.unwrap().is_empty());
+}
+
+/// A placed order changes the value of the outbox signal.
+pub async fn placing_an_order_raises_the_signal(store: TestStore) {
+    let u = user(&store, "signal@example.com").await;
+    let p = product(&store, "signalled", 3).await;
+    let mut rx = store.subscribe();
+    rx.borrow_and_update();
+    store.place_order(&order(&u, &p, 1)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), rx.changed())
+        .await
+        .expect("signal within 10 s")
+        .expect("signal alive");
+}

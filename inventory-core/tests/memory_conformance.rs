@@ -1,0 +1,7 @@
+//! The conformance suite on the in-memory store.
+
+use std::sync::Arc;
+
+inventory_core::store_conformance!(async {
+    Arc::new(inventory_core::MemoryStore::new()) as inventory_core::testkit::TestStore
+});
