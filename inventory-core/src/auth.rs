@@ -344,9 +344,12 @@ impl Auth {
             iat: now,
             exp: now + ttl as i64,
         };
-        let access_token =
-            jsonwebtoken::encode(&Header::new(jsonwebtoken::Algorithm::HS256), &claims, &self.encoding)
-                .map_err(Error::other)?;
+        let access_token = jsonwebtoken::encode(
+            &Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )
+        .map_err(Error::other)?;
         Ok(Token {
             access_token,
             expires_in: ttl,

@@ -130,7 +130,12 @@ impl Dispatcher {
         let now = Utc::now();
         let batch = self
             .store
-            .claim_due(&self.config.owner, now, self.config.lease, self.config.batch_size)
+            .claim_due(
+                &self.config.owner,
+                now,
+                self.config.lease,
+                self.config.batch_size,
+            )
             .await?;
         let mut report = CycleReport {
             claimed: batch.len(),
@@ -155,11 +160,12 @@ impl Dispatcher {
             }
         }
         metrics::counter!("inventory_notifications_sent_total").increment(report.sent as u64);
-        metrics::counter!("inventory_notifications_retried_total")
-            .increment(report.retried as u64);
+        metrics::counter!("inventory_notifications_retried_total").increment(report.retried as u64);
         metrics::counter!("inventory_notifications_failed_total").increment(report.failed as u64);
         match first_error {
-            Some(e) if report.claimed == 0 || (report.sent + report.retried + report.failed) == 0 => {
+            Some(e)
+                if report.claimed == 0 || (report.sent + report.retried + report.failed) == 0 =>
+            {
                 Err(e)
             }
             Some(e) => {
@@ -176,7 +182,10 @@ impl Dispatcher {
         let (recorded, outcome) = match self.mailer.send(&email).await {
             Ok(()) => {
                 tracing::info!(notification = %n.id, order = %n.order_id, "confirmation email sent");
-                (self.store.mark_sent(n.id, owner, Utc::now()).await, Outcome::Sent)
+                (
+                    self.store.mark_sent(n.id, owner, Utc::now()).await,
+                    Outcome::Sent,
+                )
             }
             Err(err) => {
                 let next = (!err.is_permanent() && n.attempts < self.config.max_attempts)
@@ -225,7 +234,10 @@ impl Dispatcher {
                 }
                 Err(e) => {
                     error_streak += 1;
-                    wait = self.config.retry_delay(error_streak).min(self.config.sweep_interval);
+                    wait = self
+                        .config
+                        .retry_delay(error_streak)
+                        .min(self.config.sweep_interval);
                     tracing::warn!(error = %e, "dispatcher cycle failed; will retry");
                 }
             }
@@ -255,4 +267,3 @@ impl Dispatcher {
         tokio::spawn(self.run(shutdown))
     }
 }
-

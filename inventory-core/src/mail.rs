@@ -194,7 +194,13 @@ impl FileMailer {
         let name: String = email
             .message_id
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         self.dir.join(format!("{name}.eml"))
     }
@@ -206,8 +212,11 @@ impl Mailer for FileMailer {
         let message = to_mime(email, &self.from)?;
         let path = self.path_for(email);
         let tmp = path.with_extension("eml.tmp");
-        let io = |e: std::io::Error| MailError::Transient(format!("writing {}: {e}", path.display()));
-        tokio::fs::write(&tmp, message.formatted()).await.map_err(io)?;
+        let io =
+            |e: std::io::Error| MailError::Transient(format!("writing {}: {e}", path.display()));
+        tokio::fs::write(&tmp, message.formatted())
+            .await
+            .map_err(io)?;
         tokio::fs::rename(&tmp, &path).await.map_err(io)?;
         Ok(())
     }

@@ -74,7 +74,12 @@ fn leased_notification<'a>(
     owner: &str,
 ) -> Result<&'a mut Notification> {
     match state.notifications.get_mut(&id) {
-        Some(n) if n.status == NotificationStatus::Pending && n.lease_owner.as_deref() == Some(owner) => Ok(n),
+        Some(n)
+            if n.status == NotificationStatus::Pending
+                && n.lease_owner.as_deref() == Some(owner) =>
+        {
+            Ok(n)
+        }
         Some(_) => Err(Error::Conflict(format!("lease on notification {id} lost"))),
         None => Err(Error::NotFound(format!("notification {id}"))),
     }
@@ -94,7 +99,12 @@ impl UserStore for MemoryStore {
     }
 
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>> {
-        self.with(|s| Ok(s.user_by_email.get(email).and_then(|id| s.users.get(id)).cloned()))
+        self.with(|s| {
+            Ok(s.user_by_email
+                .get(email)
+                .and_then(|id| s.users.get(id))
+                .cloned())
+        })
     }
 
     async fn get_user(&self, id: Uuid) -> Result<Option<User>> {
@@ -107,7 +117,10 @@ impl UserStore for MemoryStore {
                 .user_by_email
                 .get(email)
                 .ok_or_else(|| Error::NotFound(format!("user {email}")))?;
-            let user = s.users.get_mut(id).ok_or_else(|| Error::other("index out of sync"))?;
+            let user = s
+                .users
+                .get_mut(id)
+                .ok_or_else(|| Error::other("index out of sync"))?;
             user.role = role;
             Ok(user.clone())
         })
@@ -248,7 +261,11 @@ impl OrderStore for MemoryStore {
     async fn list_orders_for_user(&self, user_id: Uuid, p: Page) -> Result<Vec<Order>> {
         self.with(|s| {
             Ok(page(
-                s.orders.values().rev().filter(|o| o.user_id == user_id).cloned(),
+                s.orders
+                    .values()
+                    .rev()
+                    .filter(|o| o.user_id == user_id)
+                    .cloned(),
                 p,
             ))
         })
@@ -367,7 +384,10 @@ impl NotificationStore for MemoryStore {
     ) -> Result<Vec<Notification>> {
         self.with(|s| {
             Ok(page(
-                s.notifications.values().filter(|n| n.status == status).cloned(),
+                s.notifications
+                    .values()
+                    .filter(|n| n.status == status)
+                    .cloned(),
                 p,
             ))
         })

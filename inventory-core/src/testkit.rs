@@ -88,7 +88,10 @@ pub async fn user(store: &TestStore, email: &str) -> User {
 pub async fn product(store: &TestStore, id: &str, quantity: u64) -> ProductId {
     let id = ProductId::new(id).expect("valid id");
     let p = NewProduct::new(id.clone(), format!("Product {id}"), quantity).expect("valid");
-    store.create_product(&p, t0()).await.expect("create product");
+    store
+        .create_product(&p, t0())
+        .await
+        .expect("create product");
     id
 }
 
@@ -103,7 +106,12 @@ pub fn order(user: &User, product: &ProductId, quantity: i64) -> NewOrder {
 }
 
 async fn stock(store: &TestStore, id: &ProductId) -> u64 {
-    store.get_product(id).await.unwrap().expect("product exists").quantity
+    store
+        .get_product(id)
+        .await
+        .unwrap()
+        .expect("product exists")
+        .quantity
 }
 
 /// A second registration of an email is a conflict and never replaces the stored password;
@@ -115,7 +123,11 @@ pub async fn users_email_is_unique_and_password_kept(store: TestStore) {
     second.password_hash = "$argon2id$other".into();
     let err = store.create_user(&second).await.unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "got {err:?}");
-    let stored = store.find_user_by_email(&first.email).await.unwrap().unwrap();
+    let stored = store
+        .find_user_by_email(&first.email)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.password_hash, first.password_hash);
     assert_eq!(stored.id, first.id);
 
@@ -136,7 +148,10 @@ pub async fn users_email_is_unique_and_password_kept(store: TestStore) {
     });
     let results = futures::future::join_all(attempts).await;
     let ok = results.iter().filter(|r| matches!(r, Ok(Ok(())))).count();
-    let conflicts = results.iter().filter(|r| matches!(r, Ok(Err(Error::Conflict(_))))).count();
+    let conflicts = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Err(Error::Conflict(_)))))
+        .count();
     assert_eq!((ok, conflicts), (1, 9));
 }
 
@@ -152,25 +167,42 @@ pub async fn users_lookup_and_roles(store: TestStore) {
     assert_eq!(store.get_user(u.id).await.unwrap(), Some(u.clone()));
     assert_eq!(store.get_user(Uuid::now_v7()).await.unwrap(), None);
     assert_eq!(
-        store.find_user_by_email(&Email::parse("nobody@example.com").unwrap()).await.unwrap(),
+        store
+            .find_user_by_email(&Email::parse("nobody@example.com").unwrap())
+            .await
+            .unwrap(),
         None
     );
     let admin = store.set_role(&u.email, Role::Admin).await.unwrap();
     assert_eq!(admin.role, Role::Admin);
-    assert_eq!(store.get_user(u.id).await.unwrap().unwrap().role, Role::Admin);
-    let missing = store.set_role(&Email::parse("x@example.com").unwrap(), Role::Admin).await;
+    assert_eq!(
+        store.get_user(u.id).await.unwrap().unwrap().role,
+        Role::Admin
+    );
+    let missing = store
+        .set_role(&Email::parse("x@example.com").unwrap(), Role::Admin)
+        .await;
     assert!(matches!(missing, Err(Error::NotFound(_))));
 }
 
 /// Products: create, duplicate conflict, idempotent ensure, ordered pages, restock.
 pub async fn products_create_list_restock(store: TestStore) {
     let ids: Vec<ProductId> = futures::future::join_all(
-        ["p-3", "p-1", "p-2"].map(|id| product(&store, id, 5)).into_iter().map(Box::pin),
+        ["p-3", "p-1", "p-2"]
+            .map(|id| product(&store, id, 5))
+            .into_iter()
+            .map(Box::pin),
     )
     .await;
     let dup = NewProduct::new(ids[0].clone(), "Other", 99).unwrap();
-    assert!(matches!(store.create_product(&dup, t0()).await, Err(Error::Conflict(_))));
-    assert!(!store.ensure_product(&dup, t0()).await.unwrap(), "existing id is not created");
+    assert!(matches!(
+        store.create_product(&dup, t0()).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(
+        !store.ensure_product(&dup, t0()).await.unwrap(),
+        "existing id is not created"
+    );
     assert_eq!(stock(&store, &ids[0]).await, 5, "ensure never resets stock");
     let fresh = NewProduct::new(ProductId::new("p-4").unwrap(), "Four", 0).unwrap();
     assert!(store.ensure_product(&fresh, t0()).await.unwrap());
@@ -187,12 +219,18 @@ pub async fn products_create_list_restock(store: TestStore) {
     let restocked = store.restock(&fresh.id, 7, t0()).await.unwrap();
     assert_eq!(restocked.quantity, 7);
     assert_eq!(restocked.status(), ProductStatus::InStock);
-    let missing = store.restock(&ProductId::new("nope").unwrap(), 1, t0()).await;
+    let missing = store
+        .restock(&ProductId::new("nope").unwrap(), 1, t0())
+        .await;
     assert!(matches!(missing, Err(Error::NotFound(_))));
     let odd = ProductId::new("../'; DROP TABLE products; --\"é").unwrap();
     let weird = NewProduct::new(odd.clone(), "Robert'); DROP TABLE orders;--", 1).unwrap();
     store.create_product(&weird, t0()).await.unwrap();
-    let back = store.get_product(&odd).await.unwrap().expect("stored verbatim");
+    let back = store
+        .get_product(&odd)
+        .await
+        .unwrap()
+        .expect("stored verbatim");
     assert_eq!(back.name, weird.name);
 }
 
@@ -200,10 +238,16 @@ pub async fn products_create_list_restock(store: TestStore) {
 pub async fn place_order_unknown_product_is_not_found(store: TestStore) {
     let u = user(&store, "c@example.com").await;
     let missing = ProductId::new("no-such-product").unwrap();
-    let err = store.place_order(&order(&u, &missing, 1)).await.unwrap_err();
+    let err = store
+        .place_order(&order(&u, &missing, 1))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::NotFound(_)), "got {err:?}");
     assert!(store.list_orders(Page::default()).await.unwrap().is_empty());
-    assert_eq!(store.notification_counts().await.unwrap(), NotificationCounts::default());
+    assert_eq!(
+        store.notification_counts().await.unwrap(),
+        NotificationCounts::default()
+    );
 }
 
 /// Asking for more than the stock is out-of-stock and changes nothing.
@@ -215,7 +259,10 @@ pub async fn place_order_out_of_stock_changes_nothing(store: TestStore) {
     assert_eq!(stock(&store, &p).await, 2);
     assert!(store.list_orders(Page::default()).await.unwrap().is_empty());
     assert_eq!(store.notification_counts().await.unwrap().pending, 0);
-    store.place_order(&order(&u, &p, 2)).await.expect("exact stock is fine");
+    store
+        .place_order(&order(&u, &p, 2))
+        .await
+        .expect("exact stock is fine");
     let err = store.place_order(&order(&u, &p, 1)).await.unwrap_err();
     assert!(matches!(err, Error::OutOfStock { .. }), "got {err:?}");
 }
@@ -233,7 +280,11 @@ pub async fn place_order_success_takes_stock_and_enqueues(store: TestStore) {
     assert_eq!(o.buyer_email, u.email);
     assert_eq!(stock(&store, &p).await, 3);
     assert_eq!(store.get_order(o.id).await.unwrap().as_ref(), Some(o));
-    let n = store.notification_for_order(o.id).await.unwrap().expect("enqueued");
+    let n = store
+        .notification_for_order(o.id)
+        .await
+        .unwrap()
+        .expect("enqueued");
     assert_eq!(n.id, new.notification_id);
     assert_eq!(n.status, NotificationStatus::Pending);
     assert_eq!(n.recipient, u.email);
@@ -267,7 +318,14 @@ pub async fn concurrent_buyers_never_oversell(store: TestStore) {
     }
     assert_eq!((ok, out_of_stock), (50, 150));
     assert_eq!(stock(&store, &p).await, 0);
-    assert_eq!(store.list_orders(Page::new(0, 1000).unwrap()).await.unwrap().len(), 50);
+    assert_eq!(
+        store
+            .list_orders(Page::new(0, 1000).unwrap())
+            .await
+            .unwrap()
+            .len(),
+        50
+    );
     assert_eq!(store.notification_counts().await.unwrap().pending, 50);
 }
 
@@ -304,8 +362,14 @@ pub async fn idempotency_key_is_per_user(store: TestStore) {
     let b = user(&store, "b@example.com").await;
     let p = product(&store, "shared", 10).await;
     let key = IdempotencyKey::new("same").unwrap();
-    let pa = store.place_order(&order(&a, &p, 1).with_idempotency_key(key.clone())).await.unwrap();
-    let pb = store.place_order(&order(&b, &p, 1).with_idempotency_key(key)).await.unwrap();
+    let pa = store
+        .place_order(&order(&a, &p, 1).with_idempotency_key(key.clone()))
+        .await
+        .unwrap();
+    let pb = store
+        .place_order(&order(&b, &p, 1).with_idempotency_key(key))
+        .await
+        .unwrap();
     assert!(!pa.replayed && !pb.replayed);
     assert_ne!(pa.order.id, pb.order.id);
     assert_eq!(stock(&store, &p).await, 8);
@@ -323,7 +387,10 @@ pub async fn cancel_restores_stock_exactly_once(store: TestStore) {
         tokio::spawn(async move { store.cancel_order(id, Utc::now()).await })
     });
     let results = futures::future::join_all(tasks).await;
-    let ok: Vec<Order> = results.iter().filter_map(|r| r.as_ref().unwrap().as_ref().ok().cloned()).collect();
+    let ok: Vec<Order> = results
+        .iter()
+        .filter_map(|r| r.as_ref().unwrap().as_ref().ok().cloned())
+        .collect();
     assert_eq!(ok.len(), 1);
     assert_eq!(ok[0].status, OrderStatus::Cancelled);
     for r in results {
@@ -335,7 +402,10 @@ pub async fn cancel_restores_stock_exactly_once(store: TestStore) {
     let missing = store.cancel_order(Uuid::now_v7(), Utc::now()).await;
     assert!(matches!(missing, Err(Error::NotFound(_))));
     // The confirmation of a cancelled order does not confirm it.
-    let n = store.claim_due("w", Utc::now(), Duration::from_secs(30), 10).await.unwrap();
+    let n = store
+        .claim_due("w", Utc::now(), Duration::from_secs(30), 10)
+        .await
+        .unwrap();
     assert_eq!(n.len(), 1);
     store.mark_sent(n[0].id, "w", Utc::now()).await.unwrap();
     let order = store.get_order(placed.order.id).await.unwrap().unwrap();
@@ -355,7 +425,10 @@ pub async fn lease_claim_expiry_and_reclaim(store: TestStore) {
     assert_eq!(first[0].order_id, placed.order.id);
     assert_eq!(first[0].lease_owner.as_deref(), Some("a"));
     assert_eq!(first[0].attempts, 1);
-    let during = store.claim_due("b", now + chrono::Duration::seconds(10), lease, 10).await.unwrap();
+    let during = store
+        .claim_due("b", now + chrono::Duration::seconds(10), lease, 10)
+        .await
+        .unwrap();
     assert!(during.is_empty(), "leased work is not claimed twice");
     let after = now + chrono::Duration::seconds(31);
     let second = store.claim_due("b", after, lease, 10).await.unwrap();
@@ -365,7 +438,13 @@ pub async fn lease_claim_expiry_and_reclaim(store: TestStore) {
     let stale = store.mark_sent(first[0].id, "a", after).await;
     assert!(matches!(stale, Err(Error::Conflict(_))), "got {stale:?}");
     store.mark_sent(second[0].id, "b", after).await.unwrap();
-    assert!(store.claim_due("c", after + chrono::Duration::days(1), lease, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_due("c", after + chrono::Duration::days(1), lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Marking sent confirms the order; marking failed with a time reschedules, without one gives up.
@@ -382,33 +461,67 @@ pub async fn mark_sent_and_mark_failed(store: TestStore) {
     let n2 = claimed.iter().find(|n| n.order_id == o2.id).unwrap();
 
     store.mark_sent(n1.id, "w", now).await.unwrap();
-    assert_eq!(store.get_order(o1.id).await.unwrap().unwrap().status, OrderStatus::Confirmed);
+    assert_eq!(
+        store.get_order(o1.id).await.unwrap().unwrap().status,
+        OrderStatus::Confirmed
+    );
     let sent = store.notification_for_order(o1.id).await.unwrap().unwrap();
     assert_eq!(sent.status, NotificationStatus::Sent);
     assert!(sent.sent_at.is_some());
-    assert!(matches!(store.mark_sent(n1.id, "w", now).await, Err(Error::Conflict(_))));
+    assert!(matches!(
+        store.mark_sent(n1.id, "w", now).await,
+        Err(Error::Conflict(_))
+    ));
 
     let retry_at = now + chrono::Duration::seconds(100);
-    store.mark_failed(n2.id, "w", "421 try later", Some(retry_at)).await.unwrap();
+    store
+        .mark_failed(n2.id, "w", "421 try later", Some(retry_at))
+        .await
+        .unwrap();
     let pending = store.notification_for_order(o2.id).await.unwrap().unwrap();
     assert_eq!(pending.status, NotificationStatus::Pending);
     assert_eq!(pending.last_error.as_deref(), Some("421 try later"));
     assert_eq!(pending.lease_owner, None);
-    assert!(store.claim_due("w", now + chrono::Duration::seconds(99), lease, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_due("w", now + chrono::Duration::seconds(99), lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let again = store.claim_due("w", retry_at, lease, 10).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempts, 2);
-    store.mark_failed(n2.id, "w", "550 no such user", None).await.unwrap();
+    store
+        .mark_failed(n2.id, "w", "550 no such user", None)
+        .await
+        .unwrap();
     let failed = store.notification_for_order(o2.id).await.unwrap().unwrap();
     assert_eq!(failed.status, NotificationStatus::Failed);
     assert_eq!(failed.last_error.as_deref(), Some("550 no such user"));
-    assert_eq!(store.get_order(o2.id).await.unwrap().unwrap().status, OrderStatus::Pending);
-    assert!(store.claim_due("w", retry_at + chrono::Duration::days(1), lease, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.get_order(o2.id).await.unwrap().unwrap().status,
+        OrderStatus::Pending
+    );
+    assert!(
+        store
+            .claim_due("w", retry_at + chrono::Duration::days(1), lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         store.notification_counts().await.unwrap(),
-        NotificationCounts { pending: 0, sent: 1, failed: 1 }
+        NotificationCounts {
+            pending: 0,
+            sent: 1,
+            failed: 1
+        }
     );
-    let listed = store.list_notifications(NotificationStatus::Failed, Page::default()).await.unwrap();
+    let listed = store
+        .list_notifications(NotificationStatus::Failed, Page::default())
+        .await
+        .unwrap();
     assert_eq!(listed.iter().map(|n| n.id).collect::<Vec<_>>(), [n2.id]);
 }
 
@@ -420,17 +533,29 @@ pub async fn retry_failed_puts_back_to_pending(store: TestStore) {
         store.place_order(&order(&u, &p, 1)).await.unwrap();
     }
     let now = Utc::now() + chrono::Duration::seconds(1);
-    let claimed = store.claim_due("w", now, Duration::from_secs(60), 10).await.unwrap();
+    let claimed = store
+        .claim_due("w", now, Duration::from_secs(60), 10)
+        .await
+        .unwrap();
     for n in &claimed {
         store.mark_failed(n.id, "w", "boom", None).await.unwrap();
     }
     assert_eq!(store.notification_counts().await.unwrap().failed, 3);
-    assert_eq!(store.retry_failed(Some(claimed[0].id), now).await.unwrap(), 1);
-    assert_eq!(store.retry_failed(Some(Uuid::now_v7()), now).await.unwrap(), 0);
+    assert_eq!(
+        store.retry_failed(Some(claimed[0].id), now).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.retry_failed(Some(Uuid::now_v7()), now).await.unwrap(),
+        0
+    );
     assert_eq!(store.retry_failed(None, now).await.unwrap(), 2);
     let c = store.notification_counts().await.unwrap();
     assert_eq!((c.pending, c.failed), (3, 0));
-    let again = store.claim_due("w", now, Duration::from_secs(60), 10).await.unwrap();
+    let again = store
+        .claim_due("w", now, Duration::from_secs(60), 10)
+        .await
+        .unwrap();
     assert_eq!(again.len(), 3);
     assert!(again.iter().all(|n| n.attempts == 1), "attempts reset");
 }
@@ -451,7 +576,10 @@ pub async fn two_dispatchers_deliver_each_exactly_once(store: TestStore) {
         }
         assert_eq!(expected.len(), (chunk + 1) * 50);
     }
-    let mailers = [Arc::new(RecordingMailer::new()), Arc::new(RecordingMailer::new())];
+    let mailers = [
+        Arc::new(RecordingMailer::new()),
+        Arc::new(RecordingMailer::new()),
+    ];
     let runs = mailers.iter().enumerate().map(|(i, mailer)| {
         let d = Dispatcher::new(
             store.clone(),
@@ -478,14 +606,24 @@ pub async fn two_dispatchers_deliver_each_exactly_once(store: TestStore) {
     let mut seen = HashSet::new();
     for mailer in &mailers {
         for email in mailer.deliveries() {
-            assert!(seen.insert(email.message_id.clone()), "delivered twice: {}", email.message_id);
+            assert!(
+                seen.insert(email.message_id.clone()),
+                "delivered twice: {}",
+                email.message_id
+            );
         }
     }
     assert_eq!(seen.len(), 500);
     assert_eq!(store.notification_counts().await.unwrap().sent, 500);
-    let confirmed = store.list_orders(Page::new(0, 1000).unwrap()).await.unwrap();
+    let confirmed = store
+        .list_orders(Page::new(0, 1000).unwrap())
+        .await
+        .unwrap();
     assert!(confirmed.iter().all(|o| o.status == OrderStatus::Confirmed));
-    assert_eq!(confirmed.iter().map(|o| o.id).collect::<HashSet<_>>(), expected);
+    assert_eq!(
+        confirmed.iter().map(|o| o.id).collect::<HashSet<_>>(),
+        expected
+    );
 }
 
 /// Orders are listed newest first, per user, in pages.
@@ -518,7 +656,13 @@ pub async fn orders_list_newest_first_with_pagination(store: TestStore) {
         .collect();
     assert_eq!(page, mine[2..5]);
     assert_eq!(store.list_orders(Page::default()).await.unwrap().len(), 11);
-    assert!(store.list_orders_for_user(Uuid::now_v7(), Page::default()).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_orders_for_user(Uuid::now_v7(), Page::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// A placed order changes the value of the outbox signal.

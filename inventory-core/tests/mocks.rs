@@ -1,0 +1,75 @@
+//! How to test code that uses the ports with the mockall mocks (feature `mock`).
+
+use std::sync::Arc;
+
+use inventory_core::*;
+use mockall::predicate::eq;
+
+#[tokio::test]
+async fn login_with_a_mocked_user_store() {
+    let mut users = MockUserStore::new();
+    users
+        .expect_find_user_by_email()
+        .with(eq(Email::parse("ghost@example.com").unwrap()))
+        .times(1)
+        .returning(|_| Ok(None));
+    let auth = Auth::new(
+        Arc::new(users),
+        AuthConfig::new("mock-secret-of-at-least-32-bytes!!")
+            .unwrap()
+            .with_hash_params(HashParams::INSECURE_FAST),
+    )
+    .unwrap();
+    let err = auth
+        .login("ghost@example.com", "whatever-password")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthorized);
+}
+
+#[tokio::test]
+async fn a_store_outage_surfaces_as_unavailable() {
+    let mut orders = MockOrderStore::new();
+    orders
+        .expect_place_order()
+        .times(1)
+        .returning(|_| Err(Error::unavailable("connection refused")));
+    let service = Orders::new(Arc::new(orders), Arc::new(MockNotificationStore::new()));
+    let who = Principal {
+        user_id: uuid::Uuid::now_v7(),
+        email: Email::parse("ann@example.com").unwrap(),
+        role: Role::Customer,
+    };
+    let req = PlaceOrderRequest {
+        product_id: "product-1".into(),
+        ..Default::default()
+    };
+    let err = service.place(&who, req).await.unwrap_err();
+    assert_eq!(err.kind().http_status(), 503);
+    assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn the_dispatcher_with_a_mocked_mailer() {
+    let store = Arc::new(MemoryStore::new());
+    let p = NewProduct::new(ProductId::new("p").unwrap(), "Thing", 1).unwrap();
+    store.create_product(&p, chrono::Utc::now()).await.unwrap();
+    let user = uuid::Uuid::now_v7();
+    let buyer = Email::parse("ann@example.com").unwrap();
+    store
+        .place_order(&NewOrder::new(user, buyer, p.id.clone(), Quantity::ONE))
+        .await
+        .unwrap();
+
+    let mut mailer = MockMailer::new();
+    mailer
+        .expect_send()
+        .withf(|email| email.to.as_str() == "ann@example.com" && email.subject.contains("Thing"))
+        .times(1)
+        .returning(|_| Ok(()));
+    let report = Dispatcher::new(store, Arc::new(mailer), DispatcherConfig::default())
+        .run_once()
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 1);
+}
