@@ -305,7 +305,7 @@ impl Auth {
             role: self.role_for(&email, Role::Customer),
             email,
             password_hash: self.hasher.hash(&password).await?,
-            created_at: Utc::now(),
+            created_at: crate::domain::now(),
         };
         self.users.create_user(&user).await?;
         let token = self.issue(&user)?;

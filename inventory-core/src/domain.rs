@@ -22,6 +22,12 @@ pub const PRODUCT_NAME_MAX_BYTES: usize = 512;
 /// Longest idempotency key, in bytes.
 pub const IDEMPOTENCY_KEY_MAX_BYTES: usize = 255;
 
+/// The current time at the precision every backend stores: microseconds.
+pub fn now() -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(6)
+}
+
 /// A normalised email address: trimmed, lower-cased and syntactically valid.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -439,7 +445,7 @@ impl NewOrder {
             product_id,
             quantity,
             idempotency_key: None,
-            now: Utc::now(),
+            now: now(),
         }
     }
 

@@ -3,5 +3,5 @@
 use std::sync::Arc;
 
 inventory_core::store_conformance!(async {
-    Arc::new(inventory_core::MemoryStore::new()) as inventory_core::testkit::TestStore
+    Some(Arc::new(inventory_core::MemoryStore::new()) as inventory_core::testkit::TestStore)
 });

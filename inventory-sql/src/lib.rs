@@ -1,1 +1,39 @@
-//! Placeholder
+//! SQLite and PostgreSQL backend of the inventory kit.
+//!
+//! One store type, [`SqlStore`], implements every storage port of `inventory-core` over sqlx.
+//! The database is chosen by URL:
+//!
+//! - `sqlite://inventory.db?mode=rwc` (a file, created if missing), `sqlite::memory:`;
+//! - `postgres://user@host/db`.
+//!
+//! Migrations are embedded and run on connect (see [`SqlOptions::migrate`]) or by
+//! [`SqlStore::migrate`]. Queries are checked at run time, so building needs no database.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), inventory_core::Error> {
+//! use inventory_sql::SqlStore;
+//! let store = SqlStore::connect("sqlite://inventory.db?mode=rwc").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Semantics
+//!
+//! - Placing an order is one transaction whose stock step is a single conditional
+//!   `UPDATE ... WHERE quantity >= n`, so concurrent buyers can never oversell.
+//! - SQLite runs in WAL mode with `synchronous=NORMAL`, a busy timeout and foreign keys on; all
+//!   writes of a process go through one connection (`BEGIN IMMEDIATE`), so concurrent buyers
+//!   queue instead of failing with `database is locked`. Reads use a separate pool.
+//! - PostgreSQL claims due notifications with `FOR UPDATE SKIP LOCKED`, and the outbox signal is
+//!   `LISTEN/NOTIFY` (sent inside the placing transaction, so it fires on commit). The listening
+//!   connection reconnects by itself and raises the signal after every reconnect, since
+//!   notifications may have been missed meanwhile.
+#![deny(missing_docs)]
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!("inventory-sql needs the `sqlite` or the `postgres` feature");
+
+mod error;
+mod rows;
+mod store;
+
+pub use store::{Dialect, SqlOptions, SqlStore};

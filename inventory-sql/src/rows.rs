@@ -1,0 +1,149 @@
+//! Row types shared by both dialects, and their conversion into domain types.
+
+use chrono::{DateTime, TimeZone, Utc};
+use inventory_core::{
+    Email, Error, Notification, Order, Product, ProductId, Quantity, Result, User,
+};
+use uuid::Uuid;
+
+/// Microseconds since the epoch: how times are stored.
+pub(crate) fn ts(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(crate) fn from_ts(micros: i64) -> Result<DateTime<Utc>> {
+    Utc.timestamp_micros(micros)
+        .single()
+        .ok_or_else(|| Error::other(format!("stored time out of range: {micros}")))
+}
+
+fn uuid(s: &str) -> Result<Uuid> {
+    Uuid::parse_str(s).map_err(|e| Error::other(format!("stored id {s:?} is not a UUID: {e}")))
+}
+
+fn quantity(n: i64) -> Result<Quantity> {
+    Quantity::new(n).map_err(|e| Error::other(format!("stored quantity: {e}")))
+}
+
+fn stored<T>(what: &str, r: Result<T>) -> Result<T> {
+    r.map_err(|e| Error::other(format!("stored {what} is invalid: {e}")))
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    id: String,
+    email: String,
+    password_hash: String,
+    role: String,
+    created_at: i64,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = Error;
+    fn try_from(r: UserRow) -> Result<User> {
+        Ok(User {
+            id: uuid(&r.id)?,
+            email: stored("email", Email::parse(&r.email))?,
+            password_hash: r.password_hash,
+            role: stored("role", r.role.parse())?,
+            created_at: from_ts(r.created_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ProductRow {
+    id: String,
+    name: String,
+    quantity: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<ProductRow> for Product {
+    type Error = Error;
+    fn try_from(r: ProductRow) -> Result<Product> {
+        Ok(Product {
+            id: stored("product id", ProductId::new(r.id))?,
+            name: r.name,
+            quantity: u64::try_from(r.quantity).map_err(Error::other)?,
+            created_at: from_ts(r.created_at)?,
+            updated_at: from_ts(r.updated_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct OrderRow {
+    id: String,
+    user_id: String,
+    buyer_email: String,
+    product_id: String,
+    quantity: i64,
+    status: String,
+    idempotency_key: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<OrderRow> for Order {
+    type Error = Error;
+    fn try_from(r: OrderRow) -> Result<Order> {
+        Ok(Order {
+            id: uuid(&r.id)?,
+            user_id: uuid(&r.user_id)?,
+            buyer_email: stored("email", Email::parse(&r.buyer_email))?,
+            product_id: stored("product id", ProductId::new(r.product_id))?,
+            quantity: quantity(r.quantity)?,
+            status: stored("status", r.status.parse())?,
+            idempotency_key: r.idempotency_key,
+            created_at: from_ts(r.created_at)?,
+            updated_at: from_ts(r.updated_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct NotificationRow {
+    id: String,
+    order_id: String,
+    recipient: String,
+    product_id: String,
+    product_name: String,
+    quantity: i64,
+    status: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    lease_owner: Option<String>,
+    lease_until: Option<i64>,
+    last_error: Option<String>,
+    created_at: i64,
+    sent_at: Option<i64>,
+}
+
+impl TryFrom<NotificationRow> for Notification {
+    type Error = Error;
+    fn try_from(r: NotificationRow) -> Result<Notification> {
+        Ok(Notification {
+            id: uuid(&r.id)?,
+            order_id: uuid(&r.order_id)?,
+            recipient: stored("email", Email::parse(&r.recipient))?,
+            product_id: stored("product id", ProductId::new(r.product_id))?,
+            product_name: r.product_name,
+            quantity: quantity(r.quantity)?,
+            status: stored("status", r.status.parse())?,
+            attempts: u32::try_from(r.attempts).map_err(Error::other)?,
+            next_attempt_at: from_ts(r.next_attempt_at)?,
+            lease_owner: r.lease_owner,
+            lease_until: r.lease_until.map(from_ts).transpose()?,
+            last_error: r.last_error,
+            created_at: from_ts(r.created_at)?,
+            sent_at: r.sent_at.map(from_ts).transpose()?,
+        })
+    }
+}
+
+/// Converts every row of a result.
+pub(crate) fn all<R, T: TryFrom<R, Error = Error>>(rows: Vec<R>) -> Result<Vec<T>> {
+    rows.into_iter().map(T::try_from).collect()
+}

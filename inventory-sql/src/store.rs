@@ -1,0 +1,888 @@
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use inventory_core::*;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::error::{db, map};
+use crate::rows::*;
+
+#[cfg(feature = "postgres")]
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+#[cfg(feature = "sqlite")]
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+/// The PostgreSQL channel raised when outbox work arrives.
+#[cfg(feature = "postgres")]
+const CHANNEL: &str = "inventory_outbox";
+
+const IDEMPOTENCY_CONFLICT: &str = "idempotency key reused with different order contents";
+
+/// Which SQL database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite (embedded).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct SqlOptions {
+    /// Run the embedded migrations on connect (default: true).
+    pub migrate: bool,
+    /// Largest pool size (PostgreSQL pool, SQLite read pool). Default 10.
+    pub max_connections: u32,
+    /// How long to wait for a free connection before failing with `Unavailable`. Default 10 s.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL only: the schema to use (created if missing). Default: the server's
+    /// `search_path`.
+    pub schema: Option<String>,
+}
+
+impl Default for SqlOptions {
+    fn default() -> Self {
+        SqlOptions {
+            migrate: true,
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(10),
+            schema: None,
+        }
+    }
+}
+
+/// SQL written once and run on either database. Each dialect supplies only what differs.
+trait SqlDialect {
+    /// Starts a write transaction.
+    const BEGIN: &'static str;
+    /// Claims due notifications: $1 owner, $2 lease until, $3 now, $4 limit.
+    const CLAIM: &'static str;
+    /// Raises the cross-process outbox signal inside a transaction, if the database has one.
+    const NOTIFY: Option<&'static str>;
+}
+
+/// The claim statement; PostgreSQL adds row locking to the inner select.
+macro_rules! claim_sql {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE notifications SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 ",
+            "WHERE id IN (SELECT id FROM notifications WHERE status = 'pending' AND next_attempt_at <= $3 ",
+            "AND (lease_until IS NULL OR lease_until < $3) ORDER BY next_attempt_at, id LIMIT $4",
+            $lock,
+            ") RETURNING *"
+        )
+    };
+}
+
+#[cfg(feature = "sqlite")]
+struct SqliteDialect;
+#[cfg(feature = "sqlite")]
+impl SqlDialect for SqliteDialect {
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    const CLAIM: &'static str = claim_sql!("");
+    const NOTIFY: Option<&'static str> = None;
+}
+
+#[cfg(feature = "postgres")]
+struct PgDialect;
+#[cfg(feature = "postgres")]
+impl SqlDialect for PgDialect {
+    const BEGIN: &'static str = "BEGIN";
+    const CLAIM: &'static str = claim_sql!(" FOR UPDATE SKIP LOCKED");
+    const NOTIFY: Option<&'static str> = Some("SELECT pg_notify('inventory_outbox', '')");
+}
+
+enum Backend {
+    #[cfg(feature = "sqlite")]
+    Sqlite { read: SqlitePool, write: SqlitePool },
+    #[cfg(feature = "postgres")]
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the read or write pool of whichever database this is, and
+/// `$d` to its [`SqlDialect`]. The body is compiled once per database.
+macro_rules! with_pool {
+    ($self:ident, $role:ident, |$pool:ident, $d:ident| $body:expr) => {
+        match &$self.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite { $role: $pool, .. } => {
+                #[allow(dead_code)]
+                type $d = SqliteDialect;
+                $body
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres($pool) => {
+                #[allow(dead_code)]
+                type $d = PgDialect;
+                $body
+            }
+        }
+    };
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The SQL store. Cheap to share behind an `Arc`; dropping it stops its listener task.
+pub struct SqlStore {
+    backend: Backend,
+    signal: watch::Sender<u64>,
+    _listener: Option<AbortOnDrop>,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: never print it.
+        f.debug_struct("SqlStore")
+            .field("dialect", &self.dialect())
+            .finish_non_exhaustive()
+    }
+}
+
+fn bump(signal: &watch::Sender<u64>) {
+    signal.send_modify(|n| *n = n.wrapping_add(1));
+}
+
+fn config_err(e: impl std::fmt::Display) -> Error {
+    Error::invalid("DATABASE_URL", e)
+}
+
+impl SqlStore {
+    /// Connects with default [`SqlOptions`] (and migrates).
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, SqlOptions::default()).await
+    }
+
+    /// Connects to the database named by `url` (`sqlite:` or `postgres:`/`postgresql:`).
+    pub async fn connect_with(url: &str, options: SqlOptions) -> Result<Self> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        let store = match scheme {
+            #[cfg(feature = "sqlite")]
+            "sqlite" => Self::connect_sqlite(url, &options).await?,
+            #[cfg(feature = "postgres")]
+            "postgres" | "postgresql" => Self::connect_postgres(url, &options).await?,
+            other => {
+                return Err(config_err(format!(
+                    "unsupported scheme {other:?} (this build supports: {})",
+                    [
+                        #[cfg(feature = "sqlite")]
+                        "sqlite",
+                        #[cfg(feature = "postgres")]
+                        "postgres",
+                    ]
+                    .join(", ")
+                )));
+            }
+        };
+        if options.migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    #[cfg(feature = "sqlite")]
+    async fn connect_sqlite(url: &str, options: &SqlOptions) -> Result<Self> {
+        let base = SqliteConnectOptions::from_str(url)
+            .map_err(config_err)?
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("temp_store", "memory");
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(options.acquire_timeout.max(Duration::from_secs(30)))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(base.clone())
+            .await
+            .map_err(db)?;
+        let read = if in_memory {
+            // Every in-memory connection is its own database: share the one.
+            write.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(options.max_connections.max(1))
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(base.read_only(true))
+                .await
+                .map_err(db)?
+        };
+        Ok(SqlStore {
+            backend: Backend::Sqlite { read, write },
+            signal: watch::channel(0).0,
+            _listener: None,
+        })
+    }
+
+    #[cfg(feature = "postgres")]
+    async fn connect_postgres(url: &str, options: &SqlOptions) -> Result<Self> {
+        let mut connect = PgConnectOptions::from_str(url).map_err(config_err)?;
+        if let Some(schema) = &options.schema {
+            if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(Error::invalid("schema", "must be letters, digits and underscores"));
+            }
+            let admin = PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect.clone())
+                .await
+                .map_err(db)?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
+                .execute(&admin)
+                .await
+                .map_err(db)?;
+            admin.close().await;
+            connect = connect.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(db)?;
+        let signal = watch::channel(0).0;
+        let listener = tokio::spawn(listen(pool.clone(), signal.clone()));
+        Ok(SqlStore {
+            backend: Backend::Postgres(pool),
+            signal,
+            _listener: Some(AbortOnDrop(listener)),
+        })
+    }
+
+    /// Runs the embedded migrations (idempotent). Migrations are additive (expand first,
+    /// contract in a later release), so old and new servers can run side by side.
+    pub async fn migrate(&self) -> Result<()> {
+        let result = match &self.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite { write, .. } => sqlx::migrate!("./migrations/sqlite").run(write).await,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
+        };
+        result.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => db(e),
+            other => Error::other(other),
+        })
+    }
+
+    /// Which database this is.
+    pub fn dialect(&self) -> Dialect {
+        match &self.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite { .. } => Dialect::Sqlite,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// The SQLite pool used for writes, for tools such as online backups.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match &self.backend {
+            Backend::Sqlite { write, .. } => Some(write),
+            #[cfg(feature = "postgres")]
+            _ => None,
+        }
+    }
+
+    /// The PostgreSQL pool, for tools and tests.
+    #[cfg(feature = "postgres")]
+    pub fn pg_pool(&self) -> Option<&PgPool> {
+        match &self.backend {
+            Backend::Postgres(pool) => Some(pool),
+            #[cfg(feature = "sqlite")]
+            _ => None,
+        }
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        match &self.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    async fn replay(&self, new: &NewOrder, key: &IdempotencyKey) -> Result<Option<Placed>> {
+        let row: Option<OrderRow> = with_pool!(self, write, |pool, D| {
+            sqlx::query_as("SELECT * FROM orders WHERE user_id = $1 AND idempotency_key = $2")
+                .bind(new.user_id.to_string())
+                .bind(key.as_str())
+                .fetch_optional(pool)
+                .await
+                .map_err(db)?
+        });
+        let Some(order) = row.map(Order::try_from).transpose()? else {
+            return Ok(None);
+        };
+        if !new.matches(&order) {
+            return Err(Error::Conflict(IDEMPOTENCY_CONFLICT.into()));
+        }
+        Ok(Some(Placed {
+            order,
+            replayed: true,
+        }))
+    }
+}
+
+/// Keeps a LISTEN connection open and raises the signal on every notification and after every
+/// (re)connect.
+#[cfg(feature = "postgres")]
+async fn listen(pool: PgPool, signal: watch::Sender<u64>) {
+    loop {
+        let connected = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        }
+        .await;
+        let mut listener = match connected {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox listener cannot connect; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        bump(&signal);
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => bump(&signal),
+                // Connection lost: the next call reconnects; anything sent meanwhile is lost,
+                // so wake the dispatcher to re-check the table.
+                Ok(None) => bump(&signal),
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox listener lost its connection; reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn page_args(page: Page) -> (i64, i64) {
+    (i64::from(page.limit), i64::from(page.offset))
+}
+
+#[async_trait]
+impl UserStore for SqlStore {
+    async fn create_user(&self, user: &User) -> Result<()> {
+        with_pool!(self, write, |pool, D| {
+            sqlx::query(
+                "INSERT INTO users (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(user.id.to_string())
+            .bind(user.email.as_str())
+            .bind(&user.password_hash)
+            .bind(user.role.as_str())
+            .bind(ts(user.created_at))
+            .execute(pool)
+            .await
+            .map_err(|e| map(e, "email already registered"))?;
+        });
+        Ok(())
+    }
+
+    async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>> {
+        let row: Option<UserRow> = with_pool!(self, read, |pool, D| {
+            sqlx::query_as("SELECT * FROM users WHERE email = $1")
+                .bind(email.as_str())
+                .fetch_optional(pool)
+                .await
+                .map_err(db)?
+        });
+        row.map(User::try_from).transpose()
+    }
+
+    async fn get_user(&self, id: Uuid) -> Result<Option<User>> {
+        let row: Option<UserRow> = with_pool!(self, read, |pool, D| {
+            sqlx::query_as("SELECT * FROM users WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await
+                .map_err(db)?
+        });
+        row.map(User::try_from).transpose()
+    }
+
+    async fn set_role(&self, email: &Email, role: Role) -> Result<User> {
+        let row: Option<UserRow> = with_pool!(self, write, |pool, D| {
+            sqlx::query_as("UPDATE users SET role = $1 WHERE email = $2 RETURNING *")
+                .bind(role.as_str())
+                .bind(email.as_str())
+                .fetch_optional(pool)
+                .await
+                .map_err(db)?
+        });
+        row.map(User::try_from)
+            .transpose()?
+            .ok_or_else(|| Error::NotFound(format!("user {email}")))
+    }
+}
+
+#[async_trait]
+impl ProductStore for SqlStore {
+    async fn create_product(&self, p: &NewProduct, now: DateTime<Utc>) -> Result<Product> {
+        let row: ProductRow = with_pool!(self, write, |pool, D| {
+            sqlx::query_as(
+                "INSERT INTO products (id, name, quantity, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) RETURNING *",
+            )
+            .bind(p.id.as_str())
+            .bind(&p.name)
+            .bind(p.quantity as i64)
+            .bind(ts(now))
+            .fetch_one(pool)
+            .await
+            .map_err(|e| map(e, &format!("product {} already exists", p.id)))?
+        });
+        row.try_into()
+    }
+
+    async fn ensure_product(&self, p: &NewProduct, now: DateTime<Utc>) -> Result<bool> {
+        let done = with_pool!(self, write, |pool, D| {
+            sqlx::query(
+                "INSERT INTO products (id, name, quantity, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(p.id.as_str())
+            .bind(&p.name)
+            .bind(p.quantity as i64)
+            .bind(ts(now))
+            .execute(pool)
+            .await
+            .map_err(db)?
+            .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    async fn get_product(&self, id: &ProductId) -> Result<Option<Product>> {
+        let row: Option<ProductRow> = with_pool!(self, read, |pool, D| {
+            sqlx::query_as("SELECT * FROM products WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(pool)
+                .await
+                .map_err(db)?
+        });
+        row.map(Product::try_from).transpose()
+    }
+
+    async fn list_products(&self, page: Page) -> Result<Vec<Product>> {
+        let (limit, offset) = page_args(page);
+        let rows: Vec<ProductRow> = with_pool!(self, read, |pool, D| {
+            sqlx::query_as("SELECT * FROM products ORDER BY id LIMIT $1 OFFSET $2")
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await
+                .map_err(db)?
+        });
+        all(rows)
+    }
+
+    async fn restock(&self, id: &ProductId, add: u64, now: DateTime<Utc>) -> Result<Product> {
+        let add = i64::try_from(add).map_err(|_| Error::invalid("quantity", "too large"))?;
+        let row: Option<ProductRow> = with_pool!(self, write, |pool, D| {
+            sqlx::query_as(
+                "UPDATE products SET quantity = quantity + $1, updated_at = $2 WHERE id = $3 RETURNING *",
+            )
+            .bind(add)
+            .bind(ts(now))
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(db)?
+        });
+        row.map(Product::try_from)
+            .transpose()?
+            .ok_or_else(|| Error::NotFound(format!("product {id}")))
+    }
+}
+
+#[async_trait]
+impl OrderStore for SqlStore {
+    async fn place_order(&self, new: &NewOrder) -> Result<Placed> {
+        if let Some(key) = &new.idempotency_key {
+            if let Some(placed) = self.replay(new, key).await? {
+                return Ok(placed);
+            }
+        }
+        let order = Order {
+            id: new.id,
+            user_id: new.user_id,
+            buyer_email: new.buyer_email.clone(),
+            product_id: new.product_id.clone(),
+            quantity: new.quantity,
+            status: OrderStatus::Pending,
+            idempotency_key: new.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
+            created_at: new.now,
+            updated_at: new.now,
+        };
+        let quantity = i64::from(new.quantity.get());
+        let now = ts(new.now);
+        let result: Result<()> = with_pool!(self, write, |pool, D| async {
+            let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
+            let name: Option<(String,)> = sqlx::query_as(
+                "UPDATE products SET quantity = quantity - $1, updated_at = $2 WHERE id = $3 AND quantity >= $1 RETURNING name",
+            )
+            .bind(quantity)
+            .bind(now)
+            .bind(new.product_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            let Some((product_name,)) = name else {
+                let exists: Option<(i64,)> = sqlx::query_as("SELECT quantity FROM products WHERE id = $1")
+                    .bind(new.product_id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                return Err(match exists {
+                    Some(_) => Error::OutOfStock { product_id: new.product_id.to_string() },
+                    None => Error::NotFound(format!("product {}", new.product_id)),
+                });
+            };
+            sqlx::query(
+                "INSERT INTO orders (id, user_id, buyer_email, product_id, quantity, status, idempotency_key, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $7)",
+            )
+            .bind(order.id.to_string())
+            .bind(order.user_id.to_string())
+            .bind(order.buyer_email.as_str())
+            .bind(order.product_id.as_str())
+            .bind(quantity)
+            .bind(order.idempotency_key.as_deref())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map(e, IDEMPOTENCY_CONFLICT))?;
+            sqlx::query(
+                "INSERT INTO notifications (id, order_id, recipient, product_id, product_name, quantity, status, attempts, next_attempt_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7)",
+            )
+            .bind(new.notification_id.to_string())
+            .bind(order.id.to_string())
+            .bind(order.buyer_email.as_str())
+            .bind(order.product_id.as_str())
+            .bind(product_name)
+            .bind(quantity)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            if let Some(notify) = D::NOTIFY {
+                sqlx::query(notify).execute(&mut *tx).await.map_err(db)?;
+            }
+            tx.commit().await.map_err(db)
+        }
+        .await);
+        match result {
+            Ok(()) => {
+                bump(&self.signal);
+                Ok(Placed {
+                    order,
+                    replayed: false,
+                })
+            }
+            // Lost a race with the same key: the winner's order is the answer.
+            Err(Error::Conflict(msg)) => match &new.idempotency_key {
+                Some(key) => self
+                    .replay(new, key)
+                    .await?
+                    .ok_or(Error::Conflict(msg)),
+                None => Err(Error::Conflict(msg)),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get_order(&self, id: Uuid) -> Result<Option<Order>> {
+        let row: Option<OrderRow> = with_pool!(self, read, |pool, D| {
+            sqlx::query_as("SELECT * FROM orders WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await
+                .map_err(db)?
+        });
+        row.map(Order::try_from).transpose()
+    }
+
+    async fn list_orders_for_user(&self, user_id: Uuid, page: Page) -> Result<Vec<Order>> {
+        let (limit, offset) = page_args(page);
+        let rows: Vec<OrderRow> = with_pool!(self, read, |pool, D| {
+            sqlx::query_as("SELECT * FROM orders WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3")
+                .bind(user_id.to_string())
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await
+                .map_err(db)?
+        });
+        all(rows)
+    }
+
+    async fn list_orders(&self, page: Page) -> Result<Vec<Order>> {
+        let (limit, offset) = page_args(page);
+        let rows: Vec<OrderRow> = with_pool!(self, read, |pool, D| {
+            sqlx::query_as("SELECT * FROM orders ORDER BY id DESC LIMIT $1 OFFSET $2")
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await
+                .map_err(db)?
+        });
+        all(rows)
+    }
+
+    async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Order> {
+        let row: OrderRow = with_pool!(self, write, |pool, D| async {
+            let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
+            let row: Option<OrderRow> = sqlx::query_as(
+                "UPDATE orders SET status = 'cancelled', updated_at = $1 WHERE id = $2 AND status <> 'cancelled' RETURNING *",
+            )
+            .bind(ts(now))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            let Some(row) = row else {
+                let exists: Option<(String,)> = sqlx::query_as("SELECT status FROM orders WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                return Err(match exists {
+                    Some(_) => Error::Conflict(format!("order {id} is already cancelled")),
+                    None => Error::NotFound(format!("order {id}")),
+                });
+            };
+            sqlx::query("UPDATE products SET quantity = quantity + (SELECT quantity FROM orders WHERE id = $1), updated_at = $2 \
+                         WHERE id = (SELECT product_id FROM orders WHERE id = $1)")
+                .bind(id.to_string())
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            Ok::<_, Error>(row)
+        }
+        .await)?;
+        row.try_into()
+    }
+}
+
+#[async_trait]
+impl NotificationStore for SqlStore {
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Notification>> {
+        let until = now + chrono::Duration::from_std(lease).map_err(Error::other)?;
+        let mut rows: Vec<NotificationRow> = with_pool!(self, write, |pool, D| {
+            sqlx::query_as(D::CLAIM)
+                .bind(owner)
+                .bind(ts(until))
+                .bind(ts(now))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+                .map_err(db)?
+        });
+        let mut claimed: Vec<Notification> = all(std::mem::take(&mut rows))?;
+        claimed.sort_by_key(|n| (n.next_attempt_at, n.id));
+        Ok(claimed)
+    }
+
+    async fn mark_sent(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> Result<()> {
+        let found: Option<(String,)> = with_pool!(self, write, |pool, D| async {
+            let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
+            let order: Option<(String,)> = sqlx::query_as(
+                "UPDATE notifications SET status = 'sent', sent_at = $1, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $2 AND lease_owner = $3 AND status = 'pending' RETURNING order_id",
+            )
+            .bind(ts(now))
+            .bind(id.to_string())
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            if let Some((order_id,)) = &order {
+                sqlx::query("UPDATE orders SET status = 'confirmed', updated_at = $1 WHERE id = $2 AND status = 'pending'")
+                    .bind(ts(now))
+                    .bind(order_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            tx.commit().await.map_err(db)?;
+            Ok::<_, Error>(order)
+        }
+        .await)?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(self.lease_error(id).await),
+        }
+    }
+
+    async fn mark_failed(
+        &self,
+        id: Uuid,
+        owner: &str,
+        error: &str,
+        next_attempt_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let error: String = error.chars().take(2000).collect();
+        let updated = with_pool!(self, write, |pool, D| {
+            sqlx::query(
+                "UPDATE notifications SET last_error = $1, lease_owner = NULL, lease_until = NULL, \
+                 next_attempt_at = COALESCE($2, next_attempt_at), \
+                 status = CASE WHEN $2 IS NULL THEN 'failed' ELSE 'pending' END \
+                 WHERE id = $3 AND lease_owner = $4 AND status = 'pending'",
+            )
+            .bind(error)
+            .bind(next_attempt_at.map(ts))
+            .bind(id.to_string())
+            .bind(owner)
+            .execute(pool)
+            .await
+            .map_err(db)?
+            .rows_affected()
+        });
+        if updated == 1 {
+            Ok(())
+        } else {
+            Err(self.lease_error(id).await)
+        }
+    }
+
+    async fn notification_for_order(&self, order_id: Uuid) -> Result<Option<Notification>> {
+        let row: Option<NotificationRow> = with_pool!(self, read, |pool, D| {
+            sqlx::query_as("SELECT * FROM notifications WHERE order_id = $1")
+                .bind(order_id.to_string())
+                .fetch_optional(pool)
+                .await
+                .map_err(db)?
+        });
+        row.map(Notification::try_from).transpose()
+    }
+
+    async fn list_notifications(
+        &self,
+        status: NotificationStatus,
+        page: Page,
+    ) -> Result<Vec<Notification>> {
+        let (limit, offset) = page_args(page);
+        let rows: Vec<NotificationRow> = with_pool!(self, read, |pool, D| {
+            sqlx::query_as("SELECT * FROM notifications WHERE status = $1 ORDER BY id LIMIT $2 OFFSET $3")
+                .bind(status.as_str())
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await
+                .map_err(db)?
+        });
+        all(rows)
+    }
+
+    async fn notification_counts(&self) -> Result<NotificationCounts> {
+        let rows: Vec<(String, i64)> = with_pool!(self, read, |pool, D| {
+            sqlx::query_as("SELECT status, COUNT(*) FROM notifications GROUP BY status")
+                .fetch_all(pool)
+                .await
+                .map_err(db)?
+        });
+        let mut counts = NotificationCounts::default();
+        for (status, n) in rows {
+            let n = n as u64;
+            match status.parse::<NotificationStatus>()? {
+                NotificationStatus::Pending => counts.pending = n,
+                NotificationStatus::Sent => counts.sent = n,
+                NotificationStatus::Failed => counts.failed = n,
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn retry_failed(&self, id: Option<Uuid>, now: DateTime<Utc>) -> Result<u64> {
+        let updated = with_pool!(self, write, |pool, D| async {
+            let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
+            let n = sqlx::query(
+                "UPDATE notifications SET status = 'pending', attempts = 0, next_attempt_at = $1 \
+                 WHERE status = 'failed' AND ($2 IS NULL OR id = $2)",
+            )
+            .bind(ts(now))
+            .bind(id.map(|id| id.to_string()))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+            if let (Some(notify), true) = (D::NOTIFY, n > 0) {
+                sqlx::query(notify).execute(&mut *tx).await.map_err(db)?;
+            }
+            tx.commit().await.map_err(db)?;
+            Ok::<_, Error>(n)
+        }
+        .await)?;
+        if updated > 0 {
+            bump(&self.signal);
+        }
+        Ok(updated)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.signal.subscribe()
+    }
+}
+
+impl SqlStore {
+    async fn lease_error(&self, id: Uuid) -> Error {
+        match self.notification_exists(id).await {
+            Ok(true) => Error::Conflict(format!("lease on notification {id} lost")),
+            Ok(false) => Error::NotFound(format!("notification {id}")),
+            Err(e) => e,
+        }
+    }
+
+    async fn notification_exists(&self, id: Uuid) -> Result<bool> {
+        let row: Option<(String,)> = with_pool!(self, write, |pool, D| {
+            sqlx::query_as("SELECT id FROM notifications WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await
+                .map_err(db)?
+        });
+        Ok(row.is_some())
+    }
+}
+
+#[async_trait]
+impl Health for SqlStore {
+    async fn ping(&self) -> Result<()> {
+        with_pool!(self, read, |pool, D| {
+            sqlx::query("SELECT 1").execute(pool).await.map_err(db)?;
+        });
+        Ok(())
+    }
+}
