@@ -233,8 +233,15 @@ impl SqlStore {
     async fn connect_postgres(url: &str, options: &SqlOptions) -> Result<Self> {
         let mut connect = PgConnectOptions::from_str(url).map_err(config_err)?;
         if let Some(schema) = &options.schema {
-            if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(Error::invalid("schema", "must be letters, digits and underscores"));
+            if schema.is_empty()
+                || !schema
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(Error::invalid(
+                    "schema",
+                    "must be letters, digits and underscores",
+                ));
             }
             let admin = PgPoolOptions::new()
                 .max_connections(1)
@@ -242,10 +249,12 @@ impl SqlStore {
                 .connect_with(connect.clone())
                 .await
                 .map_err(db)?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
-                .execute(&admin)
-                .await
-                .map_err(db)?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+            )))
+            .execute(&admin)
+            .await
+            .map_err(db)?;
             admin.close().await;
             connect = connect.options([("search_path", schema.as_str())]);
         }
@@ -539,7 +548,8 @@ impl OrderStore for SqlStore {
         };
         let quantity = i64::from(new.quantity.get());
         let now = ts(new.now);
-        let result: Result<()> = with_pool!(self, write, |pool, D| async {
+        let result: Result<()> = with_pool!(self, write, |pool, D| {
+            async {
             let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
             let name: Option<(String,)> = sqlx::query_as(
                 "UPDATE products SET quantity = quantity - $1, updated_at = $2 WHERE id = $3 AND quantity >= $1 RETURNING name",
@@ -594,7 +604,8 @@ impl OrderStore for SqlStore {
             }
             tx.commit().await.map_err(db)
         }
-        .await);
+        .await
+        });
         match result {
             Ok(()) => {
                 bump(&self.signal);
@@ -605,10 +616,7 @@ impl OrderStore for SqlStore {
             }
             // Lost a race with the same key: the winner's order is the answer.
             Err(Error::Conflict(msg)) => match &new.idempotency_key {
-                Some(key) => self
-                    .replay(new, key)
-                    .await?
-                    .ok_or(Error::Conflict(msg)),
+                Some(key) => self.replay(new, key).await?.ok_or(Error::Conflict(msg)),
                 None => Err(Error::Conflict(msg)),
             },
             Err(e) => Err(e),
@@ -629,13 +637,15 @@ impl OrderStore for SqlStore {
     async fn list_orders_for_user(&self, user_id: Uuid, page: Page) -> Result<Vec<Order>> {
         let (limit, offset) = page_args(page);
         let rows: Vec<OrderRow> = with_pool!(self, read, |pool, D| {
-            sqlx::query_as("SELECT * FROM orders WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3")
-                .bind(user_id.to_string())
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(pool)
-                .await
-                .map_err(db)?
+            sqlx::query_as(
+                "SELECT * FROM orders WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
+            )
+            .bind(user_id.to_string())
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(pool)
+            .await
+            .map_err(db)?
         });
         all(rows)
     }
@@ -654,7 +664,8 @@ impl OrderStore for SqlStore {
     }
 
     async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Order> {
-        let row: OrderRow = with_pool!(self, write, |pool, D| async {
+        let row: OrderRow = with_pool!(self, write, |pool, D| {
+            async {
             let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
             let row: Option<OrderRow> = sqlx::query_as(
                 "UPDATE orders SET status = 'cancelled', updated_at = $1 WHERE id = $2 AND status <> 'cancelled' RETURNING *",
@@ -685,7 +696,8 @@ impl OrderStore for SqlStore {
             tx.commit().await.map_err(db)?;
             Ok::<_, Error>(row)
         }
-        .await)?;
+        .await
+        })?;
         row.try_into()
     }
 }
@@ -716,7 +728,8 @@ impl NotificationStore for SqlStore {
     }
 
     async fn mark_sent(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> Result<()> {
-        let found: Option<(String,)> = with_pool!(self, write, |pool, D| async {
+        let found: Option<(String,)> = with_pool!(self, write, |pool, D| {
+            async {
             let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
             let order: Option<(String,)> = sqlx::query_as(
                 "UPDATE notifications SET status = 'sent', sent_at = $1, lease_owner = NULL, lease_until = NULL \
@@ -739,7 +752,8 @@ impl NotificationStore for SqlStore {
             tx.commit().await.map_err(db)?;
             Ok::<_, Error>(order)
         }
-        .await)?;
+        .await
+        })?;
         match found {
             Some(_) => Ok(()),
             None => Err(self.lease_error(id).await),
@@ -795,13 +809,15 @@ impl NotificationStore for SqlStore {
     ) -> Result<Vec<Notification>> {
         let (limit, offset) = page_args(page);
         let rows: Vec<NotificationRow> = with_pool!(self, read, |pool, D| {
-            sqlx::query_as("SELECT * FROM notifications WHERE status = $1 ORDER BY id LIMIT $2 OFFSET $3")
-                .bind(status.as_str())
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(pool)
-                .await
-                .map_err(db)?
+            sqlx::query_as(
+                "SELECT * FROM notifications WHERE status = $1 ORDER BY id LIMIT $2 OFFSET $3",
+            )
+            .bind(status.as_str())
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(pool)
+            .await
+            .map_err(db)?
         });
         all(rows)
     }

@@ -30,7 +30,9 @@ async fn migrations_are_idempotent_and_bad_urls_are_clear() {
     let store = SqlStore::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
     drop(store);
-    SqlStore::connect(&url).await.expect("reopen an existing database");
+    SqlStore::connect(&url)
+        .await
+        .expect("reopen an existing database");
     let err = SqlStore::connect("mysql://localhost/x").await.unwrap_err();
     assert!(err.to_string().contains("DATABASE_URL"), "{err}");
     assert_eq!(err.kind(), inventory_core::ErrorKind::InvalidInput);

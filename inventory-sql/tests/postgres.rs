@@ -1,0 +1,171 @@
+//! The conformance suite and multi-process behaviour on a real PostgreSQL server.
+//!
+//! Set `INVENTORY_TEST_POSTGRES_URL` (for example `postgres://postgres@127.0.0.1:5432/test`).
+//! Without it these tests print a notice and pass, unless `INVENTORY_REQUIRE_BACKENDS=1` (as in
+//! CI), where a missing or unreachable server fails them.
+//! Each test works in a schema of its own; schemas older than an hour are removed on the way.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use inventory_core::testkit::{self, TestStore};
+use inventory_core::*;
+use inventory_sql::{SqlOptions, SqlStore};
+
+fn url() -> Option<String> {
+    match std::env::var("INVENTORY_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("INVENTORY_REQUIRE_BACKENDS").is_err(),
+                "INVENTORY_REQUIRE_BACKENDS is set but INVENTORY_TEST_POSTGRES_URL is not"
+            );
+            None
+        }
+    }
+}
+
+/// A fresh schema name; its UUID v7 carries the creation time used for clean-up.
+async fn fresh_schema(url: &str) -> String {
+    let pool = sqlx::PgPool::connect(url)
+        .await
+        .expect("PostgreSQL reachable");
+    let stale: Vec<(String,)> =
+        sqlx::query_as("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'inv\\_t\\_%'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    for (name,) in stale {
+        let created = uuid::Uuid::parse_str(&name["inv_t_".len()..].replace('_', "-"))
+            .ok()
+            .and_then(|u| u.get_timestamp())
+            .map(|t| t.to_unix().0 as i64);
+        if created.is_some_and(|secs| secs < hour_ago.timestamp()) {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
+            )))
+            .execute(&pool)
+            .await;
+        }
+    }
+    pool.close().await;
+    format!("inv_t_{}", uuid::Uuid::now_v7().simple())
+}
+
+async fn connect(url: &str, schema: &str) -> SqlStore {
+    let options = SqlOptions {
+        schema: Some(schema.to_owned()),
+        ..SqlOptions::default()
+    };
+    SqlStore::connect_with(url, options)
+        .await
+        .expect("connect PostgreSQL")
+}
+
+async fn store() -> Option<TestStore> {
+    let url = url()?;
+    let schema = fresh_schema(&url).await;
+    Some(Arc::new(connect(&url, &schema).await) as TestStore)
+}
+
+mod conformance {
+    inventory_core::store_conformance!(super::store());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_dispatchers_with_separate_pools_deliver_each_of_500_once() {
+    let Some(url) = url() else { return };
+    let schema = fresh_schema(&url).await;
+    let a: TestStore = Arc::new(connect(&url, &schema).await);
+    let b: TestStore = Arc::new(connect(&url, &schema).await);
+    let u = testkit::user(&a, "pg@example.com").await;
+    let p = testkit::product(&a, "pg-product", 500).await;
+    for _ in 0..500 {
+        a.place_order(&testkit::order(&u, &p, 1)).await.unwrap();
+    }
+    let mailers = [
+        Arc::new(RecordingMailer::new()),
+        Arc::new(RecordingMailer::new()),
+    ];
+    let runs = [a.clone(), b.clone()]
+        .into_iter()
+        .zip(mailers.iter().cloned())
+        .enumerate()
+        .map(|(i, (store, mailer))| {
+            let d = Dispatcher::new(
+                store,
+                mailer,
+                DispatcherConfig {
+                    owner: format!("pg-{i}"),
+                    batch_size: 20,
+                    ..Default::default()
+                },
+            );
+            tokio::spawn(async move { while d.run_once().await.expect("cycle").claimed > 0 {} })
+        });
+    for r in futures::future::join_all(runs).await {
+        r.unwrap();
+    }
+    let mut ids = HashSet::new();
+    for m in &mailers {
+        for e in m.deliveries() {
+            assert!(ids.insert(e.message_id), "delivered twice");
+        }
+    }
+    assert_eq!(ids.len(), 500);
+    assert!(
+        mailers.iter().all(|m| !m.deliveries().is_empty()),
+        "both dispatchers took work"
+    );
+    assert_eq!(b.notification_counts().await.unwrap().sent, 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_notify_wakes_another_connection_and_survives_a_reconnect() {
+    let Some(url) = url() else { return };
+    let schema = fresh_schema(&url).await;
+    let writer: TestStore = Arc::new(connect(&url, &schema).await);
+    let listener = connect(&url, &schema).await;
+    let mut rx = listener.subscribe();
+    // Wait until the listener has connected (it raises the signal once it listens).
+    tokio::time::timeout(Duration::from_secs(10), rx.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    rx.borrow_and_update();
+    let u = testkit::user(&writer, "notify@example.com").await;
+    let p = testkit::product(&writer, "notified", 5).await;
+    writer
+        .place_order(&testkit::order(&u, &p, 1))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), rx.changed())
+        .await
+        .expect("NOTIFY from another pool arrives")
+        .unwrap();
+
+    // Cut the listening connection from the server side: the store reconnects and signals.
+    rx.borrow_and_update();
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%'",
+    )
+    .execute(&admin)
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), rx.changed())
+        .await
+        .expect("signal after reconnect")
+        .unwrap();
+    rx.borrow_and_update();
+    writer
+        .place_order(&testkit::order(&u, &p, 1))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), rx.changed())
+        .await
+        .expect("NOTIFY after reconnect")
+        .unwrap();
+}
