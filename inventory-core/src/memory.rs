@@ -183,19 +183,19 @@ impl ProductStore for MemoryStore {
 impl OrderStore for MemoryStore {
     async fn place_order(&self, new: &NewOrder) -> Result<Placed> {
         let placed = self.with(|s| {
-            if let Some(key) = &new.idempotency_key {
-                if let Some(id) = s.order_by_key.get(&(new.user_id, key.as_str().to_owned())) {
-                    let order = s.orders[id].clone();
-                    if !new.matches(&order) {
-                        return Err(Error::Conflict(
-                            "idempotency key reused with different order contents".into(),
-                        ));
-                    }
-                    return Ok(Placed {
-                        order,
-                        replayed: true,
-                    });
+            if let Some(key) = &new.idempotency_key
+                && let Some(id) = s.order_by_key.get(&(new.user_id, key.as_str().to_owned()))
+            {
+                let order = s.orders[id].clone();
+                if !new.matches(&order) {
+                    return Err(Error::Conflict(
+                        "idempotency key reused with different order contents".into(),
+                    ));
                 }
+                return Ok(Placed {
+                    order,
+                    replayed: true,
+                });
             }
             let product = s
                 .products
@@ -338,11 +338,11 @@ impl NotificationStore for MemoryStore {
             n.lease_owner = None;
             n.lease_until = None;
             let order_id = n.order_id;
-            if let Some(order) = s.orders.get_mut(&order_id) {
-                if order.status == OrderStatus::Pending {
-                    order.status = OrderStatus::Confirmed;
-                    order.updated_at = now;
-                }
+            if let Some(order) = s.orders.get_mut(&order_id)
+                && order.status == OrderStatus::Pending
+            {
+                order.status = OrderStatus::Confirmed;
+                order.updated_at = now;
             }
             Ok(())
         })

@@ -212,7 +212,6 @@ impl SmtpSink {
             .map(|tx| tx.subscribe())
             .expect("sink started");
         let _ = tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n)).await;
-        let count = *rx.borrow();
-        count
+        *rx.borrow()
     }
 }

@@ -530,10 +530,10 @@ impl ProductStore for SqlStore {
 #[async_trait]
 impl OrderStore for SqlStore {
     async fn place_order(&self, new: &NewOrder) -> Result<Placed> {
-        if let Some(key) = &new.idempotency_key {
-            if let Some(placed) = self.replay(new, key).await? {
-                return Ok(placed);
-            }
+        if let Some(key) = &new.idempotency_key
+            && let Some(placed) = self.replay(new, key).await?
+        {
+            return Ok(placed);
         }
         let order = Order {
             id: new.id,
