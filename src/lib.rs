@@ -1,1 +1,59 @@
-//! x
+//! The inventory kit: a shopping inventory service as an embeddable library.
+//!
+//! This facade re-exports the crates of the workspace behind features and adds
+//! [`connect`], which opens whichever store a URL names:
+//!
+//! | feature     | crate                   | URL                                   |
+//! |-------------|-------------------------|---------------------------------------|
+//! | (always)    | [`core`]                | `memory://`                           |
+//! | `sqlite`    | `inventory-sql`         | `sqlite://inventory.db?mode=rwc`      |
+//! | `postgres`  | `inventory-sql`         | `postgres://user@host/db`             |
+//! | `firestore` | `inventory-firestore`   | `firestore://PROJECT_ID`              |
+//! | `smtp`      | `inventory-mail`        |                                       |
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), inventory_kit::core::Error> {
+//! let store = inventory_kit::connect("memory://").await?;
+//! store.ping().await?;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+use std::sync::Arc;
+
+pub use inventory_core as core;
+#[cfg(feature = "firestore")]
+pub use inventory_firestore as firestore;
+#[cfg(feature = "smtp")]
+pub use inventory_mail as mail;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use inventory_sql as sql;
+
+use inventory_core::{Error, Result, Store};
+
+/// Opens the store named by `url`, running migrations where the backend has them.
+///
+/// Unknown schemes, and schemes whose feature this build lacks, are
+/// [`Error::InvalidInput`] naming `DATABASE_URL`.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    match scheme {
+        "memory" => Ok(Arc::new(inventory_core::MemoryStore::new())),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(Arc::new(inventory_sql::SqlStore::connect(url).await?)),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(Arc::new(inventory_sql::SqlStore::connect(url).await?)),
+        #[cfg(feature = "firestore")]
+        "firestore" => Ok(Arc::new(inventory_firestore::FirestoreStore::connect_url(url).await?)),
+        #[allow(unreachable_patterns)]
+        "sqlite" | "postgres" | "postgresql" | "firestore" => Err(Error::invalid(
+            "DATABASE_URL",
+            format!("this build has no {scheme} support: enable the `{scheme}` feature"),
+        )),
+        _ => Err(Error::invalid(
+            "DATABASE_URL",
+            "expected sqlite://..., postgres://..., firestore://PROJECT or memory://",
+        )),
+    }
+}

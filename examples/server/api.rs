@@ -1,0 +1,364 @@
+//! Routes, request and response bodies, and the OpenAPI document.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use inventory_kit::core::{
+    Auth, Error, NewProduct, Notification, Order, Orders, Page, PlaceOrderRequest, Product,
+    ProductId, Store,
+};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use uuid::Uuid;
+
+use crate::http::{ApiError, ApiJson, Caller};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) auth: Auth,
+    pub(crate) orders: Orders,
+    pub(crate) metrics: PrometheusHandle,
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StatusBody {
+    status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    detail: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct Credentials {
+    email: String,
+    password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RegisterResponse {
+    message: &'static str,
+    access_token: String,
+    token_type: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LoginResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct PlaceOrderBody {
+    /// Defaults to the caller's email; only admins may name someone else.
+    buyer_email: Option<String>,
+    product_id: String,
+    /// Units, default 1.
+    quantity: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct OrderResponse {
+    order_id: Uuid,
+    status: String,
+    buyer_email: String,
+    product_id: String,
+    quantity: u32,
+    created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notification: Option<NotificationResponse>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct NotificationResponse {
+    status: String,
+    attempts: u32,
+    last_error: Option<String>,
+    sent_at: Option<DateTime<Utc>>,
+}
+
+impl OrderResponse {
+    fn new(o: Order, n: Option<Notification>) -> Self {
+        OrderResponse {
+            order_id: o.id,
+            status: o.status.to_string(),
+            buyer_email: o.buyer_email.to_string(),
+            product_id: o.product_id.to_string(),
+            quantity: o.quantity.get(),
+            created_at: o.created_at,
+            notification: n.map(|n| NotificationResponse {
+                status: n.status.to_string(),
+                attempts: n.attempts,
+                last_error: n.last_error,
+                sent_at: n.sent_at,
+            }),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ProductResponse {
+    product_id: String,
+    product_name: String,
+    quantity: u64,
+    status: String,
+}
+
+impl From<Product> for ProductResponse {
+    fn from(p: Product) -> Self {
+        ProductResponse {
+            status: p.status().to_string(),
+            product_id: p.id.to_string(),
+            product_name: p.name,
+            quantity: p.quantity,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct NewProductBody {
+    product_id: String,
+    product_name: String,
+    quantity: u64,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct RestockBody {
+    /// Units to add (at least 1).
+    quantity: u64,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub(crate) struct PageQuery {
+    /// Items to skip (default 0).
+    offset: Option<u32>,
+    /// Items to return, 1 to 1000 (default 100).
+    limit: Option<u32>,
+    /// Admins only: every user's orders.
+    all: Option<bool>,
+}
+
+impl PageQuery {
+    fn page(&self) -> Result<Page, Error> {
+        Page::new(self.offset.unwrap_or(0), self.limit.unwrap_or(100))
+    }
+}
+
+#[utoipa::path(get, path = "/health", tag = "service",
+    responses((status = 200, description = "The process is up", body = StatusBody)))]
+async fn health() -> Json<StatusBody> {
+    Json(StatusBody { status: "ok" })
+}
+
+#[utoipa::path(get, path = "/ready", tag = "service",
+    responses((status = 200, description = "The store answers", body = StatusBody),
+              (status = 503, description = "The store does not answer", body = ErrorBody)))]
+async fn ready(State(state): State<AppState>) -> ApiResult<Json<StatusBody>> {
+    state.store.ping().await?;
+    Ok(Json(StatusBody { status: "ready" }))
+}
+
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = Credentials,
+    responses((status = 200, description = "Registered", body = RegisterResponse),
+              (status = 409, description = "Email already registered", body = ErrorBody),
+              (status = 422, description = "Invalid email or password", body = ErrorBody)))]
+async fn register(State(state): State<AppState>, ApiJson(body): ApiJson<Credentials>) -> ApiResult<Json<RegisterResponse>> {
+    let (_, token) = state.auth.register(&body.email, &body.password).await?;
+    Ok(Json(RegisterResponse {
+        message: "user created",
+        access_token: token.access_token,
+        token_type: "bearer",
+    }))
+}
+
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = Credentials,
+    responses((status = 200, description = "Logged in", body = LoginResponse),
+              (status = 401, description = "Wrong email or password", body = ErrorBody)))]
+async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<Credentials>) -> ApiResult<Json<LoginResponse>> {
+    let (_, token) = state.auth.login(&body.email, &body.password).await?;
+    Ok(Json(LoginResponse {
+        access_token: token.access_token,
+        token_type: "bearer",
+        expires_in: token.expires_in,
+    }))
+}
+
+#[utoipa::path(post, path = "/orders/place", tag = "orders", request_body = PlaceOrderBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "Order placed (or replayed for a known key)", body = OrderResponse),
+              (status = 401, description = "Not authenticated", body = ErrorBody),
+              (status = 403, description = "Ordering for another buyer", body = ErrorBody),
+              (status = 404, description = "No such product", body = ErrorBody),
+              (status = 409, description = "Out of stock, or key reused", body = ErrorBody),
+              (status = 422, description = "Invalid input", body = ErrorBody)))]
+async fn place_order(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<PlaceOrderBody>,
+) -> ApiResult<Json<OrderResponse>> {
+    let idempotency_key = match headers.get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| Error::invalid("Idempotency-Key", "must be visible ASCII"))?
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let placed = state
+        .orders
+        .place(
+            &who,
+            PlaceOrderRequest {
+                buyer_email: body.buyer_email,
+                product_id: body.product_id,
+                quantity: body.quantity,
+                idempotency_key,
+            },
+        )
+        .await?;
+    Ok(Json(OrderResponse::new(placed.order, None)))
+}
+
+#[utoipa::path(get, path = "/orders", tag = "orders", params(PageQuery), security(("bearer" = [])),
+    responses((status = 200, description = "The caller's orders, newest first", body = [OrderResponse])))]
+async fn list_orders(State(state): State<AppState>, Caller(who): Caller, Query(q): Query<PageQuery>) -> ApiResult<Json<Vec<OrderResponse>>> {
+    let orders = state.orders.list(&who, q.all.unwrap_or(false), q.page()?).await?;
+    Ok(Json(orders.into_iter().map(|o| OrderResponse::new(o, None)).collect()))
+}
+
+fn order_id(raw: &str) -> Result<Uuid, ApiError> {
+    // An id that cannot exist is simply not found.
+    Uuid::parse_str(raw).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("order {raw} not found")))
+}
+
+#[utoipa::path(get, path = "/orders/{id}", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Order id")),
+    responses((status = 200, description = "The order and its confirmation email", body = OrderResponse),
+              (status = 404, description = "No such order of yours", body = ErrorBody)))]
+async fn get_order(State(state): State<AppState>, Caller(who): Caller, Path(id): Path<String>) -> ApiResult<Json<OrderResponse>> {
+    let view = state.orders.get(&who, order_id(&id)?).await?;
+    Ok(Json(OrderResponse::new(view.order, view.notification)))
+}
+
+#[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Order id")),
+    responses((status = 200, description = "Cancelled; stock returned", body = OrderResponse),
+              (status = 404, description = "No such order of yours", body = ErrorBody),
+              (status = 409, description = "Already cancelled", body = ErrorBody)))]
+async fn cancel_order(State(state): State<AppState>, Caller(who): Caller, Path(id): Path<String>) -> ApiResult<Json<OrderResponse>> {
+    let order = state.orders.cancel(&who, order_id(&id)?).await?;
+    Ok(Json(OrderResponse::new(order, None)))
+}
+
+#[utoipa::path(get, path = "/products", tag = "products", params(PageQuery),
+    responses((status = 200, description = "Products by id", body = [ProductResponse])))]
+async fn list_products(State(state): State<AppState>, Query(q): Query<PageQuery>) -> ApiResult<Json<Vec<ProductResponse>>> {
+    let products = state.store.list_products(q.page()?).await?;
+    Ok(Json(products.into_iter().map(Into::into).collect()))
+}
+
+#[utoipa::path(get, path = "/products/{id}", tag = "products",
+    params(("id" = String, Path, description = "Product id")),
+    responses((status = 200, description = "The product", body = ProductResponse),
+              (status = 404, description = "No such product", body = ErrorBody)))]
+async fn get_product(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ProductResponse>> {
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("product {id} not found"));
+    let pid = ProductId::new(id.clone()).map_err(|_| not_found())?;
+    let product = state.store.get_product(&pid).await?.ok_or_else(not_found)?;
+    Ok(Json(product.into()))
+}
+
+fn require_admin(who: &inventory_kit::core::Principal) -> Result<(), ApiError> {
+    if who.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::FORBIDDEN, "admins only"))
+    }
+}
+
+#[utoipa::path(post, path = "/products", tag = "products", request_body = NewProductBody, security(("bearer" = [])),
+    responses((status = 201, description = "Created", body = ProductResponse),
+              (status = 403, description = "Admins only", body = ErrorBody),
+              (status = 409, description = "Id taken", body = ErrorBody)))]
+async fn create_product(State(state): State<AppState>, Caller(who): Caller, ApiJson(body): ApiJson<NewProductBody>) -> ApiResult<impl IntoResponse> {
+    require_admin(&who)?;
+    let new = NewProduct::new(ProductId::new(body.product_id)?, body.product_name, body.quantity)?;
+    let product = state.store.create_product(&new, inventory_kit::core::now()).await?;
+    Ok((StatusCode::CREATED, Json(ProductResponse::from(product))))
+}
+
+#[utoipa::path(post, path = "/products/{id}/restock", tag = "products", request_body = RestockBody, security(("bearer" = [])),
+    params(("id" = String, Path, description = "Product id")),
+    responses((status = 200, description = "Restocked", body = ProductResponse),
+              (status = 403, description = "Admins only", body = ErrorBody),
+              (status = 404, description = "No such product", body = ErrorBody)))]
+async fn restock(State(state): State<AppState>, Caller(who): Caller, Path(id): Path<String>, ApiJson(body): ApiJson<RestockBody>) -> ApiResult<Json<ProductResponse>> {
+    require_admin(&who)?;
+    if body.quantity == 0 {
+        return Err(Error::invalid("quantity", "must be at least 1").into());
+    }
+    let product = state.store.restock(&ProductId::new(id)?, body.quantity, inventory_kit::core::now()).await?;
+    Ok(Json(product.into()))
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    crate::common::record_backlog(state.store.as_ref()).await;
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Shopping Inventory Service", description = "Orders with stock and e-mailed confirmations. Drop-in compatible with the original FastAPI service."),
+    paths(health, ready, register, login, place_order, list_orders, get_order, cancel_order,
+          list_products, get_product, create_product, restock, metrics),
+    modifiers(&BearerAuth)
+)]
+pub(crate) struct ApiDoc;
+
+/// Every route, without middleware.
+pub(crate) fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/orders/place", post(place_order))
+        .route("/orders", get(list_orders))
+        .route("/orders/{id}", get(get_order))
+        .route("/orders/{id}/cancel", post(cancel_order))
+        .route("/products", get(list_products).post(create_product))
+        .route("/products/{id}", get(get_product))
+        .route("/products/{id}/restock", post(restock))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+}

@@ -1,0 +1,155 @@
+//! HTTP plumbing: the error type, the JSON and bearer extractors, and middleware.
+
+use std::time::Instant;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use inventory_kit::core::{Error, ErrorKind, Principal};
+use serde::de::DeserializeOwned;
+
+use crate::api::AppState;
+
+/// An error answered as `{"detail": "..."}` with the status of its kind.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) detail: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let status = StatusCode::from_u16(e.kind().http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let detail = match e.kind() {
+            ErrorKind::Other => {
+                tracing::error!(error = %e, "internal error");
+                "internal server error".to_owned()
+            }
+            ErrorKind::Unavailable => {
+                tracing::warn!(error = %e, "store unavailable");
+                "service temporarily unavailable, retry later".to_owned()
+            }
+            ErrorKind::OutOfStock => "out of stock".to_owned(),
+            _ => e.to_string(),
+        };
+        ApiError { status, detail }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response =
+            (self.status, axum::Json(serde_json::json!({ "detail": self.detail }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// `Json<T>` whose rejections are `{"detail"}` errors: malformed or mistyped JSON is 422 (as
+/// the original FastAPI service answered), a missing content type 415, a body over the limit 413.
+pub(crate) struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(match rejection {
+                JsonRejection::JsonDataError(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
+                JsonRejection::JsonSyntaxError(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
+                JsonRejection::MissingJsonContentType(e) => ApiError::new(e.status(), e.body_text()),
+                other => ApiError::new(other.status(), other.body_text()),
+            }),
+        }
+    }
+}
+
+/// The caller, from a valid `Authorization: Bearer` token.
+pub(crate) struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "not authenticated"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "expected a Bearer token"))?;
+        let principal = state.auth.verify(token.trim()).map_err(|e| {
+            tracing::debug!(error = %e, "token rejected");
+            ApiError::new(StatusCode::UNAUTHORIZED, "invalid or expired token")
+        })?;
+        Ok(Caller(principal))
+    }
+}
+
+/// Counts requests and their latency by method, route and status.
+pub(crate) async fn track_metrics(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    response
+}
+
+/// Makes every error response a JSON `{"detail"}` body, whichever layer produced it (unknown
+/// route, wrong method, body limit, timeout, panic).
+pub(crate) async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if status.as_u16() < 400 || is_json {
+        return response;
+    }
+    let detail = status.canonical_reason().unwrap_or("error").to_owned();
+    let mut replaced = ApiError::new(status, detail).into_response();
+    // Keep headers such as Allow and request ids.
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            replaced.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    replaced
+}
