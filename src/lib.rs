@@ -45,7 +45,9 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => Ok(Arc::new(inventory_sql::SqlStore::connect(url).await?)),
         #[cfg(feature = "firestore")]
-        "firestore" => Ok(Arc::new(inventory_firestore::FirestoreStore::connect_url(url).await?)),
+        "firestore" => Ok(Arc::new(
+            inventory_firestore::FirestoreStore::connect_url(url).await?,
+        )),
         #[allow(unreachable_patterns)]
         "sqlite" | "postgres" | "postgresql" | "firestore" => Err(Error::invalid(
             "DATABASE_URL",

@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use inventory_kit::core::{
-    Email, FileMailer, LogMailer, Mailer, NewProduct, ProductId, Store,
-};
+use inventory_kit::core::{Email, FileMailer, LogMailer, Mailer, NewProduct, ProductId, Store};
 use inventory_kit::mail::{SmtpConfig, SmtpMailer};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -40,7 +38,10 @@ where
 {
     match var(name) {
         None => Ok(default),
-        Some(raw) => raw.trim().parse().map_err(|e| bad(name, format!("{raw:?}: {e}"))),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e| bad(name, format!("{raw:?}: {e}"))),
     }
 }
 
@@ -75,16 +76,25 @@ impl MailChoice {
             Some("mock") => return Ok(MailChoice::Log),
             Some("files") => {}
             Some("smtp") | None => {
-                if let Some(config) = SmtpConfig::from_env().map_err(|e| ConfigError(e.to_string()))? {
+                if let Some(config) =
+                    SmtpConfig::from_env().map_err(|e| ConfigError(e.to_string()))?
+                {
                     return Ok(MailChoice::Smtp(config));
                 }
                 if var("SMTP_MODE").is_some() {
                     return Err(bad("SMTP_HOST", "SMTP_MODE=smtp needs SMTP_HOST"));
                 }
             }
-            Some(other) => return Err(bad("SMTP_MODE", format!("{other:?} is not one of smtp, mock, files"))),
+            Some(other) => {
+                return Err(bad(
+                    "SMTP_MODE",
+                    format!("{other:?} is not one of smtp, mock, files"),
+                ));
+            }
         }
-        Ok(MailChoice::Files(PathBuf::from(var("MAIL_DIR").unwrap_or_else(|| "outbox".into()))))
+        Ok(MailChoice::Files(PathBuf::from(
+            var("MAIL_DIR").unwrap_or_else(|| "outbox".into()),
+        )))
     }
 
     /// Builds the mailer and says in the log where email goes.
@@ -103,7 +113,8 @@ impl MailChoice {
                     Some(f) => f.parse().map_err(|e| bad("SMTP_FROM", e))?,
                     None => inventory_kit::core::mail::default_from(),
                 };
-                let mailer = FileMailer::new(dir, from).map_err(|e| bad("MAIL_DIR", format!("{}: {e}", dir.display())))?;
+                let mailer = FileMailer::new(dir, from)
+                    .map_err(|e| bad("MAIL_DIR", format!("{}: {e}", dir.display())))?;
                 let shown = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
                 tracing::warn!(dir = %shown.display(), "mail: no SMTP_HOST configured, confirmations are written as .eml files into this folder");
                 Arc::new(mailer)
@@ -131,7 +142,8 @@ pub const DEFAULT_SEED: &str = include_str!("../../seed/products.json");
 pub fn seed_from_env(default: Option<&str>) -> Result<Vec<SeedProduct>, ConfigError> {
     let raw = match var("SEED_PRODUCTS") {
         Some(v) if v.trim_start().starts_with('[') => v,
-        Some(path) => std::fs::read_to_string(&path).map_err(|e| bad("SEED_PRODUCTS", format!("{path}: {e}")))?,
+        Some(path) => std::fs::read_to_string(&path)
+            .map_err(|e| bad("SEED_PRODUCTS", format!("{path}: {e}")))?,
         None => match default {
             Some(d) => d.to_owned(),
             None => return Ok(Vec::new()),
@@ -146,11 +158,21 @@ pub fn seed_from_env(default: Option<&str>) -> Result<Vec<SeedProduct>, ConfigEr
 }
 
 /// Creates the seed products that do not exist yet (never resets stock).
-pub async fn seed(store: &dyn Store, products: &[SeedProduct]) -> inventory_kit::core::Result<usize> {
+pub async fn seed(
+    store: &dyn Store,
+    products: &[SeedProduct],
+) -> inventory_kit::core::Result<usize> {
     let mut created = 0;
     for p in products {
-        let new = NewProduct::new(ProductId::new(p.product_id.clone())?, p.product_name.clone(), p.quantity)?;
-        if store.ensure_product(&new, inventory_kit::core::now()).await? {
+        let new = NewProduct::new(
+            ProductId::new(p.product_id.clone())?,
+            p.product_name.clone(),
+            p.quantity,
+        )?;
+        if store
+            .ensure_product(&new, inventory_kit::core::now())
+            .await?
+        {
             created += 1;
         }
     }
@@ -171,7 +193,8 @@ pub fn admin_emails() -> Result<HashSet<Email>, ConfigError> {
 /// the level from `RUST_LOG` (default `info`).
 pub fn init_tracing() -> Result<(), ConfigError> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     match var("LOG_FORMAT").map(|f| f.to_ascii_lowercase()).as_deref() {
         Some("json") => tracing_subscriber::fmt()
             .json()
@@ -190,7 +213,9 @@ pub fn install_metrics() -> PrometheusHandle {
     PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Suffix("duration_seconds".into()),
-            &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+            &[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ],
         )
         .expect("static buckets are valid")
         .install_recorder()
@@ -237,8 +262,14 @@ pub fn dispatcher_config() -> Result<inventory_kit::core::DispatcherConfig, Conf
         concurrency: parse_var("DISPATCHER_CONCURRENCY", d.concurrency)?,
         max_attempts: parse_var("DISPATCHER_MAX_ATTEMPTS", d.max_attempts)?,
         lease: Duration::from_secs(parse_var("DISPATCHER_LEASE_SECS", d.lease.as_secs())?),
-        retry_base: Duration::from_millis(parse_var("DISPATCHER_RETRY_BASE_MS", d.retry_base.as_millis() as u64)?),
-        retry_max: Duration::from_secs(parse_var("DISPATCHER_RETRY_MAX_SECS", d.retry_max.as_secs())?),
+        retry_base: Duration::from_millis(parse_var(
+            "DISPATCHER_RETRY_BASE_MS",
+            d.retry_base.as_millis() as u64,
+        )?),
+        retry_max: Duration::from_secs(parse_var(
+            "DISPATCHER_RETRY_MAX_SECS",
+            d.retry_max.as_secs(),
+        )?),
         sweep_interval: Duration::from_millis(parse_var(
             "DISPATCHER_SWEEP_MS",
             d.sweep_interval.as_millis() as u64,

@@ -174,7 +174,10 @@ async fn ready(State(state): State<AppState>) -> ApiResult<Json<StatusBody>> {
     responses((status = 200, description = "Registered", body = RegisterResponse),
               (status = 409, description = "Email already registered", body = ErrorBody),
               (status = 422, description = "Invalid email or password", body = ErrorBody)))]
-async fn register(State(state): State<AppState>, ApiJson(body): ApiJson<Credentials>) -> ApiResult<Json<RegisterResponse>> {
+async fn register(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> ApiResult<Json<RegisterResponse>> {
     let (_, token) = state.auth.register(&body.email, &body.password).await?;
     Ok(Json(RegisterResponse {
         message: "user created",
@@ -186,7 +189,10 @@ async fn register(State(state): State<AppState>, ApiJson(body): ApiJson<Credenti
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = Credentials,
     responses((status = 200, description = "Logged in", body = LoginResponse),
               (status = 401, description = "Wrong email or password", body = ErrorBody)))]
-async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<Credentials>) -> ApiResult<Json<LoginResponse>> {
+async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> ApiResult<Json<LoginResponse>> {
     let (_, token) = state.auth.login(&body.email, &body.password).await?;
     Ok(Json(LoginResponse {
         access_token: token.access_token,
@@ -235,21 +241,38 @@ async fn place_order(
 
 #[utoipa::path(get, path = "/orders", tag = "orders", params(PageQuery), security(("bearer" = [])),
     responses((status = 200, description = "The caller's orders, newest first", body = [OrderResponse])))]
-async fn list_orders(State(state): State<AppState>, Caller(who): Caller, Query(q): Query<PageQuery>) -> ApiResult<Json<Vec<OrderResponse>>> {
-    let orders = state.orders.list(&who, q.all.unwrap_or(false), q.page()?).await?;
-    Ok(Json(orders.into_iter().map(|o| OrderResponse::new(o, None)).collect()))
+async fn list_orders(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Vec<OrderResponse>>> {
+    let orders = state
+        .orders
+        .list(&who, q.all.unwrap_or(false), q.page()?)
+        .await?;
+    Ok(Json(
+        orders
+            .into_iter()
+            .map(|o| OrderResponse::new(o, None))
+            .collect(),
+    ))
 }
 
 fn order_id(raw: &str) -> Result<Uuid, ApiError> {
     // An id that cannot exist is simply not found.
-    Uuid::parse_str(raw).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("order {raw} not found")))
+    Uuid::parse_str(raw)
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("order {raw} not found")))
 }
 
 #[utoipa::path(get, path = "/orders/{id}", tag = "orders", security(("bearer" = [])),
     params(("id" = String, Path, description = "Order id")),
     responses((status = 200, description = "The order and its confirmation email", body = OrderResponse),
               (status = 404, description = "No such order of yours", body = ErrorBody)))]
-async fn get_order(State(state): State<AppState>, Caller(who): Caller, Path(id): Path<String>) -> ApiResult<Json<OrderResponse>> {
+async fn get_order(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OrderResponse>> {
     let view = state.orders.get(&who, order_id(&id)?).await?;
     Ok(Json(OrderResponse::new(view.order, view.notification)))
 }
@@ -259,14 +282,21 @@ async fn get_order(State(state): State<AppState>, Caller(who): Caller, Path(id):
     responses((status = 200, description = "Cancelled; stock returned", body = OrderResponse),
               (status = 404, description = "No such order of yours", body = ErrorBody),
               (status = 409, description = "Already cancelled", body = ErrorBody)))]
-async fn cancel_order(State(state): State<AppState>, Caller(who): Caller, Path(id): Path<String>) -> ApiResult<Json<OrderResponse>> {
+async fn cancel_order(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OrderResponse>> {
     let order = state.orders.cancel(&who, order_id(&id)?).await?;
     Ok(Json(OrderResponse::new(order, None)))
 }
 
 #[utoipa::path(get, path = "/products", tag = "products", params(PageQuery),
     responses((status = 200, description = "Products by id", body = [ProductResponse])))]
-async fn list_products(State(state): State<AppState>, Query(q): Query<PageQuery>) -> ApiResult<Json<Vec<ProductResponse>>> {
+async fn list_products(
+    State(state): State<AppState>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Vec<ProductResponse>>> {
     let products = state.store.list_products(q.page()?).await?;
     Ok(Json(products.into_iter().map(Into::into).collect()))
 }
@@ -275,7 +305,10 @@ async fn list_products(State(state): State<AppState>, Query(q): Query<PageQuery>
     params(("id" = String, Path, description = "Product id")),
     responses((status = 200, description = "The product", body = ProductResponse),
               (status = 404, description = "No such product", body = ErrorBody)))]
-async fn get_product(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ProductResponse>> {
+async fn get_product(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ProductResponse>> {
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("product {id} not found"));
     let pid = ProductId::new(id.clone()).map_err(|_| not_found())?;
     let product = state.store.get_product(&pid).await?.ok_or_else(not_found)?;
@@ -294,10 +327,21 @@ fn require_admin(who: &inventory_kit::core::Principal) -> Result<(), ApiError> {
     responses((status = 201, description = "Created", body = ProductResponse),
               (status = 403, description = "Admins only", body = ErrorBody),
               (status = 409, description = "Id taken", body = ErrorBody)))]
-async fn create_product(State(state): State<AppState>, Caller(who): Caller, ApiJson(body): ApiJson<NewProductBody>) -> ApiResult<impl IntoResponse> {
+async fn create_product(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    ApiJson(body): ApiJson<NewProductBody>,
+) -> ApiResult<impl IntoResponse> {
     require_admin(&who)?;
-    let new = NewProduct::new(ProductId::new(body.product_id)?, body.product_name, body.quantity)?;
-    let product = state.store.create_product(&new, inventory_kit::core::now()).await?;
+    let new = NewProduct::new(
+        ProductId::new(body.product_id)?,
+        body.product_name,
+        body.quantity,
+    )?;
+    let product = state
+        .store
+        .create_product(&new, inventory_kit::core::now())
+        .await?;
     Ok((StatusCode::CREATED, Json(ProductResponse::from(product))))
 }
 
@@ -306,12 +350,24 @@ async fn create_product(State(state): State<AppState>, Caller(who): Caller, ApiJ
     responses((status = 200, description = "Restocked", body = ProductResponse),
               (status = 403, description = "Admins only", body = ErrorBody),
               (status = 404, description = "No such product", body = ErrorBody)))]
-async fn restock(State(state): State<AppState>, Caller(who): Caller, Path(id): Path<String>, ApiJson(body): ApiJson<RestockBody>) -> ApiResult<Json<ProductResponse>> {
+async fn restock(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RestockBody>,
+) -> ApiResult<Json<ProductResponse>> {
     require_admin(&who)?;
     if body.quantity == 0 {
         return Err(Error::invalid("quantity", "must be at least 1").into());
     }
-    let product = state.store.restock(&ProductId::new(id)?, body.quantity, inventory_kit::core::now()).await?;
+    let product = state
+        .store
+        .restock(
+            &ProductId::new(id)?,
+            body.quantity,
+            inventory_kit::core::now(),
+        )
+        .await?;
     Ok(Json(product.into()))
 }
 
@@ -319,7 +375,13 @@ async fn restock(State(state): State<AppState>, Caller(who): Caller, Path(id): P
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     crate::common::record_backlog(state.store.as_ref()).await;
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
 }
 
 struct BearerAuth;
@@ -330,7 +392,12 @@ impl utoipa::Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }

@@ -50,8 +50,11 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response =
-            (self.status, axum::Json(serde_json::json!({ "detail": self.detail }))).into_response();
+        let mut response = (
+            self.status,
+            axum::Json(serde_json::json!({ "detail": self.detail })),
+        )
+            .into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -81,9 +84,15 @@ where
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(match rejection {
-                JsonRejection::JsonDataError(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
-                JsonRejection::JsonSyntaxError(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
-                JsonRejection::MissingJsonContentType(e) => ApiError::new(e.status(), e.body_text()),
+                JsonRejection::JsonDataError(e) => {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text())
+                }
+                JsonRejection::JsonSyntaxError(e) => {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text())
+                }
+                JsonRejection::MissingJsonContentType(e) => {
+                    ApiError::new(e.status(), e.body_text())
+                }
                 other => ApiError::new(other.status(), other.body_text()),
             }),
         }
@@ -96,7 +105,10 @@ pub(crate) struct Caller(pub Principal);
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -127,7 +139,8 @@ pub(crate) async fn track_metrics(req: Request, next: Next) -> Response {
     let status = response.status().as_u16().to_string();
     let labels = [("method", method), ("route", route), ("status", status)];
     metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(start.elapsed().as_secs_f64());
     response
 }
 

@@ -56,11 +56,21 @@ impl Settings {
         };
         let jwt_secret = match var("JWT_SECRET") {
             Some(s) if s.len() >= inventory_kit::core::auth::JWT_SECRET_MIN_BYTES => s.into_bytes(),
-            Some(_) => return Err(ConfigError("invalid JWT_SECRET: must be at least 32 bytes".into())),
+            Some(_) => {
+                return Err(ConfigError(
+                    "invalid JWT_SECRET: must be at least 32 bytes".into(),
+                ));
+            }
             None if dev => {
-                tracing::warn!("APP_ENV=dev and no JWT_SECRET: using a random secret; tokens will not survive a restart");
+                tracing::warn!(
+                    "APP_ENV=dev and no JWT_SECRET: using a random secret; tokens will not survive a restart"
+                );
                 let bytes: [u8; 32] = rand::random();
-                bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes()
+                bytes
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+                    .into_bytes()
             }
             None => {
                 return Err(ConfigError(
@@ -71,11 +81,15 @@ impl Settings {
         if let Some(alg) = var("JWT_ALGORITHM")
             && alg != "HS256"
         {
-            return Err(ConfigError(format!("invalid JWT_ALGORITHM: {alg:?}; only HS256 is supported")));
+            return Err(ConfigError(format!(
+                "invalid JWT_ALGORITHM: {alg:?}; only HS256 is supported"
+            )));
         }
         let minutes: u64 = parse_var("JWT_EXPIRES_MINUTES", 60)?;
         if minutes == 0 {
-            return Err(ConfigError("invalid JWT_EXPIRES_MINUTES: must be at least 1".into()));
+            return Err(ConfigError(
+                "invalid JWT_EXPIRES_MINUTES: must be at least 1".into(),
+            ));
         }
         let d = HashParams::default();
         let hash = HashParams {
@@ -106,7 +120,10 @@ fn cors(origins: &Option<Vec<String>>) -> Result<CorsLayer, ConfigError> {
         Some(list) => {
             let parsed = list
                 .iter()
-                .map(|o| o.parse().map_err(|_| ConfigError(format!("invalid CORS_ORIGINS: {o:?}"))))
+                .map(|o| {
+                    o.parse()
+                        .map_err(|_| ConfigError(format!("invalid CORS_ORIGINS: {o:?}")))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             layer.allow_origin(AllowOrigin::list(parsed))
         }
@@ -176,7 +193,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
-        .map_err(|e| ConfigError(format!("cannot listen on {} (PORT/HOST): {e}", settings.addr)))?;
+        .map_err(|e| {
+            ConfigError(format!(
+                "cannot listen on {} (PORT/HOST): {e}",
+                settings.addr
+            ))
+        })?;
     let addr = listener.local_addr()?;
     tracing::info!(
         startup_ms = started.elapsed().as_millis() as u64,
@@ -189,7 +211,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!("HTTP server drained; stopping the dispatcher");
     shutdown.cancel();
     if let Some(handle) = dispatcher
-        && tokio::time::timeout(Duration::from_secs(30), handle).await.is_err()
+        && tokio::time::timeout(Duration::from_secs(30), handle)
+            .await
+            .is_err()
     {
         tracing::warn!("dispatcher did not stop within 30 s");
     }

@@ -35,5 +35,7 @@ compile_error!("inventory-sql needs the `sqlite` or the `postgres` feature");
 mod error;
 mod rows;
 mod store;
+#[cfg(feature = "testkit")]
+pub mod testing;
 
 pub use store::{Dialect, SqlOptions, SqlStore};

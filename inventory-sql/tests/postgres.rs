@@ -3,7 +3,7 @@
 //! Set `INVENTORY_TEST_POSTGRES_URL` (for example `postgres://postgres@127.0.0.1:5432/test`).
 //! Without it these tests print a notice and pass, unless `INVENTORY_REQUIRE_BACKENDS=1` (as in
 //! CI), where a missing or unreachable server fails them.
-//! Each test works in a schema of its own; schemas older than an hour are removed on the way.
+//! Each test works in a schema of its own (see `inventory_sql::testing`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,44 +14,11 @@ use inventory_core::*;
 use inventory_sql::{SqlOptions, SqlStore};
 
 fn url() -> Option<String> {
-    match std::env::var("INVENTORY_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("INVENTORY_REQUIRE_BACKENDS").is_err(),
-                "INVENTORY_REQUIRE_BACKENDS is set but INVENTORY_TEST_POSTGRES_URL is not"
-            );
-            None
-        }
-    }
+    inventory_sql::testing::postgres_url()
 }
 
-/// A fresh schema name; its UUID v7 carries the creation time used for clean-up.
 async fn fresh_schema(url: &str) -> String {
-    let pool = sqlx::PgPool::connect(url)
-        .await
-        .expect("PostgreSQL reachable");
-    let stale: Vec<(String,)> =
-        sqlx::query_as("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'inv\\_t\\_%'")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
-    for (name,) in stale {
-        let created = uuid::Uuid::parse_str(&name["inv_t_".len()..].replace('_', "-"))
-            .ok()
-            .and_then(|u| u.get_timestamp())
-            .map(|t| t.to_unix().0 as i64);
-        if created.is_some_and(|secs| secs < hour_ago.timestamp()) {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
-            )))
-            .execute(&pool)
-            .await;
-        }
-    }
-    pool.close().await;
-    format!("inv_t_{}", uuid::Uuid::now_v7().simple())
+    inventory_sql::testing::fresh_schema(url).await
 }
 
 async fn connect(url: &str, schema: &str) -> SqlStore {

@@ -1,0 +1,504 @@
+//! End-to-end: the example server as a real process, a real SMTP server, SQLite and PostgreSQL.
+
+mod support;
+
+use std::time::Duration;
+
+use inventory_mail::testing::SmtpSink;
+use serde_json::json;
+use support::{Client, Proc};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Register, login, order; the email arrives with the right recipient and product, and the
+/// order becomes confirmed.
+async fn happy_path(env: Vec<(&'static str, String)>, sink: &SmtpSink) {
+    let server = Proc::start("server", &env);
+    let api = Client::new(&server.url);
+    assert_eq!(
+        api.get("/health", None).await,
+        (200, json!({"status": "ok"}))
+    );
+    assert_eq!(api.get("/ready", None).await.0, 200);
+
+    let creds = json!({"email": "Buyer@Example.com", "password": "MySecurePass123"});
+    let (status, body) = api.post("/auth/register", None, creds.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["message"], "user created");
+    assert_eq!(body["token_type"], "bearer");
+    let (status, body) = api.post("/auth/login", None, creds).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "bearer");
+    assert_eq!(body["expires_in"], 3600);
+    let token = body["access_token"].as_str().unwrap().to_owned();
+
+    let (status, order) = api
+        .post(
+            "/orders/place",
+            Some(&token),
+            json!({"buyer_email": "buyer@example.com", "product_id": "product-1"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{order}");
+    assert_eq!(order["status"], "pending");
+    assert_eq!(order["buyer_email"], "buyer@example.com");
+    assert_eq!(order["product_id"], "product-1");
+    assert_eq!(order["quantity"], 1);
+    let order_id = order["order_id"].as_str().unwrap().to_owned();
+
+    assert_eq!(
+        sink.wait_for(1, WAIT).await,
+        1,
+        "confirmation email arrives"
+    );
+    let mail = &sink.messages()[0];
+    assert_eq!(mail.to, ["buyer@example.com"]);
+    assert!(mail.text().contains("Demo Product") && mail.text().contains(&order_id));
+    assert_eq!(
+        mail.header("From").as_deref(),
+        Some("Shop <shop@example.com>")
+    );
+
+    let confirmed = api
+        .wait_until(&format!("/orders/{order_id}"), Some(&token), |b| {
+            b["status"] == "confirmed"
+        })
+        .await;
+    assert_eq!(confirmed["notification"]["status"], "sent");
+    let (_, product) = api.get("/products/product-1", None).await;
+    assert_eq!(
+        product,
+        json!({"product_id": "product-1", "product_name": "Demo Product", "quantity": 4, "status": "in_stock"})
+    );
+    let (_, mine) = api.get("/orders", Some(&token)).await;
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn order_flow_on_sqlite_with_smtp() {
+    let sink = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    happy_path(support::sqlite_env(dir.path(), sink.addr().port()), &sink).await;
+}
+
+#[tokio::test]
+async fn order_flow_on_postgres_with_smtp() {
+    let sink = SmtpSink::start().unwrap();
+    let Some(env) = support::postgres_env(sink.addr().port()).await else {
+        return;
+    };
+    happy_path(env, &sink).await;
+}
+
+#[tokio::test]
+async fn every_error_code_of_the_contract() {
+    let sink = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = support::sqlite_env(dir.path(), sink.addr().port());
+    env.push(("BODY_LIMIT_BYTES", "4096".into()));
+    let server = Proc::start("server", &env);
+    let api = Client::new(&server.url);
+    let ann = api.token("ann@example.com", "ann-password").await;
+    let bob = api.token("bob@example.com", "bob-password").await;
+    let admin = api.token("admin@example.com", "admin-password").await;
+    let detail = |b: &serde_json::Value| b["detail"].is_string();
+
+    // Registration.
+    let (s, b) = api
+        .post(
+            "/auth/register",
+            None,
+            json!({"email": "ann@example.com", "password": "other-password"}),
+        )
+        .await;
+    assert_eq!((s, detail(&b)), (409, true), "{b}");
+    assert_eq!(
+        api.post(
+            "/auth/login",
+            None,
+            json!({"email": "ann@example.com", "password": "ann-password"})
+        )
+        .await
+        .0,
+        200,
+        "old password kept"
+    );
+    for bad in [
+        json!({"email": "nope", "password": "long-enough"}),
+        json!({"email": "x@example.com", "password": "short"}),
+        json!({"email": "x@example.com"}),
+    ] {
+        let (s, b) = api.post("/auth/register", None, bad.clone()).await;
+        assert_eq!((s, detail(&b)), (422, true), "{bad} -> {b}");
+    }
+    // Login.
+    let (s, b) = api
+        .post(
+            "/auth/login",
+            None,
+            json!({"email": "ann@example.com", "password": "wrong-password"}),
+        )
+        .await;
+    assert_eq!((s, detail(&b)), (401, true));
+    assert_eq!(
+        api.post(
+            "/auth/login",
+            None,
+            json!({"email": "ghost@example.com", "password": "whatever1"})
+        )
+        .await
+        .0,
+        401
+    );
+
+    // Orders.
+    let place = |t: Option<String>, body: serde_json::Value| {
+        let api = api.clone();
+        async move { api.post("/orders/place", t.as_deref(), body).await }
+    };
+    assert_eq!(place(None, json!({"product_id": "product-1"})).await.0, 401);
+    assert_eq!(
+        place(Some("garbage".into()), json!({"product_id": "product-1"}))
+            .await
+            .0,
+        401
+    );
+    let (s, b) = place(
+        Some(ann.clone()),
+        json!({"buyer_email": "bob@example.com", "product_id": "product-1"}),
+    )
+    .await;
+    assert_eq!((s, detail(&b)), (403, true));
+    let (s, b) = place(Some(ann.clone()), json!({"product_id": "no-such-product"})).await;
+    assert_eq!((s, detail(&b)), (404, true));
+    for odd in [
+        "../etc/passwd",
+        "'; DROP TABLE products; --",
+        "ünïcödé",
+        "\"quoted\"",
+    ] {
+        assert_eq!(
+            place(Some(ann.clone()), json!({"product_id": odd})).await.0,
+            404,
+            "{odd}"
+        );
+    }
+    for q in [
+        json!(0),
+        json!(-1),
+        json!(10_000_000_000u64),
+        json!("two"),
+        json!(1.5),
+    ] {
+        let (s, b) = place(
+            Some(ann.clone()),
+            json!({"product_id": "product-1", "quantity": q}),
+        )
+        .await;
+        assert_eq!((s, detail(&b)), (422, true), "quantity {q}: {b}");
+    }
+    let (s, first) = place(Some(ann.clone()), json!({"product_id": "scarce"})).await;
+    assert_eq!(s, 200);
+    let (s, b) = place(Some(bob.clone()), json!({"product_id": "scarce"})).await;
+    assert_eq!((s, detail(&b)), (409, true), "out of stock: {b}");
+    let (s, _) = place(
+        Some(admin.clone()),
+        json!({"buyer_email": "bob@example.com", "product_id": "product-1"}),
+    )
+    .await;
+    assert_eq!(s, 200, "admins may order for others");
+
+    // Someone else's order is not found, not forbidden.
+    let ann_order = first["order_id"].as_str().unwrap();
+    assert_eq!(
+        api.get(&format!("/orders/{ann_order}"), Some(&bob)).await.0,
+        404
+    );
+    assert_eq!(api.get("/orders/not-a-uuid", Some(&bob)).await.0, 404);
+    assert_eq!(
+        api.get(&format!("/orders/{ann_order}"), Some(&admin))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        api.post(
+            &format!("/orders/{ann_order}/cancel"),
+            Some(&bob),
+            json!({})
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        api.post(
+            &format!("/orders/{ann_order}/cancel"),
+            Some(&ann),
+            json!({})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        api.post(
+            &format!("/orders/{ann_order}/cancel"),
+            Some(&ann),
+            json!({})
+        )
+        .await
+        .0,
+        409
+    );
+    assert_eq!(
+        api.get("/products/scarce", None).await.1["quantity"],
+        1,
+        "stock returned"
+    );
+
+    // Admin endpoints.
+    let new_product = json!({"product_id": "p-new", "product_name": "New", "quantity": 3});
+    assert_eq!(
+        api.post("/products", Some(&ann), new_product.clone())
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        api.post("/products", Some(&admin), new_product.clone())
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        api.post("/products", Some(&admin), new_product).await.0,
+        409
+    );
+    assert_eq!(
+        api.post(
+            "/products/p-new/restock",
+            Some(&ann),
+            json!({"quantity": 2})
+        )
+        .await
+        .0,
+        403
+    );
+    let (s, b) = api
+        .post(
+            "/products/p-new/restock",
+            Some(&admin),
+            json!({"quantity": 2}),
+        )
+        .await;
+    assert_eq!((s, b["quantity"].as_u64()), (200, Some(5)));
+    assert_eq!(api.get("/orders?all=true", Some(&ann)).await.0, 403);
+    assert_eq!(api.get("/orders?limit=0", Some(&ann)).await.0, 422);
+
+    // Transport-level errors are JSON too.
+    let raw = |body: Vec<u8>, ctype: &'static str| {
+        let http = api.http.clone();
+        let url = format!("{}/auth/login", api.base);
+        async move {
+            let r = http
+                .post(url)
+                .header("content-type", ctype)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (
+                status,
+                r.json::<serde_json::Value>().await.expect("JSON body"),
+            )
+        }
+    };
+    let (s, b) = raw(vec![b'x'; 10_000], "application/json").await;
+    assert_eq!((s, detail(&b)), (413, true), "{b}");
+    let (s, b) = raw(b"{\"email\": ".to_vec(), "application/json").await;
+    assert_eq!((s, detail(&b)), (422, true), "malformed JSON: {b}");
+    let (s, b) = raw(
+        b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[".repeat(40),
+        "application/json",
+    )
+    .await;
+    assert!(
+        (400..500).contains(&s) && detail(&b),
+        "deep nesting: {s} {b}"
+    );
+    let (s, b) = raw(b"email=a".to_vec(), "application/x-www-form-urlencoded").await;
+    assert_eq!((s, detail(&b)), (415, true));
+    let (s, b) = api.get("/no/such/route", None).await;
+    assert_eq!((s, detail(&b)), (404, true));
+    let (s, b) = api.get("/orders/place", None).await;
+    assert_eq!((s, detail(&b)), (405, true));
+    assert!(!server.logs().contains("panicked"), "{}", server.logs());
+}
+
+#[tokio::test]
+async fn idempotency_key_over_http() {
+    let sink = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Proc::start(
+        "server",
+        &support::sqlite_env(dir.path(), sink.addr().port()),
+    );
+    let api = Client::new(&server.url);
+    let token = api.token("idem@example.com", "idem-password").await;
+    let send = |quantity: u32| {
+        let api = api.clone();
+        let token = token.clone();
+        async move {
+            let r = api
+                .http
+                .post(format!("{}/orders/place", api.base))
+                .bearer_auth(token)
+                .header("Idempotency-Key", "order-42")
+                .json(&json!({"product_id": "product-1", "quantity": quantity}))
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let (a, b) = tokio::join!(send(2), send(2));
+    assert_eq!((a.0, b.0), (200, 200));
+    assert_eq!(a.1["order_id"], b.1["order_id"], "one order for one key");
+    assert_eq!(send(3).await.0, 409, "same key, other contents");
+    assert_eq!(api.get("/products/product-1", None).await.1["quantity"], 3);
+    assert_eq!(sink.wait_for(1, WAIT).await, 1);
+}
+
+#[tokio::test]
+async fn docs_metrics_and_graceful_shutdown() {
+    let sink = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Proc::start(
+        "server",
+        &support::sqlite_env(dir.path(), sink.addr().port()),
+    );
+    let api = Client::new(&server.url);
+    let token = api.token("m@example.com", "metrics-password").await;
+    assert_eq!(
+        api.post(
+            "/orders/place",
+            Some(&token),
+            json!({"product_id": "product-1"})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        api.post(
+            "/orders/place",
+            Some(&token),
+            json!({"product_id": "product-1", "quantity": 99})
+        )
+        .await
+        .0,
+        409
+    );
+    sink.wait_for(1, WAIT).await;
+
+    let (s, spec) = api.get("/openapi.json", None).await;
+    assert_eq!(s, 200);
+    for path in [
+        "/auth/register",
+        "/auth/login",
+        "/orders/place",
+        "/orders/{id}",
+        "/products",
+        "/health",
+        "/ready",
+    ] {
+        assert!(spec["paths"][path].is_object(), "{path} documented");
+    }
+    let docs = api
+        .http
+        .get(format!("{}/docs/", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(docs.status().as_u16(), 200);
+    assert!(docs.text().await.unwrap().contains("swagger-ui"));
+
+    let metrics = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "http_requests_total{method=\"POST\",route=\"/orders/place\",status=\"200\"}",
+        "http_request_duration_seconds_bucket",
+        "inventory_orders_placed_total 1",
+        "inventory_orders_out_of_stock_total 1",
+        "inventory_notifications{status=\"pending\"}",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing in:\n{metrics}");
+    }
+    let resp = api
+        .http
+        .get(format!("{}/health", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().contains_key("x-request-id"));
+
+    let status = server.terminate();
+    assert!(
+        status.success(),
+        "clean exit on SIGTERM: {status:?}\n{}",
+        server.logs()
+    );
+    let logs = server.logs();
+    assert!(
+        logs.contains("dispatcher stopped") && logs.contains("bye"),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn bad_configuration_fails_at_start_naming_the_variable() {
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[], "JWT_SECRET"),
+        (&[("JWT_SECRET", "too-short")], "JWT_SECRET"),
+        (
+            &[("JWT_SECRET", support::JWT_SECRET), ("LOG_FORMAT", "xml")],
+            "LOG_FORMAT",
+        ),
+        (
+            &[
+                ("JWT_SECRET", support::JWT_SECRET),
+                ("DATABASE_URL", "mysql://x"),
+            ],
+            "DATABASE_URL",
+        ),
+        (
+            &[
+                ("JWT_SECRET", support::JWT_SECRET),
+                ("SMTP_HOST", "h"),
+                ("SMTP_PORT", "many"),
+            ],
+            "SMTP_PORT",
+        ),
+    ];
+    for (vars, name) in cases {
+        let env: Vec<(&str, String)> = vars.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let (status, out) = Proc::run_to_exit("server", &env);
+        assert!(!status.success(), "{vars:?} should fail");
+        assert!(
+            out.contains(name),
+            "{vars:?}: output should name {name}:\n{out}"
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! Starting the example programs as real processes for end-to-end tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+pub const JWT_SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-0123456789";
+
+/// The path of a built example (cargo builds examples before running integration tests).
+pub fn example(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().expect("test binary path");
+    dir.pop(); // the test binary
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build --examples` first",
+        path.display()
+    );
+    path
+}
+
+/// A running example program; stopped with SIGKILL when dropped (unless stopped before).
+pub struct Proc {
+    pub child: Child,
+    pub url: String,
+    pub logs: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    /// Starts `name` with these variables (plus `HOST=127.0.0.1`, `PORT=0`, text logs) and waits
+    /// for its "listening on" line.
+    pub fn start(name: &str, envs: &[(&str, String)]) -> Proc {
+        let mut cmd = Command::new(example(name));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn example");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let logs = logs.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    logs.lock().unwrap().push_str(&line);
+                    logs.lock().unwrap().push('\n');
+                    if let Some(i) = line.find("listening on http://") {
+                        let rest = &line[i + "listening on ".len()..];
+                        let url: String = rest
+                            .chars()
+                            .take_while(|c| !c.is_whitespace() && *c != '"' && *c != '\u{1b}')
+                            .collect();
+                        let _ = tx.send(url);
+                    }
+                }
+            });
+        }
+        drop(tx);
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => Proc { child, url, logs },
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                std::thread::sleep(Duration::from_millis(100)); // let the reader threads finish
+                panic!(
+                    "{name} did not start ({status:?}); logs:\n{}",
+                    logs.lock().unwrap()
+                );
+            }
+        }
+    }
+
+    /// Runs `name` to completion (for start-up failures) and returns its status and output.
+    pub fn run_to_exit(name: &str, envs: &[(&str, String)]) -> (ExitStatus, String) {
+        let mut cmd = Command::new(example(name));
+        cmd.env_clear()
+            .env("NO_COLOR", "1")
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run example");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status, text)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        self.child.wait().expect("wait")
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill();
+        }
+    }
+}
+
+/// A tiny JSON client.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        Client {
+            base: base.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::GET, path, token, None).await
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    /// Registers (or logs in) and returns a token.
+    pub async fn token(&self, email: &str, password: &str) -> String {
+        let creds = serde_json::json!({ "email": email, "password": password });
+        let (status, body) = self.post("/auth/register", None, creds.clone()).await;
+        if status == 200 {
+            return body["access_token"].as_str().unwrap().to_owned();
+        }
+        let (status, body) = self.post("/auth/login", None, creds).await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Polls `GET path` until `check` holds (bounded: 10 s).
+    pub async fn wait_until(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, body) = self.get(path, token).await;
+            if check(&body) {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "condition not met on {path}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Variables for a server on SQLite in `dir` sending mail to `smtp_port`.
+pub fn sqlite_env(dir: &std::path::Path, smtp_port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.join("e2e.db").display())),
+        ("JWT_SECRET", JWT_SECRET.to_owned()),
+        ("SMTP_HOST", "127.0.0.1".to_owned()),
+        ("SMTP_PORT", smtp_port.to_string()),
+        ("SMTP_USE_TLS", "false".to_owned()),
+        ("SMTP_FROM", "Shop <shop@example.com>".to_owned()),
+        ("ADMIN_EMAILS", "admin@example.com".to_owned()),
+        (
+            "SEED_PRODUCTS",
+            r#"[{"product_id":"product-1","product_name":"Demo Product","quantity":5},{"product_id":"scarce","product_name":"Scarce","quantity":1}]"#.to_owned(),
+        ),
+        ("DISPATCHER_RETRY_BASE_MS", "50".to_owned()),
+    ]
+}
+
+/// The same with `DATABASE_URL` pointing at a fresh PostgreSQL schema, or `None` to skip.
+pub async fn postgres_env(smtp_port: u16) -> Option<Vec<(&'static str, String)>> {
+    let url = inventory_sql::testing::postgres_url()?;
+    let schema = inventory_sql::testing::fresh_schema(&url).await;
+    let mut env = sqlite_env(std::path::Path::new("/nonexistent"), smtp_port);
+    env[0].1 = inventory_sql::testing::url_with_schema(&url, &schema);
+    Some(env)
+}
