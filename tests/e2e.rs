@@ -502,3 +502,155 @@ async fn bad_configuration_fails_at_start_naming_the_variable() {
         );
     }
 }
+
+#[tokio::test]
+async fn swagger_ui_lists_the_operations_in_headless_chromium() {
+    let chromium = std::env::var("INVENTORY_TEST_CHROMIUM").ok().or_else(|| {
+        ["chromium", "chromium-browser"]
+            .iter()
+            .find_map(|c| which(c))
+    });
+    let Some(chromium) = chromium else {
+        assert!(
+            std::env::var_os("INVENTORY_REQUIRE_BACKENDS").is_none(),
+            "chromium is required in CI"
+        );
+        eprintln!("notice: no chromium, skipping the Swagger UI test");
+        return;
+    };
+    let sink = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Proc::start(
+        "server",
+        &support::sqlite_env(dir.path(), sink.addr().port()),
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("{}/docs/", server.url);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--virtual-time-budget=20000",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .output()
+            .expect("run chromium")
+    })
+    .await
+    .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    for op in [
+        "/auth/register",
+        "/auth/login",
+        "/orders/place",
+        "/products/{id}/restock",
+    ] {
+        assert!(
+            dom.contains(&format!("data-path=\"{op}\"")),
+            "operation {op} not rendered by Swagger UI; stderr:\n{}\nDOM:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            &dom[..dom.len().min(3000)]
+        );
+    }
+}
+
+fn which(cmd: &str) -> Option<String> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(cmd))
+            .find(|p| p.is_file())
+            .map(|p| p.display().to_string())
+    })
+}
+
+#[tokio::test]
+async fn the_embed_example_prints_the_email() {
+    let (status, out) = Proc::run_to_exit("embed", &[]);
+    assert!(status.success(), "{out}");
+    assert!(
+        out.contains("To: ann@example.com") && out.contains("order is now confirmed"),
+        "{out}"
+    );
+}
+
+/// A server without a dispatcher and a separate listener process on one database.
+async fn separate_listener(mut env: Vec<(&'static str, String)>, sink: &SmtpSink, sweep_ms: &str) {
+    env.push(("DISPATCHER_SWEEP_MS", sweep_ms.to_owned()));
+    let mut server_env = env.clone();
+    server_env.push(("RUN_DISPATCHER", "false".into()));
+    let server = Proc::start("server", &server_env);
+    let listener_env: Vec<(&str, String)> = env
+        .iter()
+        .filter(|(k, _)| *k != "SEED_PRODUCTS")
+        .cloned()
+        .collect();
+    let mut listener = Proc::start("listener", &listener_env);
+    let api = Client::new(&server.url);
+    let token = api.token("split@example.com", "split-password").await;
+    let (s, order) = api
+        .post(
+            "/orders/place",
+            Some(&token),
+            json!({"product_id": "product-1"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{order}");
+    assert_eq!(
+        sink.wait_for(1, WAIT).await,
+        1,
+        "the listener process delivered it"
+    );
+    assert_eq!(sink.messages()[0].to, ["split@example.com"]);
+    assert!(
+        !server.logs().contains("confirmation email sent"),
+        "the server did not send it"
+    );
+    let health = Client::new(&listener.url);
+    assert_eq!(health.get("/health", None).await.0, 200);
+    assert_eq!(health.get("/ready", None).await.0, 200);
+    let metrics = health
+        .http
+        .get(format!("{}/metrics", listener.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("inventory_notifications_sent_total 1"),
+        "{metrics}"
+    );
+    assert!(listener.terminate().success());
+}
+
+#[tokio::test]
+async fn separate_listener_on_sqlite_sweeps() {
+    let sink = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    separate_listener(
+        support::sqlite_env(dir.path(), sink.addr().port()),
+        &sink,
+        "100",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn separate_listener_on_postgres_is_woken_by_notify() {
+    let sink = SmtpSink::start().unwrap();
+    let Some(env) = support::postgres_env(sink.addr().port()).await else {
+        return;
+    };
+    // A one-hour sweep: only LISTEN/NOTIFY can wake the listener in time.
+    separate_listener(env, &sink, "3600000").await;
+}
