@@ -20,6 +20,11 @@
 //! ```
 #![deny(missing_docs)]
 
+/// The README's Rust examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 use std::sync::Arc;
 
 pub use inventory_core as core;

@@ -1,0 +1,1035 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use firestore::errors::{BackoffError, FirestoreError};
+use firestore::{
+    FirestoreDb, FirestoreListenEvent, FirestoreListener, FirestoreListenerTarget,
+    FirestoreMemListenStateStorage, FirestoreTransaction, FirestoreTransactionOptions,
+    FirestoreWritePrecondition,
+};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use inventory_core::*;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::docs::*;
+
+/// Collection names. The defaults are the original service's (`Users`, `Products`, `Orders`)
+/// and ours (`Notifications`, `IdempotencyKeys`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collections {
+    /// Users, by normalised email.
+    pub users: String,
+    /// Products, by product id.
+    pub products: String,
+    /// Orders, by order id.
+    pub orders: String,
+    /// The outbox.
+    pub notifications: String,
+    /// Idempotency keys, by `user_id:key`.
+    pub idempotency_keys: String,
+}
+
+impl Default for Collections {
+    fn default() -> Self {
+        Collections {
+            users: "Users".into(),
+            products: "Products".into(),
+            orders: "Orders".into(),
+            notifications: "Notifications".into(),
+            idempotency_keys: "IdempotencyKeys".into(),
+        }
+    }
+}
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct FirestoreConfig {
+    /// The Google Cloud project (`GCP_PROJECT_ID`).
+    pub project_id: String,
+    /// Collection names.
+    pub collections: Collections,
+    /// Retries of a transaction that lost a race with another process (default 30).
+    pub max_retries: usize,
+    /// Listen to the outbox for wake-ups (default true).
+    pub listen: bool,
+}
+
+impl FirestoreConfig {
+    /// Defaults for a project.
+    pub fn new(project_id: impl Into<String>) -> Self {
+        FirestoreConfig {
+            project_id: project_id.into(),
+            collections: Collections::default(),
+            max_retries: 30,
+            listen: true,
+        }
+    }
+}
+
+/// What leaves a transaction: a business refusal (never retried) or a Firestore error.
+#[derive(Debug, thiserror::Error)]
+enum TxError {
+    #[error("{0}")]
+    Abort(Error),
+    #[error("{0}")]
+    Store(FirestoreError),
+}
+
+type TxResult<T> = std::result::Result<T, BackoffError<TxError>>;
+
+fn retryable(e: &FirestoreError) -> bool {
+    match e {
+        FirestoreError::DatabaseError(db) => db.retry_possible,
+        FirestoreError::NetworkError(_) => true,
+        _ => false,
+    }
+}
+
+/// A Firestore error inside a transaction: contention and network trouble are retried.
+fn fs(e: FirestoreError) -> BackoffError<TxError> {
+    if retryable(&e) {
+        BackoffError::transient(TxError::Store(e))
+    } else {
+        BackoffError::permanent(TxError::Store(e))
+    }
+}
+
+fn abort<T>(e: Error) -> TxResult<T> {
+    Err(BackoffError::permanent(TxError::Abort(e)))
+}
+
+/// Maps a Firestore error onto the core kinds.
+fn map(e: FirestoreError) -> Error {
+    match e {
+        FirestoreError::ErrorInTransaction(inner) => match inner.source.downcast::<TxError>() {
+            Ok(tx) => match *tx {
+                TxError::Abort(e) => e,
+                TxError::Store(e) => map(e),
+            },
+            Err(other) => Error::other(other),
+        },
+        FirestoreError::DataConflictError(e) => Error::Conflict(e.to_string()),
+        FirestoreError::DataNotFoundError(e) => Error::NotFound(e.to_string()),
+        e if retryable(&e) => Error::unavailable(e),
+        e => Error::other(e),
+    }
+}
+
+/// The Firestore store.
+pub struct FirestoreStore {
+    db: FirestoreDb,
+    cols: Arc<Collections>,
+    max_retries: usize,
+    signal: watch::Sender<u64>,
+    product_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    listener:
+        tokio::sync::Mutex<Option<FirestoreListener<FirestoreDb, FirestoreMemListenStateStorage>>>,
+}
+
+impl std::fmt::Debug for FirestoreStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FirestoreStore")
+            .field("collections", &self.cols)
+            .finish_non_exhaustive()
+    }
+}
+
+const LISTEN_TARGET: u32 = 17;
+
+impl FirestoreStore {
+    /// Connects (to the emulator when `FIRESTORE_EMULATOR_HOST` is set).
+    pub async fn connect(config: FirestoreConfig) -> Result<Self> {
+        if config.project_id.trim().is_empty() {
+            return Err(Error::invalid("GCP_PROJECT_ID", "must not be empty"));
+        }
+        let db = FirestoreDb::new(config.project_id.clone())
+            .await
+            .map_err(map)?;
+        let store = FirestoreStore {
+            db,
+            cols: Arc::new(config.collections),
+            max_retries: config.max_retries,
+            signal: watch::channel(0).0,
+            product_locks: Mutex::new(HashMap::new()),
+            listener: tokio::sync::Mutex::new(None),
+        };
+        if config.listen {
+            store.start_listener().await?;
+        }
+        Ok(store)
+    }
+
+    /// Connects to `firestore://PROJECT_ID` (or `firestore://` with `GCP_PROJECT_ID` set).
+    pub async fn connect_url(url: &str) -> Result<Self> {
+        let project = url
+            .strip_prefix("firestore://")
+            .ok_or_else(|| Error::invalid("DATABASE_URL", "expected firestore://PROJECT_ID"))?
+            .trim_end_matches('/');
+        let project = if project.is_empty() {
+            std::env::var("GCP_PROJECT_ID")
+                .map_err(|_| Error::invalid("GCP_PROJECT_ID", "firestore:// needs a project id"))?
+        } else {
+            project.to_owned()
+        };
+        Self::connect(FirestoreConfig::new(project)).await
+    }
+
+    /// The underlying client, for tools.
+    pub fn db(&self) -> &FirestoreDb {
+        &self.db
+    }
+
+    /// Stops the listen stream.
+    pub async fn close(&self) {
+        if let Some(mut l) = self.listener.lock().await.take() {
+            let _ = l.shutdown().await;
+        }
+    }
+
+    async fn start_listener(&self) -> Result<()> {
+        let mut listener = self
+            .db
+            .create_listener(FirestoreMemListenStateStorage::new())
+            .await
+            .map_err(map)?;
+        self.db
+            .fluent()
+            .select()
+            .from(self.cols.notifications.as_str())
+            .filter(|q| q.for_all([q.field("status").eq("pending")]))
+            .listen()
+            .add_target(FirestoreListenerTarget::new(LISTEN_TARGET), &mut listener)
+            .map_err(map)?;
+        let signal = self.signal.clone();
+        listener
+            .start(move |event| {
+                // Every change (and every reconnect's reset) is a hint to look for due work.
+                if matches!(
+                    event,
+                    FirestoreListenEvent::DocumentChange(_) | FirestoreListenEvent::TargetChange(_)
+                ) {
+                    signal.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                async { Ok(()) }
+            })
+            .await
+            .map_err(map)?;
+        *self.listener.lock().await = Some(listener);
+        Ok(())
+    }
+
+    fn bump(&self) {
+        self.signal.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn product_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.product_locks.lock().expect("product lock map");
+        if locks.len() > 10_000 {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(id.to_owned()).or_default().clone()
+    }
+
+    /// Runs `f` in a transaction with retries. The transaction may run several times, so `f`
+    /// gets its inputs as an owned, cloned context.
+    async fn tx<C, T, F>(&self, ctx: C, f: F) -> Result<T>
+    where
+        C: Clone + Send + Sync + 'static,
+        T: Send,
+        F: for<'b> Fn(FirestoreDb, &'b mut FirestoreTransaction, C) -> BoxFuture<'b, TxResult<T>>
+            + Send
+            + Sync,
+    {
+        self.db
+            .run_transaction_with_options(
+                move |db, tx| f(db, tx, ctx.clone()),
+                FirestoreTransactionOptions::new().with_max_retries(self.max_retries),
+            )
+            .await
+            .map_err(map)
+    }
+
+    async fn get<T>(&self, col: &str, id: &str) -> Result<Option<T>>
+    where
+        T: for<'de> serde::Deserialize<'de> + Send,
+    {
+        self.db
+            .fluent()
+            .select()
+            .by_id_in(col)
+            .obj::<T>()
+            .one(id)
+            .await
+            .map_err(map)
+    }
+
+    async fn notification_doc(
+        &self,
+        field: &str,
+        value: String,
+    ) -> Result<Option<NotificationDoc>> {
+        let docs: Vec<NotificationDoc> = self
+            .db
+            .fluent()
+            .select()
+            .from(self.cols.notifications.as_str())
+            .filter(|q| q.for_all([q.field(field).eq(value.clone())]))
+            .limit(1)
+            .obj()
+            .query()
+            .await
+            .map_err(map)?;
+        Ok(docs.into_iter().next())
+    }
+
+    /// Changes a leased notification in a transaction; `Conflict` if `owner` lost the lease.
+    async fn with_lease(
+        &self,
+        id: Uuid,
+        owner: &str,
+        change: Arc<dyn Fn(&mut NotificationDoc) + Send + Sync>,
+        confirm_order_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let ctx = (self.cols.clone(), owner.to_owned(), change);
+        self.tx(ctx, move |db, tx, (cols, owner, change)| {
+            async move {
+                let Some(mut n): Option<NotificationDoc> = db
+                    .fluent()
+                    .select()
+                    .by_id_in(cols.notifications.as_str())
+                    .obj()
+                    .one(id.to_string())
+                    .await
+                    .map_err(fs)?
+                else {
+                    return abort(Error::NotFound(format!("notification {id}")));
+                };
+                if n.status != "pending" || n.lease_owner.as_deref() != Some(owner.as_str()) {
+                    return abort(Error::Conflict(format!("lease on notification {id} lost")));
+                }
+                let mut order = None;
+                if let Some(now) = confirm_order_at {
+                    let doc: Option<OrderDoc> = db
+                        .fluent()
+                        .select()
+                        .by_id_in(cols.orders.as_str())
+                        .obj()
+                        .one(n.order_id.as_str())
+                        .await
+                        .map_err(fs)?;
+                    order = doc.filter(|o| o.status == "pending").map(|mut o| {
+                        o.status = "confirmed".into();
+                        o.updated_at = Some(sys(now));
+                        o
+                    });
+                }
+                change(&mut n);
+                db.fluent()
+                    .update()
+                    .in_col(cols.notifications.as_str())
+                    .document_id(id.to_string())
+                    .object(&n)
+                    .add_to_transaction(tx)
+                    .map_err(fs)?;
+                if let Some(o) = order {
+                    db.fluent()
+                        .update()
+                        .in_col(cols.orders.as_str())
+                        .document_id(n.order_id.as_str())
+                        .object(&o)
+                        .add_to_transaction(tx)
+                        .map_err(fs)?;
+                }
+                Ok(())
+            }
+            .boxed()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl UserStore for FirestoreStore {
+    async fn create_user(&self, user: &User) -> Result<()> {
+        let result = self
+            .db
+            .fluent()
+            .insert()
+            .into(self.cols.users.as_str())
+            .document_id(doc_id(user.email.as_str()))
+            .object(&UserDoc::from_user(user))
+            .execute::<UserDoc>()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(FirestoreError::DataConflictError(_)) => {
+                Err(Error::Conflict("email already registered".into()))
+            }
+            Err(e) => Err(map(e)),
+        }
+    }
+
+    async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>> {
+        self.get::<UserDoc>(&self.cols.users, &doc_id(email.as_str()))
+            .await?
+            .map(UserDoc::into_user)
+            .transpose()
+    }
+
+    async fn get_user(&self, id: Uuid) -> Result<Option<User>> {
+        let docs: Vec<UserDoc> = self
+            .db
+            .fluent()
+            .select()
+            .from(self.cols.users.as_str())
+            .filter(|q| q.for_all([q.field("user_id").eq(id.to_string())]))
+            .limit(1)
+            .obj()
+            .query()
+            .await
+            .map_err(map)?;
+        docs.into_iter().next().map(UserDoc::into_user).transpose()
+    }
+
+    async fn set_role(&self, email: &Email, role: Role) -> Result<User> {
+        let user = self
+            .tx(
+                (self.cols.clone(), email.clone()),
+                move |db, tx, (cols, email)| {
+                    async move {
+                        let Some(mut doc): Option<UserDoc> = db
+                            .fluent()
+                            .select()
+                            .by_id_in(cols.users.as_str())
+                            .obj()
+                            .one(doc_id(email.as_str()))
+                            .await
+                            .map_err(fs)?
+                        else {
+                            return abort(Error::NotFound(format!("user {email}")));
+                        };
+                        // Keep a derived id stable once it is written.
+                        let user = doc
+                            .clone()
+                            .into_user()
+                            .map_err(|e| BackoffError::permanent(TxError::Abort(e)))?;
+                        doc.user_id = Some(user.id.to_string());
+                        doc.role = Some(role.as_str().to_owned());
+                        db.fluent()
+                            .update()
+                            .in_col(cols.users.as_str())
+                            .document_id(doc_id(email.as_str()))
+                            .object(&doc)
+                            .add_to_transaction(tx)
+                            .map_err(fs)?;
+                        Ok(doc)
+                    }
+                    .boxed()
+                },
+            )
+            .await?;
+        user.into_user()
+    }
+}
+
+#[async_trait]
+impl ProductStore for FirestoreStore {
+    async fn create_product(&self, p: &NewProduct, now: DateTime<Utc>) -> Result<Product> {
+        let doc = ProductDoc::new(p, now);
+        let result = self
+            .db
+            .fluent()
+            .insert()
+            .into(self.cols.products.as_str())
+            .document_id(doc_id(p.id.as_str()))
+            .object(&doc)
+            .execute::<ProductDoc>()
+            .await;
+        match result {
+            Ok(doc) => doc.into_product(),
+            Err(FirestoreError::DataConflictError(_)) => {
+                Err(Error::Conflict(format!("product {} already exists", p.id)))
+            }
+            Err(e) => Err(map(e)),
+        }
+    }
+
+    async fn ensure_product(&self, p: &NewProduct, now: DateTime<Utc>) -> Result<bool> {
+        match self.create_product(p, now).await {
+            Ok(_) => Ok(true),
+            Err(Error::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get_product(&self, id: &ProductId) -> Result<Option<Product>> {
+        self.get::<ProductDoc>(&self.cols.products, &doc_id(id.as_str()))
+            .await?
+            .map(ProductDoc::into_product)
+            .transpose()
+    }
+
+    async fn list_products(&self, page: Page) -> Result<Vec<Product>> {
+        let docs: Vec<ProductDoc> = self
+            .db
+            .fluent()
+            .select()
+            .from(self.cols.products.as_str())
+            .order(|o| o.fields([o.field("product_id").asc()]))
+            .offset(page.offset)
+            .limit(page.limit)
+            .obj()
+            .query()
+            .await
+            .map_err(map)?;
+        docs.into_iter().map(ProductDoc::into_product).collect()
+    }
+
+    async fn restock(&self, id: &ProductId, add: u64, now: DateTime<Utc>) -> Result<Product> {
+        let add = i64::try_from(add).map_err(|_| Error::invalid("quantity", "too large"))?;
+        let lock = self.product_lock(id.as_str());
+        let _guard = lock.lock().await;
+        let doc = self
+            .tx(
+                (self.cols.clone(), id.clone()),
+                move |db, tx, (cols, id)| {
+                    async move {
+                        let Some(mut doc): Option<ProductDoc> = db
+                            .fluent()
+                            .select()
+                            .by_id_in(cols.products.as_str())
+                            .obj()
+                            .one(doc_id(id.as_str()))
+                            .await
+                            .map_err(fs)?
+                        else {
+                            return abort(Error::NotFound(format!("product {id}")));
+                        };
+                        let Some(q) = doc.quantity.checked_add(add) else {
+                            return abort(Error::invalid("quantity", "stock would overflow"));
+                        };
+                        doc.set_quantity(q, now);
+                        db.fluent()
+                            .update()
+                            .in_col(cols.products.as_str())
+                            .document_id(doc_id(id.as_str()))
+                            .object(&doc)
+                            .add_to_transaction(tx)
+                            .map_err(fs)?;
+                        Ok(doc)
+                    }
+                    .boxed()
+                },
+            )
+            .await?;
+        doc.into_product()
+    }
+}
+
+fn idempotency_doc_id(user: Uuid, key: &str) -> String {
+    doc_id(&format!("{user}:{key}"))
+}
+
+#[async_trait]
+impl OrderStore for FirestoreStore {
+    async fn place_order(&self, new: &NewOrder) -> Result<Placed> {
+        let lock = self.product_lock(new.product_id.as_str());
+        let _guard = lock.lock().await;
+        let order = Order {
+            id: new.id,
+            user_id: new.user_id,
+            buyer_email: new.buyer_email.clone(),
+            product_id: new.product_id.clone(),
+            quantity: new.quantity,
+            status: OrderStatus::Pending,
+            idempotency_key: new.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
+            created_at: new.now,
+            updated_at: new.now,
+        };
+        let ctx = (self.cols.clone(), order, new.clone());
+        let placed = self
+            .tx(ctx, move |db, tx, (cols, order, new)| {
+                async move {
+                    let key_id = order
+                        .idempotency_key
+                        .as_deref()
+                        .map(|k| idempotency_doc_id(order.user_id, k));
+                    if let Some(key_id) = &key_id {
+                        let seen: Option<IdempotencyDoc> = db
+                            .fluent()
+                            .select()
+                            .by_id_in(cols.idempotency_keys.as_str())
+                            .obj()
+                            .one(key_id.as_str())
+                            .await
+                            .map_err(fs)?;
+                        if let Some(seen) = seen {
+                            let existing: Option<OrderDoc> = db
+                                .fluent()
+                                .select()
+                                .by_id_in(cols.orders.as_str())
+                                .obj()
+                                .one(seen.order_id.as_str())
+                                .await
+                                .map_err(fs)?;
+                            let Some(existing) = existing else {
+                                return abort(Error::other(
+                                    "idempotency key points to a missing order",
+                                ));
+                            };
+                            let existing = existing
+                                .into_order(&seen.order_id)
+                                .map_err(|e| BackoffError::permanent(TxError::Abort(e)))?;
+                            if !new.matches(&existing) {
+                                return abort(Error::Conflict(
+                                    "idempotency key reused with different order contents".into(),
+                                ));
+                            }
+                            return Ok(Placed {
+                                order: existing,
+                                replayed: true,
+                            });
+                        }
+                    }
+                    let Some(mut product): Option<ProductDoc> = db
+                        .fluent()
+                        .select()
+                        .by_id_in(cols.products.as_str())
+                        .obj()
+                        .one(doc_id(new.product_id.as_str()))
+                        .await
+                        .map_err(fs)?
+                    else {
+                        return abort(Error::NotFound(format!("product {}", new.product_id)));
+                    };
+                    let take = i64::from(new.quantity.get());
+                    if product.quantity < take {
+                        return abort(Error::OutOfStock {
+                            product_id: new.product_id.to_string(),
+                        });
+                    }
+                    product.set_quantity(product.quantity - take, new.now);
+                    let notification = NotificationDoc {
+                        notification_id: new.notification_id.to_string(),
+                        order_id: order.id.to_string(),
+                        recipient: order.buyer_email.to_string(),
+                        product_id: order.product_id.to_string(),
+                        product_name: product.product_name.clone(),
+                        quantity: take,
+                        status: "pending".into(),
+                        attempts: 0,
+                        next_attempt_at: sys(new.now),
+                        lease_owner: None,
+                        lease_until: None,
+                        last_error: None,
+                        created_at: sys(new.now),
+                        sent_at: None,
+                    };
+                    db.fluent()
+                        .update()
+                        .in_col(cols.products.as_str())
+                        .precondition(FirestoreWritePrecondition::Exists(true))
+                        .document_id(doc_id(new.product_id.as_str()))
+                        .object(&product)
+                        .add_to_transaction(tx)
+                        .map_err(fs)?;
+                    db.fluent()
+                        .update()
+                        .in_col(cols.orders.as_str())
+                        .precondition(FirestoreWritePrecondition::Exists(false))
+                        .document_id(order.id.to_string())
+                        .object(&OrderDoc::from_order(&order))
+                        .add_to_transaction(tx)
+                        .map_err(fs)?;
+                    db.fluent()
+                        .update()
+                        .in_col(cols.notifications.as_str())
+                        .precondition(FirestoreWritePrecondition::Exists(false))
+                        .document_id(new.notification_id.to_string())
+                        .object(&notification)
+                        .add_to_transaction(tx)
+                        .map_err(fs)?;
+                    if let Some(key_id) = key_id {
+                        db.fluent()
+                            .update()
+                            .in_col(cols.idempotency_keys.as_str())
+                            .precondition(FirestoreWritePrecondition::Exists(false))
+                            .document_id(key_id)
+                            .object(&IdempotencyDoc {
+                                order_id: order.id.to_string(),
+                            })
+                            .add_to_transaction(tx)
+                            .map_err(fs)?;
+                    }
+                    Ok(Placed {
+                        order,
+                        replayed: false,
+                    })
+                }
+                .boxed()
+            })
+            .await?;
+        if !placed.replayed {
+            self.bump();
+        }
+        Ok(placed)
+    }
+
+    async fn get_order(&self, id: Uuid) -> Result<Option<Order>> {
+        let id = id.to_string();
+        self.get::<OrderDoc>(&self.cols.orders, &id)
+            .await?
+            .map(|d| d.into_order(&id))
+            .transpose()
+    }
+
+    async fn list_orders_for_user(&self, user_id: Uuid, page: Page) -> Result<Vec<Order>> {
+        let docs: Vec<OrderDoc> = self
+            .db
+            .fluent()
+            .select()
+            .from(self.cols.orders.as_str())
+            .filter(|q| q.for_all([q.field("user_id").eq(user_id.to_string())]))
+            .order(|o| o.fields([o.field("order_id").desc()]))
+            .offset(page.offset)
+            .limit(page.limit)
+            .obj()
+            .query()
+            .await
+            .map_err(map)?;
+        docs.into_iter().map(|d| d.into_order("")).collect()
+    }
+
+    async fn list_orders(&self, page: Page) -> Result<Vec<Order>> {
+        let docs: Vec<OrderDoc> = self
+            .db
+            .fluent()
+            .select()
+            .from(self.cols.orders.as_str())
+            .order(|o| o.fields([o.field("order_id").desc()]))
+            .offset(page.offset)
+            .limit(page.limit)
+            .obj()
+            .query()
+            .await
+            .map_err(map)?;
+        docs.into_iter().map(|d| d.into_order("")).collect()
+    }
+
+    async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Order> {
+        let Some(current) = self.get_order(id).await? else {
+            return Err(Error::NotFound(format!("order {id}")));
+        };
+        let lock = self.product_lock(current.product_id.as_str());
+        let _guard = lock.lock().await;
+        let doc = self
+            .tx(self.cols.clone(), move |db, tx, cols| {
+                async move {
+                    let Some(mut order): Option<OrderDoc> = db
+                        .fluent()
+                        .select()
+                        .by_id_in(cols.orders.as_str())
+                        .obj()
+                        .one(id.to_string())
+                        .await
+                        .map_err(fs)?
+                    else {
+                        return abort(Error::NotFound(format!("order {id}")));
+                    };
+                    if order.status == "cancelled" {
+                        return abort(Error::Conflict(format!("order {id} is already cancelled")));
+                    }
+                    let product: Option<ProductDoc> = db
+                        .fluent()
+                        .select()
+                        .by_id_in(cols.products.as_str())
+                        .obj()
+                        .one(doc_id(&order.product_id))
+                        .await
+                        .map_err(fs)?;
+                    order.status = "cancelled".into();
+                    order.updated_at = Some(sys(now));
+                    db.fluent()
+                        .update()
+                        .in_col(cols.orders.as_str())
+                        .document_id(id.to_string())
+                        .object(&order)
+                        .add_to_transaction(tx)
+                        .map_err(fs)?;
+                    if let Some(mut product) = product {
+                        product.set_quantity(product.quantity + order.quantity.unwrap_or(1), now);
+                        db.fluent()
+                            .update()
+                            .in_col(cols.products.as_str())
+                            .document_id(doc_id(&order.product_id))
+                            .object(&product)
+                            .add_to_transaction(tx)
+                            .map_err(fs)?;
+                    }
+                    Ok(order)
+                }
+                .boxed()
+            })
+            .await?;
+        doc.into_order(&id.to_string())
+    }
+}
+
+#[async_trait]
+impl NotificationStore for FirestoreStore {
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Notification>> {
+        let until = now + chrono::Duration::from_std(lease).map_err(Error::other)?;
+        let candidates: Vec<NotificationDoc> = self
+            .db
+            .fluent()
+            .select()
+            .from(self.cols.notifications.as_str())
+            .filter(|q| {
+                q.for_all([
+                    q.field("status").eq("pending"),
+                    q.field("next_attempt_at").less_than_or_equal(sys(now)),
+                ])
+            })
+            .order(|o| o.fields([o.field("next_attempt_at").asc()]))
+            .limit(limit)
+            .obj()
+            .query()
+            .await
+            .map_err(map)?;
+        let claims = futures::stream::iter(candidates)
+            .map(|candidate| {
+                let ctx = (
+                    self.cols.clone(),
+                    owner.to_owned(),
+                    candidate.notification_id,
+                );
+                self.tx(ctx, move |db, tx, (cols, owner, id)| {
+                    async move {
+                        let Some(mut n): Option<NotificationDoc> = db
+                            .fluent()
+                            .select()
+                            .by_id_in(cols.notifications.as_str())
+                            .obj()
+                            .one(id.as_str())
+                            .await
+                            .map_err(fs)?
+                        else {
+                            return Ok(None);
+                        };
+                        // Someone else claimed or finished it meanwhile.
+                        if n.status != "pending" || utc(n.next_attempt_at) > now {
+                            return Ok(None);
+                        }
+                        n.lease_owner = Some(owner);
+                        n.lease_until = Some(sys(until));
+                        // While leased it is not due; when the lease runs out it is due again.
+                        n.next_attempt_at = sys(until);
+                        n.attempts += 1;
+                        db.fluent()
+                            .update()
+                            .in_col(cols.notifications.as_str())
+                            .document_id(id.as_str())
+                            .object(&n)
+                            .add_to_transaction(tx)
+                            .map_err(fs)?;
+                        Ok(Some(n))
+                    }
+                    .boxed()
+                })
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await;
+        let mut claimed = Vec::new();
+        for c in claims {
+            match c {
+                Ok(Some(doc)) => claimed.push(doc.into_notification()?),
+                Ok(None) => {}
+                // Lost a race for this one: another dispatcher has it.
+                Err(Error::Conflict(_)) => {}
+                Err(e) if claimed.is_empty() => return Err(e),
+                Err(e) => tracing::warn!(error = %e, "could not claim a notification"),
+            }
+        }
+        claimed.sort_by_key(|n| (n.next_attempt_at, n.id));
+        Ok(claimed)
+    }
+
+    async fn mark_sent(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> Result<()> {
+        self.with_lease(
+            id,
+            owner,
+            Arc::new(move |n| {
+                n.status = "sent".into();
+                n.sent_at = Some(sys(now));
+                n.lease_owner = None;
+                n.lease_until = None;
+            }),
+            Some(now),
+        )
+        .await
+    }
+
+    async fn mark_failed(
+        &self,
+        id: Uuid,
+        owner: &str,
+        error: &str,
+        next_attempt_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let error: String = error.chars().take(2000).collect();
+        self.with_lease(
+            id,
+            owner,
+            Arc::new(move |n| {
+                n.last_error = Some(error.clone());
+                n.lease_owner = None;
+                n.lease_until = None;
+                match next_attempt_at {
+                    Some(at) => n.next_attempt_at = sys(at),
+                    None => n.status = "failed".into(),
+                }
+            }),
+            None,
+        )
+        .await
+    }
+
+    async fn notification_for_order(&self, order_id: Uuid) -> Result<Option<Notification>> {
+        self.notification_doc("order_id", order_id.to_string())
+            .await?
+            .map(NotificationDoc::into_notification)
+            .transpose()
+    }
+
+    async fn list_notifications(
+        &self,
+        status: NotificationStatus,
+        page: Page,
+    ) -> Result<Vec<Notification>> {
+        let docs: Vec<NotificationDoc> = self
+            .db
+            .fluent()
+            .select()
+            .from(self.cols.notifications.as_str())
+            .filter(|q| q.for_all([q.field("status").eq(status.as_str())]))
+            .order(|o| o.fields([o.field("notification_id").asc()]))
+            .offset(page.offset)
+            .limit(page.limit)
+            .obj()
+            .query()
+            .await
+            .map_err(map)?;
+        docs.into_iter()
+            .map(NotificationDoc::into_notification)
+            .collect()
+    }
+
+    async fn notification_counts(&self) -> Result<NotificationCounts> {
+        let mut counts = NotificationCounts::default();
+        for status in [
+            NotificationStatus::Pending,
+            NotificationStatus::Sent,
+            NotificationStatus::Failed,
+        ] {
+            let result: Vec<CountDoc> = self
+                .db
+                .fluent()
+                .select()
+                .from(self.cols.notifications.as_str())
+                .filter(|q| q.for_all([q.field("status").eq(status.as_str())]))
+                .aggregate(|a| a.fields([a.field("count").count()]))
+                .obj()
+                .query()
+                .await
+                .map_err(map)?;
+            let n = result.first().map(|c| c.count as u64).unwrap_or(0);
+            match status {
+                NotificationStatus::Pending => counts.pending = n,
+                NotificationStatus::Sent => counts.sent = n,
+                NotificationStatus::Failed => counts.failed = n,
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn retry_failed(&self, id: Option<Uuid>, now: DateTime<Utc>) -> Result<u64> {
+        let ids: Vec<String> = match id {
+            Some(id) => vec![id.to_string()],
+            None => {
+                let failed: Vec<NotificationDoc> = self
+                    .db
+                    .fluent()
+                    .select()
+                    .from(self.cols.notifications.as_str())
+                    .filter(|q| q.for_all([q.field("status").eq("failed")]))
+                    .obj()
+                    .query()
+                    .await
+                    .map_err(map)?;
+                failed.into_iter().map(|n| n.notification_id).collect()
+            }
+        };
+        let mut count = 0;
+        for id in ids {
+            let reset = self
+                .tx((self.cols.clone(), id), move |db, tx, (cols, id)| {
+                    async move {
+                        let doc: Option<NotificationDoc> = db
+                            .fluent()
+                            .select()
+                            .by_id_in(cols.notifications.as_str())
+                            .obj()
+                            .one(id.as_str())
+                            .await
+                            .map_err(fs)?;
+                        let Some(mut n) = doc.filter(|n| n.status == "failed") else {
+                            return Ok(false);
+                        };
+                        n.status = "pending".into();
+                        n.attempts = 0;
+                        n.next_attempt_at = sys(now);
+                        db.fluent()
+                            .update()
+                            .in_col(cols.notifications.as_str())
+                            .document_id(id.as_str())
+                            .object(&n)
+                            .add_to_transaction(tx)
+                            .map_err(fs)?;
+                        Ok(true)
+                    }
+                    .boxed()
+                })
+                .await?;
+            count += u64::from(reset);
+        }
+        if count > 0 {
+            self.bump();
+        }
+        Ok(count)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.signal.subscribe()
+    }
+}
+
+#[async_trait]
+impl Health for FirestoreStore {
+    async fn ping(&self) -> Result<()> {
+        self.get::<ProductDoc>(&self.cols.products, "__health_check__")
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,200 @@
+//! The conformance suite and compatibility with the original service's data, on the Firestore
+//! emulator. `FIRESTORE_EMULATOR_HOST` must point at it (scripts/test.sh starts one); without
+//! it these tests print a notice and pass, unless `INVENTORY_REQUIRE_BACKENDS` is set (CI).
+//! Each test uses a project id of its own, which isolates its data in the emulator.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use inventory_core::testkit::TestStore;
+use inventory_core::*;
+use inventory_firestore::{FirestoreConfig, FirestoreStore};
+use serde::{Deserialize, Serialize};
+
+fn emulator() -> bool {
+    if std::env::var("FIRESTORE_EMULATOR_HOST").is_ok_and(|v| !v.is_empty()) {
+        return true;
+    }
+    assert!(
+        std::env::var_os("INVENTORY_REQUIRE_BACKENDS").is_none(),
+        "INVENTORY_REQUIRE_BACKENDS is set but FIRESTORE_EMULATOR_HOST is not"
+    );
+    eprintln!("notice: FIRESTORE_EMULATOR_HOST not set, skipping a Firestore test");
+    false
+}
+
+async fn connect() -> Option<FirestoreStore> {
+    if !emulator() {
+        return None;
+    }
+    let project = format!("test-{}", uuid::Uuid::now_v7().simple());
+    Some(
+        FirestoreStore::connect(FirestoreConfig::new(project))
+            .await
+            .expect("connect to the emulator"),
+    )
+}
+
+mod conformance {
+    inventory_core::store_conformance!(async {
+        super::connect()
+            .await
+            .map(|s| std::sync::Arc::new(s) as super::TestStore)
+    });
+}
+
+/// The documents exactly as the original Python service wrote them.
+#[derive(Serialize, Deserialize)]
+struct OriginalUser {
+    email: String,
+    password: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OriginalProduct {
+    product_id: String,
+    product_name: String,
+    quantity: i64,
+    status: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OriginalOrder {
+    buyer_email: String,
+    product_id: String,
+    status: String,
+    created_at: SystemTime,
+}
+
+const PASSLIB_HASH: &str = "$argon2id$v=19$m=65536,t=3,p=4$eC8FwBijNMZ4zxnDmBOiVA$JChjeP4Qhxy4cNqxzL2eEYolEkJWZGf6OBf9QTSGJQo";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_written_by_the_original_service_works() {
+    let Some(store) = connect().await else { return };
+    let db = store.db().clone();
+    db.fluent()
+        .insert()
+        .into("Users")
+        .document_id("legacy@example.com")
+        .object(&OriginalUser {
+            email: "legacy@example.com".into(),
+            password: PASSLIB_HASH.into(),
+        })
+        .execute::<OriginalUser>()
+        .await
+        .unwrap();
+    db.fluent()
+        .insert()
+        .into("Products")
+        .document_id("product-1")
+        .object(&OriginalProduct {
+            product_id: "product-1".into(),
+            product_name: "Demo Product".into(),
+            quantity: 5,
+            status: "in_stock".into(),
+        })
+        .execute::<OriginalProduct>()
+        .await
+        .unwrap();
+
+    let store = Arc::new(store);
+    let auth = Auth::new(
+        store.clone(),
+        AuthConfig::new("firestore-test-secret-of-32-bytes!!").unwrap(),
+    )
+    .unwrap();
+    let (user, token) = auth
+        .login("Legacy@Example.com", "MySecurePass123")
+        .await
+        .expect("passlib hash verifies");
+    assert_eq!(user.role, Role::Customer);
+    let (again, _) = auth
+        .login("legacy@example.com", "MySecurePass123")
+        .await
+        .unwrap();
+    assert_eq!(again.id, user.id, "a legacy user's id is stable");
+    assert!(
+        auth.login("legacy@example.com", "wrong-password")
+            .await
+            .is_err()
+    );
+
+    let me = auth.verify(&token.access_token).unwrap();
+    let orders = Orders::new(store.clone(), store.clone());
+    let req = || PlaceOrderRequest {
+        product_id: "product-1".into(),
+        quantity: Some(2),
+        ..Default::default()
+    };
+    let first = orders.place(&me, req()).await.unwrap();
+    orders.place(&me, req()).await.unwrap();
+    let product = store
+        .get_product(&ProductId::new("product-1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(product.quantity, 1);
+    let err = orders.place(&me, req()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfStock);
+
+    // The order documents keep the original's fields, so its tools still read them.
+    let raw: OriginalOrder = db
+        .fluent()
+        .select()
+        .by_id_in("Orders")
+        .obj()
+        .one(first.order.id.to_string())
+        .await
+        .unwrap()
+        .expect("order document");
+    assert_eq!(
+        (
+            raw.buyer_email.as_str(),
+            raw.product_id.as_str(),
+            raw.status.as_str()
+        ),
+        ("legacy@example.com", "product-1", "pending")
+    );
+    orders
+        .place(
+            &me,
+            PlaceOrderRequest {
+                quantity: Some(1),
+                ..req()
+            },
+        )
+        .await
+        .unwrap();
+    let raw: OriginalProduct = db
+        .fluent()
+        .select()
+        .by_id_in("Products")
+        .obj()
+        .one("product-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (raw.quantity, raw.status.as_str()),
+        (0, "out_of_stock"),
+        "status kept in step"
+    );
+
+    // The dispatcher delivers from this store too.
+    let mailer = Arc::new(RecordingMailer::new());
+    let report = Dispatcher::new(store.clone(), mailer.clone(), DispatcherConfig::default())
+        .run_once()
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 3);
+    assert_eq!(
+        store
+            .get_order(first.order.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        OrderStatus::Confirmed
+    );
+    store.close().await;
+}
