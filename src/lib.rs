@@ -37,18 +37,55 @@ pub use inventory_sql as sql;
 
 use inventory_core::{Error, Result, Store};
 
-/// Opens the store named by `url`, running migrations where the backend has them.
+/// Options of [`connect_with`].
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// SQL backends: the largest pool.
+    pub max_connections: u32,
+    /// SQL backends: how long a request waits for a connection before failing with
+    /// [`Error::Unavailable`] (HTTP 503).
+    pub acquire_timeout: std::time::Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            max_connections: 10,
+            acquire_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// Opens the store named by `url` with default options, running migrations where the backend
+/// has them.
 ///
 /// Unknown schemes, and schemes whose feature this build lacks, are
 /// [`Error::InvalidInput`] naming `DATABASE_URL`.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    connect_with(url, ConnectOptions::default()).await
+}
+
+/// [`connect`] with options.
+pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Arc<dyn Store>> {
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    let sql = inventory_sql::SqlOptions {
+        max_connections: options.max_connections,
+        acquire_timeout: options.acquire_timeout,
+        ..Default::default()
+    };
+    #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+    let _ = options;
     let scheme = url.split(':').next().unwrap_or_default();
     match scheme {
         "memory" => Ok(Arc::new(inventory_core::MemoryStore::new())),
         #[cfg(feature = "sqlite")]
-        "sqlite" => Ok(Arc::new(inventory_sql::SqlStore::connect(url).await?)),
+        "sqlite" => Ok(Arc::new(
+            inventory_sql::SqlStore::connect_with(url, sql).await?,
+        )),
         #[cfg(feature = "postgres")]
-        "postgres" | "postgresql" => Ok(Arc::new(inventory_sql::SqlStore::connect(url).await?)),
+        "postgres" | "postgresql" => Ok(Arc::new(
+            inventory_sql::SqlStore::connect_with(url, sql).await?,
+        )),
         #[cfg(feature = "firestore")]
         "firestore" => Ok(Arc::new(
             inventory_firestore::FirestoreStore::connect_url(url).await?,

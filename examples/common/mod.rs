@@ -282,7 +282,11 @@ pub fn dispatcher_config() -> Result<inventory_kit::core::DispatcherConfig, Conf
 pub async fn open_store() -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
     let url = var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
     let scheme = url.split(':').next().unwrap_or_default().to_owned();
-    let store = inventory_kit::connect(&url).await?;
+    let options = inventory_kit::ConnectOptions {
+        max_connections: parse_var("DATABASE_MAX_CONNECTIONS", 10)?,
+        acquire_timeout: Duration::from_millis(parse_var("DATABASE_ACQUIRE_TIMEOUT_MS", 5000)?),
+    };
+    let store = inventory_kit::connect_with(&url, options).await?;
     tracing::info!(backend = %scheme, "store connected");
     Ok(store)
 }

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -26,6 +28,7 @@ pub(crate) struct AppState {
     pub(crate) auth: Auth,
     pub(crate) orders: Orders,
     pub(crate) metrics: PrometheusHandle,
+    pub(crate) login_limiter: Option<crate::limit::LoginLimiter>,
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -188,11 +191,23 @@ async fn register(
 
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = Credentials,
     responses((status = 200, description = "Logged in", body = LoginResponse),
-              (status = 401, description = "Wrong email or password", body = ErrorBody)))]
+              (status = 401, description = "Wrong email or password", body = ErrorBody),
+              (status = 429, description = "Too many attempts from this address or for this account", body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult<Json<LoginResponse>> {
+    if let Some(limiter) = &state.login_limiter
+        && let Err(wait) = limiter.check(peer.ip(), &body.email)
+    {
+        metrics::counter!("inventory_login_rate_limited_total").increment(1);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many login attempts, retry later",
+        )
+        .with_retry_after(wait));
+    }
     let (_, token) = state.auth.login(&body.email, &body.password).await?;
     Ok(Json(LoginResponse {
         access_token: token.access_token,

@@ -17,6 +17,7 @@ use crate::api::AppState;
 pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
     pub(crate) detail: String,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -24,7 +25,14 @@ impl ApiError {
         ApiError {
             status,
             detail: detail.into(),
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After` header (seconds).
+    pub(crate) fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 }
 
@@ -44,7 +52,12 @@ impl From<Error> for ApiError {
             ErrorKind::OutOfStock => "out of stock".to_owned(),
             _ => e.to_string(),
         };
-        ApiError { status, detail }
+        let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1);
+        ApiError {
+            status,
+            detail,
+            retry_after,
+        }
     }
 }
 
@@ -60,10 +73,10 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

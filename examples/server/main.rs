@@ -12,6 +12,7 @@ mod common;
 
 mod api;
 mod http;
+mod limit;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -138,6 +139,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let seed = common::seed_from_env(settings.dev.then_some(common::DEFAULT_SEED))?;
     let admins = common::admin_emails()?;
     let dispatcher_config = common::dispatcher_config()?;
+    let login_limiter = limit::LoginLimiter::from_env()?;
     let metrics = common::install_metrics();
 
     let store = common::open_store().await?;
@@ -168,6 +170,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         auth,
         orders,
         metrics,
+        login_limiter,
     };
     let request_id = HeaderName::from_static("x-request-id");
     let app = api::routes(state)
@@ -205,9 +208,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         dev = settings.dev,
         "listening on http://{addr}"
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(common::shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(common::shutdown_signal())
+    .await?;
     tracing::info!("HTTP server drained; stopping the dispatcher");
     shutdown.cancel();
     if let Some(handle) = dispatcher

@@ -215,6 +215,7 @@ impl PasswordHasher {
     /// Whether `password` matches the PHC string `hash` (any argon2 variant and parameters,
     /// read from the string, such as hashes made by Python's passlib).
     pub async fn verify(&self, password: &str, hash: &str) -> Result<bool> {
+        metrics::counter!("inventory_password_verifications_total").increment(1);
         let password = password.to_owned();
         let hash = hash.to_owned();
         self.blocking(move |argon2| {

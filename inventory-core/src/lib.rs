@@ -61,6 +61,7 @@ pub mod orders;
 pub mod ports;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod transfer;
 
 pub use auth::{Auth, AuthConfig, Claims, HashParams, PasswordHasher, Principal, Token};
 pub use dispatcher::{CycleReport, Dispatcher, DispatcherConfig};

@@ -432,6 +432,61 @@ impl NotificationStore for MemoryStore {
 }
 
 #[async_trait]
+impl Transfer for MemoryStore {
+    async fn list_users(&self, p: Page) -> Result<Vec<User>> {
+        self.with(|s| {
+            let mut users: Vec<&User> = s.users.values().collect();
+            users.sort_by(|a, b| a.email.cmp(&b.email));
+            Ok(page(users.into_iter().cloned(), p))
+        })
+    }
+
+    async fn import_product(&self, product: &Product) -> Result<()> {
+        self.with(|s| {
+            if s.products.contains_key(&product.id) {
+                return Err(Error::Conflict(format!(
+                    "product {} already exists",
+                    product.id
+                )));
+            }
+            s.products.insert(product.id.clone(), product.clone());
+            Ok(())
+        })
+    }
+
+    async fn import_order(&self, order: &Order) -> Result<()> {
+        self.with(|s| {
+            if s.orders.contains_key(&order.id) {
+                return Err(Error::Conflict(format!(
+                    "order {} already exists",
+                    order.id
+                )));
+            }
+            if let Some(key) = &order.idempotency_key {
+                s.order_by_key
+                    .insert((order.user_id, key.clone()), order.id);
+            }
+            s.orders.insert(order.id, order.clone());
+            Ok(())
+        })
+    }
+
+    async fn import_notification(&self, n: &Notification) -> Result<()> {
+        self.with(|s| {
+            if s.notifications.contains_key(&n.id) {
+                return Err(Error::Conflict(format!(
+                    "notification {} already exists",
+                    n.id
+                )));
+            }
+            s.notification_by_order.insert(n.order_id, n.id);
+            s.notifications.insert(n.id, n.clone());
+            Ok(())
+        })
+    }
+}
+
+#[async_trait]
 impl Health for MemoryStore {
     async fn ping(&self) -> Result<()> {
         Ok(())

@@ -122,10 +122,29 @@ pub trait Health: Send + Sync {
     async fn ping(&self) -> Result<()>;
 }
 
-/// Everything a backend implements. Implemented automatically for any type with all the parts.
-pub trait Store: UserStore + ProductStore + OrderStore + NotificationStore + Health {}
+/// Moving whole data sets between stores (export and import, migrations between backends).
+/// Imports write records as they are, ids and states included; an existing id is
+/// [`Error::Conflict`](crate::Error).
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Transfer: Send + Sync {
+    /// Users ordered by email.
+    async fn list_users(&self, page: Page) -> Result<Vec<User>>;
+    /// Writes a product as it is (stock and timestamps included).
+    async fn import_product(&self, product: &Product) -> Result<()>;
+    /// Writes an order as it is, without touching stock.
+    async fn import_order(&self, order: &Order) -> Result<()>;
+    /// Writes a notification as it is.
+    async fn import_notification(&self, notification: &Notification) -> Result<()>;
+}
 
-impl<T: UserStore + ProductStore + OrderStore + NotificationStore + Health> Store for T {}
+/// Everything a backend implements. Implemented automatically for any type with all the parts.
+pub trait Store:
+    UserStore + ProductStore + OrderStore + NotificationStore + Transfer + Health
+{
+}
+
+impl<T: UserStore + ProductStore + OrderStore + NotificationStore + Transfer + Health> Store for T {}
 
 /// A rendered email ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1025,6 +1025,118 @@ impl NotificationStore for FirestoreStore {
     }
 }
 
+impl FirestoreStore {
+    async fn insert<T>(&self, col: &str, id: &str, doc: &T, what: String) -> Result<()>
+    where
+        T: serde::Serialize + for<'de> serde::Deserialize<'de> + Send + Sync,
+    {
+        let result = self
+            .db
+            .fluent()
+            .insert()
+            .into(col)
+            .document_id(id)
+            .object(doc)
+            .execute::<T>()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(FirestoreError::DataConflictError(_)) => {
+                Err(Error::Conflict(format!("{what} already exists")))
+            }
+            Err(e) => Err(map(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Transfer for FirestoreStore {
+    async fn list_users(&self, page: Page) -> Result<Vec<User>> {
+        let docs: Vec<UserDoc> = self
+            .db
+            .fluent()
+            .select()
+            .from(self.cols.users.as_str())
+            .order(|o| o.fields([o.field("email").asc()]))
+            .offset(page.offset)
+            .limit(page.limit)
+            .obj()
+            .query()
+            .await
+            .map_err(map)?;
+        docs.into_iter().map(UserDoc::into_user).collect()
+    }
+
+    async fn import_product(&self, p: &Product) -> Result<()> {
+        let mut doc = ProductDoc::new(
+            &NewProduct {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                quantity: p.quantity,
+            },
+            p.updated_at,
+        );
+        doc.created_at = Some(sys(p.created_at));
+        self.insert(
+            &self.cols.products,
+            &doc_id(p.id.as_str()),
+            &doc,
+            format!("product {}", p.id),
+        )
+        .await
+    }
+
+    async fn import_order(&self, o: &Order) -> Result<()> {
+        self.insert(
+            &self.cols.orders,
+            &o.id.to_string(),
+            &OrderDoc::from_order(o),
+            format!("order {}", o.id),
+        )
+        .await?;
+        if let Some(key) = &o.idempotency_key {
+            let doc = IdempotencyDoc {
+                order_id: o.id.to_string(),
+            };
+            let id = idempotency_doc_id(o.user_id, key);
+            self.insert(
+                &self.cols.idempotency_keys,
+                &id,
+                &doc,
+                format!("idempotency key {key}"),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn import_notification(&self, n: &Notification) -> Result<()> {
+        let doc = NotificationDoc {
+            notification_id: n.id.to_string(),
+            order_id: n.order_id.to_string(),
+            recipient: n.recipient.to_string(),
+            product_id: n.product_id.to_string(),
+            product_name: n.product_name.clone(),
+            quantity: i64::from(n.quantity.get()),
+            status: n.status.as_str().to_owned(),
+            attempts: i64::from(n.attempts),
+            next_attempt_at: sys(n.next_attempt_at),
+            lease_owner: n.lease_owner.clone(),
+            lease_until: n.lease_until.map(sys),
+            last_error: n.last_error.clone(),
+            created_at: sys(n.created_at),
+            sent_at: n.sent_at.map(sys),
+        };
+        self.insert(
+            &self.cols.notifications,
+            &n.id.to_string(),
+            &doc,
+            format!("notification {}", n.id),
+        )
+        .await
+    }
+}
+
 #[async_trait]
 impl Health for FirestoreStore {
     async fn ping(&self) -> Result<()> {

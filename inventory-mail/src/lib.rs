@@ -128,7 +128,7 @@ impl SmtpConfig {
             tls: TlsMode::None,
             extra_root_pem: None,
             timeout: Duration::from_secs(10),
-            pool_size: 8,
+            pool_size: 16,
         }
     }
 

@@ -52,6 +52,7 @@ struct Shared {
     messages: Mutex<Vec<Received>>,
     reject: Mutex<HashSet<String>>,
     tempfail: AtomicBool,
+    delay_ms: std::sync::atomic::AtomicU64,
     count: Mutex<Option<watch::Sender<usize>>>,
 }
 
@@ -94,6 +95,10 @@ impl Handler for SinkHandler {
     }
 
     fn data_end(&mut self) -> Response {
+        let delay = self.shared.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(delay));
+        }
         let message = Received {
             from: std::mem::take(&mut self.from),
             to: std::mem::take(&mut self.to),
@@ -160,7 +165,7 @@ impl SmtpSink {
         let mut server = Server::new(handler);
         server
             .with_name("smtp-sink.local")
-            .with_num_threads(8)
+            .with_num_threads(256)
             .with_tcp_listener(listener);
         if let Some(ssl) = ssl {
             server
@@ -199,6 +204,23 @@ impl SmtpSink {
     /// While true, every recipient gets `451` (a temporary failure).
     pub fn set_tempfail(&self, on: bool) {
         self.shared.tempfail.store(on, Ordering::SeqCst);
+    }
+
+    /// Makes every message take this long to be accepted (a slow server).
+    pub fn set_delay(&self, delay: Duration) {
+        self.shared
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// How many distinct `Message-ID`s arrived, and how many messages repeated one.
+    pub fn distinct_and_duplicates(&self) -> (usize, usize) {
+        let messages = self.messages();
+        let ids: HashSet<String> = messages
+            .iter()
+            .filter_map(|m| m.header("Message-ID"))
+            .collect();
+        (ids.len(), messages.len() - ids.len())
     }
 
     /// Waits until at least `n` messages arrived, or `timeout` passed; returns the count.

@@ -308,6 +308,30 @@ impl SqlStore {
         }
     }
 
+    /// SQLite only: writes an online, transactionally consistent copy of the database to
+    /// `path` (`VACUUM INTO`), while readers and writers go on. The file must not exist.
+    #[cfg(feature = "sqlite")]
+    pub async fn backup_sqlite(&self, path: &std::path::Path) -> Result<()> {
+        let Some(pool) = self.sqlite_pool() else {
+            return Err(Error::invalid(
+                "backup",
+                "only SQLite stores have file backups; use the database's own tools",
+            ));
+        };
+        if path.exists() {
+            return Err(Error::Conflict(format!(
+                "{} already exists",
+                path.display()
+            )));
+        }
+        sqlx::query("VACUUM INTO $1")
+            .bind(path.to_string_lossy().into_owned())
+            .execute(pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
     /// The PostgreSQL pool, for tools and tests.
     #[cfg(feature = "postgres")]
     pub fn pg_pool(&self) -> Option<&PgPool> {
@@ -890,6 +914,87 @@ impl SqlStore {
                 .map_err(db)?
         });
         Ok(row.is_some())
+    }
+}
+
+#[async_trait]
+impl Transfer for SqlStore {
+    async fn list_users(&self, page: Page) -> Result<Vec<User>> {
+        let (limit, offset) = page_args(page);
+        let rows: Vec<UserRow> = with_pool!(self, read, |pool, D| {
+            sqlx::query_as("SELECT * FROM users ORDER BY email LIMIT $1 OFFSET $2")
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await
+                .map_err(db)?
+        });
+        all(rows)
+    }
+
+    async fn import_product(&self, p: &Product) -> Result<()> {
+        with_pool!(self, write, |pool, D| {
+            sqlx::query("INSERT INTO products (id, name, quantity, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(p.id.as_str())
+                .bind(&p.name)
+                .bind(p.quantity as i64)
+                .bind(ts(p.created_at))
+                .bind(ts(p.updated_at))
+                .execute(pool)
+                .await
+                .map_err(|e| map(e, &format!("product {} already exists", p.id)))?;
+        });
+        Ok(())
+    }
+
+    async fn import_order(&self, o: &Order) -> Result<()> {
+        with_pool!(self, write, |pool, D| {
+            sqlx::query(
+                "INSERT INTO orders (id, user_id, buyer_email, product_id, quantity, status, idempotency_key, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(o.id.to_string())
+            .bind(o.user_id.to_string())
+            .bind(o.buyer_email.as_str())
+            .bind(o.product_id.as_str())
+            .bind(i64::from(o.quantity.get()))
+            .bind(o.status.as_str())
+            .bind(o.idempotency_key.as_deref())
+            .bind(ts(o.created_at))
+            .bind(ts(o.updated_at))
+            .execute(pool)
+            .await
+            .map_err(|e| map(e, &format!("order {} already exists", o.id)))?;
+        });
+        Ok(())
+    }
+
+    async fn import_notification(&self, n: &Notification) -> Result<()> {
+        with_pool!(self, write, |pool, D| {
+            sqlx::query(
+                "INSERT INTO notifications (id, order_id, recipient, product_id, product_name, quantity, status, attempts, \
+                 next_attempt_at, lease_owner, lease_until, last_error, created_at, sent_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            )
+            .bind(n.id.to_string())
+            .bind(n.order_id.to_string())
+            .bind(n.recipient.as_str())
+            .bind(n.product_id.as_str())
+            .bind(&n.product_name)
+            .bind(i64::from(n.quantity.get()))
+            .bind(n.status.as_str())
+            .bind(i64::from(n.attempts))
+            .bind(ts(n.next_attempt_at))
+            .bind(n.lease_owner.as_deref())
+            .bind(n.lease_until.map(ts))
+            .bind(n.last_error.as_deref())
+            .bind(ts(n.created_at))
+            .bind(n.sent_at.map(ts))
+            .execute(pool)
+            .await
+            .map_err(|e| map(e, &format!("notification {} already exists", n.id)))?;
+        });
+        Ok(())
     }
 }
 

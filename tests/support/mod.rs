@@ -246,3 +246,91 @@ pub async fn postgres_env(smtp_port: u16) -> Option<Vec<(&'static str, String)>>
     env[0].1 = inventory_sql::testing::url_with_schema(&url, &schema);
     Some(env)
 }
+
+/// A TCP proxy on loopback that can cut every connection and refuse new ones, to simulate a
+/// database outage without touching the shared server.
+pub struct TcpProxy {
+    pub port: u16,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    _accept: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: std::net::SocketAddr) -> TcpProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let accept = {
+            let (down, conns) = (down.clone(), conns.clone());
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if down.load(std::sync::atomic::Ordering::SeqCst) {
+                        drop(inbound); // refused: closed at once
+                        continue;
+                    }
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    conns.lock().unwrap().push(task.abort_handle());
+                }
+            })
+        };
+        TcpProxy {
+            port,
+            down,
+            conns,
+            _accept: accept,
+        }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A loopback port with nothing listening (connections are refused).
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Replaces a variable of an environment list.
+pub fn set(env: &mut Vec<(&'static str, String)>, key: &'static str, value: impl Into<String>) {
+    env.retain(|(k, _)| *k != key);
+    env.push((key, value.into()));
+}
+
+/// Reads one counter of a Prometheus text page.
+pub async fn metric(api: &Client, name: &str) -> f64 {
+    let text = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,254 @@
+//! Operations on any backend named by `DATABASE_URL`: migrations, seeding, admins, products,
+//! the outbox, export/import between backends, and SQLite backups.
+//!
+//! ```sh
+//! cargo run --example admin -- --help
+//! cargo run --example admin -- notifications counts
+//! DATABASE_URL=postgres://... cargo run --example admin -- import export.jsonl
+//! ```
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use inventory_kit::core::{
+    Email, HashParams, NotificationStatus, Page, Password, PasswordHasher, ProductId, Role, Store,
+    User, transfer,
+};
+
+#[derive(Parser)]
+#[command(about = "Administration of an inventory-kit store")]
+struct Cli {
+    /// The store (`sqlite://...`, `postgres://...`, `firestore://PROJECT`).
+    #[arg(long, env = "DATABASE_URL", default_value = common::DEFAULT_DATABASE_URL, hide_env_values = true)]
+    database_url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the schema migrations (they also run whenever a program connects).
+    Migrate,
+    /// Creates the products of a JSON file (`[{"product_id","product_name","quantity"}]`) that do
+    /// not exist yet.
+    SeedProducts { file: PathBuf },
+    /// Makes a user admin; creates it first (password from `ADMIN_PASSWORD`) if it does not exist.
+    CreateAdmin { email: String },
+    /// Products.
+    Products {
+        #[command(subcommand)]
+        command: ProductsCommand,
+    },
+    /// The outbox of confirmation emails.
+    Notifications {
+        #[command(subcommand)]
+        command: NotificationsCommand,
+    },
+    /// Writes every user, product, order and notification to FILE as JSON lines.
+    Export { file: PathBuf },
+    /// Reads records written by `export` into this store.
+    Import { file: PathBuf },
+    /// SQLite only: an online, consistent copy of the database into FILE.
+    Backup { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ProductsCommand {
+    /// Lists products and their stock.
+    List,
+    /// Adds units to a product's stock.
+    Restock { product_id: String, quantity: u64 },
+}
+
+#[derive(Subcommand)]
+enum NotificationsCommand {
+    /// Counts by status.
+    Counts,
+    /// Lists failed notifications with their last error.
+    Failed,
+    /// Puts failed notifications back in the queue.
+    Retry {
+        /// One notification.
+        #[arg(long, conflicts_with = "all")]
+        id: Option<uuid::Uuid>,
+        /// Every failed notification.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+async fn all_pages<T, F, Fut>(fetch: F) -> inventory_kit::core::Result<Vec<T>>
+where
+    F: Fn(Page) -> Fut,
+    Fut: std::future::Future<Output = inventory_kit::core::Result<Vec<T>>>,
+{
+    let mut out = Vec::new();
+    loop {
+        let page = fetch(Page::new(out.len() as u32, 1000)?).await?;
+        let done = page.len() < 1000;
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let store: std::sync::Arc<dyn Store> = inventory_kit::connect(&cli.database_url).await?;
+    match cli.command {
+        Command::Migrate => println!("schema is up to date"),
+        Command::SeedProducts { file } => {
+            let raw =
+                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let products: Vec<common::SeedProduct> = serde_json::from_str(&raw)?;
+            let created = common::seed(store.as_ref(), &products).await?;
+            println!(
+                "{created} created, {} already present",
+                products.len() - created
+            );
+        }
+        Command::CreateAdmin { email } => {
+            let email = Email::parse(&email)?;
+            match store.find_user_by_email(&email).await? {
+                Some(_) => {
+                    store.set_role(&email, Role::Admin).await?;
+                    println!("{email} is now admin");
+                }
+                None => {
+                    let password = std::env::var("ADMIN_PASSWORD").map_err(|_| {
+                        format!("{email} does not exist: set ADMIN_PASSWORD to create it")
+                    })?;
+                    let hasher = PasswordHasher::new(HashParams::default(), 1)?;
+                    let user = User {
+                        id: uuid::Uuid::now_v7(),
+                        email: email.clone(),
+                        password_hash: hasher.hash(&Password::new(password)?).await?,
+                        role: Role::Admin,
+                        created_at: inventory_kit::core::now(),
+                    };
+                    store.create_user(&user).await?;
+                    println!("{email} created as admin");
+                }
+            }
+        }
+        Command::Products {
+            command: ProductsCommand::List,
+        } => {
+            println!(
+                "{:<32} {:>12}  {:<12}  name",
+                "product_id", "quantity", "status"
+            );
+            for p in all_pages(|page| store.list_products(page)).await? {
+                println!(
+                    "{:<32} {:>12}  {:<12}  {}",
+                    p.id,
+                    p.quantity,
+                    p.status(),
+                    p.name
+                );
+            }
+        }
+        Command::Products {
+            command:
+                ProductsCommand::Restock {
+                    product_id,
+                    quantity,
+                },
+        } => {
+            let p = store
+                .restock(
+                    &ProductId::new(product_id)?,
+                    quantity,
+                    inventory_kit::core::now(),
+                )
+                .await?;
+            println!("{}: {} in stock", p.id, p.quantity);
+        }
+        Command::Notifications {
+            command: NotificationsCommand::Counts,
+        } => {
+            let c = store.notification_counts().await?;
+            println!(
+                "pending {}\nsent {}\nfailed {}",
+                c.pending, c.sent, c.failed
+            );
+        }
+        Command::Notifications {
+            command: NotificationsCommand::Failed,
+        } => {
+            let failed =
+                all_pages(|page| store.list_notifications(NotificationStatus::Failed, page))
+                    .await?;
+            for n in &failed {
+                println!(
+                    "{}  order {}  to {}  attempts {}  last error: {}",
+                    n.id,
+                    n.order_id,
+                    n.recipient,
+                    n.attempts,
+                    n.last_error.as_deref().unwrap_or("-")
+                );
+            }
+            println!("{} failed", failed.len());
+        }
+        Command::Notifications {
+            command: NotificationsCommand::Retry { id, all },
+        } => {
+            if id.is_none() && !all {
+                return Err("name a notification with --id, or pass --all".into());
+            }
+            let n = store.retry_failed(id, inventory_kit::core::now()).await?;
+            println!("{n} notification(s) queued again");
+        }
+        Command::Export { file } => {
+            let f = tokio::fs::File::create(&file)
+                .await
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            let mut out = tokio::io::BufWriter::new(f);
+            let c = transfer::export(store.as_ref(), &mut out).await?;
+            println!(
+                "exported {} users, {} products, {} orders, {} notifications to {}",
+                c.users,
+                c.products,
+                c.orders,
+                c.notifications,
+                file.display()
+            );
+        }
+        Command::Import { file } => {
+            let f = tokio::fs::File::open(&file)
+                .await
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            let c = transfer::import(store.as_ref(), tokio::io::BufReader::new(f)).await?;
+            println!(
+                "imported {} users, {} products, {} orders, {} notifications",
+                c.users, c.products, c.orders, c.notifications
+            );
+        }
+        Command::Backup { file } => {
+            if !cli.database_url.starts_with("sqlite:") {
+                return Err("backup is for SQLite; use pg_dump or Firestore's managed backups (see docs/operations.md)".into());
+            }
+            let sql = inventory_kit::sql::SqlStore::connect(&cli.database_url).await?;
+            sql.backup_sqlite(&file).await?;
+            println!("backup written to {}", file.display());
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

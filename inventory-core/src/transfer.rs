@@ -1,0 +1,343 @@
+//! Export and import of a whole store as JSON lines, to move data between backends (for
+//! example the original service's Firestore data into PostgreSQL) and for logical backups.
+//!
+//! Each line is one [`Record`], tagged by `type`. Export writes users, products, orders and
+//! notifications in that order, which is also the order import needs. Export pages through
+//! the store; for an exact snapshot, stop writers first (or use a backend's own backup).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use uuid::Uuid;
+
+use crate::domain::*;
+use crate::error::{Error, Result};
+use crate::ports::Store;
+
+/// One exported record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    /// A user.
+    User {
+        /// Id.
+        id: Uuid,
+        /// Email.
+        email: Email,
+        /// PHC hash.
+        password_hash: String,
+        /// Role.
+        role: Role,
+        /// Registration time.
+        created_at: DateTime<Utc>,
+    },
+    /// A product.
+    Product {
+        /// Id.
+        product_id: ProductId,
+        /// Name.
+        product_name: String,
+        /// Stock.
+        quantity: u64,
+        /// Creation time.
+        created_at: DateTime<Utc>,
+        /// Last change.
+        updated_at: DateTime<Utc>,
+    },
+    /// An order.
+    Order {
+        /// Id.
+        id: Uuid,
+        /// Who placed it.
+        user_id: Uuid,
+        /// Who is emailed.
+        buyer_email: Email,
+        /// Product.
+        product_id: ProductId,
+        /// Units.
+        quantity: Quantity,
+        /// State.
+        status: OrderStatus,
+        /// Idempotency key.
+        idempotency_key: Option<String>,
+        /// Placing time.
+        created_at: DateTime<Utc>,
+        /// Last change.
+        updated_at: DateTime<Utc>,
+    },
+    /// A notification.
+    Notification {
+        /// Id.
+        id: Uuid,
+        /// Order.
+        order_id: Uuid,
+        /// Recipient.
+        recipient: Email,
+        /// Product.
+        product_id: ProductId,
+        /// Product name.
+        product_name: String,
+        /// Units.
+        quantity: Quantity,
+        /// Delivery state.
+        status: NotificationStatus,
+        /// Attempts so far.
+        attempts: u32,
+        /// Next attempt.
+        next_attempt_at: DateTime<Utc>,
+        /// Lease holder.
+        lease_owner: Option<String>,
+        /// Lease end.
+        lease_until: Option<DateTime<Utc>>,
+        /// Last error.
+        last_error: Option<String>,
+        /// Enqueue time.
+        created_at: DateTime<Utc>,
+        /// Delivery time.
+        sent_at: Option<DateTime<Utc>>,
+    },
+}
+
+/// How many records of each kind were moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Users.
+    pub users: u64,
+    /// Products.
+    pub products: u64,
+    /// Orders.
+    pub orders: u64,
+    /// Notifications.
+    pub notifications: u64,
+}
+
+const PAGE: u32 = 500;
+
+async fn write_line(out: &mut (impl AsyncWrite + Unpin), record: &Record) -> Result<()> {
+    let mut line = serde_json::to_vec(record).map_err(Error::other)?;
+    line.push(b'\n');
+    out.write_all(&line).await.map_err(Error::other)
+}
+
+/// Pages through `fetch` until a short page.
+macro_rules! each_page {
+    (|$page:ident| $fetch:expr, |$item:ident| $body:expr) => {{
+        let mut offset = 0u32;
+        loop {
+            let $page = Page::new(offset, PAGE)?;
+            let items = $fetch;
+            let n = items.len() as u32;
+            for $item in items {
+                $body;
+            }
+            if n < PAGE {
+                break;
+            }
+            offset += n;
+        }
+    }};
+}
+
+/// Writes every record of `store` to `out`.
+pub async fn export(store: &dyn Store, out: &mut (impl AsyncWrite + Unpin)) -> Result<Counts> {
+    let mut counts = Counts::default();
+    each_page!(|page| store.list_users(page).await?, |u| {
+        write_line(
+            out,
+            &Record::User {
+                id: u.id,
+                email: u.email,
+                password_hash: u.password_hash,
+                role: u.role,
+                created_at: u.created_at,
+            },
+        )
+        .await?;
+        counts.users += 1;
+    });
+    each_page!(|page| store.list_products(page).await?, |p| {
+        write_line(
+            out,
+            &Record::Product {
+                product_id: p.id,
+                product_name: p.name,
+                quantity: p.quantity,
+                created_at: p.created_at,
+                updated_at: p.updated_at,
+            },
+        )
+        .await?;
+        counts.products += 1;
+    });
+    let mut orders = Vec::new();
+    each_page!(|page| store.list_orders(page).await?, |o| orders.push(o));
+    // Oldest first, so a partial import is a prefix in time.
+    for o in orders.into_iter().rev() {
+        write_line(
+            out,
+            &Record::Order {
+                id: o.id,
+                user_id: o.user_id,
+                buyer_email: o.buyer_email,
+                product_id: o.product_id,
+                quantity: o.quantity,
+                status: o.status,
+                idempotency_key: o.idempotency_key,
+                created_at: o.created_at,
+                updated_at: o.updated_at,
+            },
+        )
+        .await?;
+        counts.orders += 1;
+    }
+    for status in [
+        NotificationStatus::Pending,
+        NotificationStatus::Sent,
+        NotificationStatus::Failed,
+    ] {
+        each_page!(|page| store.list_notifications(status, page).await?, |n| {
+            write_line(
+                out,
+                &Record::Notification {
+                    id: n.id,
+                    order_id: n.order_id,
+                    recipient: n.recipient,
+                    product_id: n.product_id,
+                    product_name: n.product_name,
+                    quantity: n.quantity,
+                    status: n.status,
+                    attempts: n.attempts,
+                    next_attempt_at: n.next_attempt_at,
+                    lease_owner: n.lease_owner,
+                    lease_until: n.lease_until,
+                    last_error: n.last_error,
+                    created_at: n.created_at,
+                    sent_at: n.sent_at,
+                },
+            )
+            .await?;
+            counts.notifications += 1;
+        });
+    }
+    out.flush().await.map_err(Error::other)?;
+    Ok(counts)
+}
+
+/// Writes every record read from `input` into `store`. Stops at the first error, naming the
+/// line.
+pub async fn import(store: &dyn Store, input: impl AsyncBufRead + Unpin) -> Result<Counts> {
+    let mut counts = Counts::default();
+    let mut lines = input.lines();
+    let mut number = 0u64;
+    while let Some(line) = lines.next_line().await.map_err(Error::other)? {
+        number += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Record = serde_json::from_str(&line)
+            .map_err(|e| Error::invalid("import", format!("line {number}: {e}")))?;
+        let at = |e: Error| match e {
+            Error::Conflict(msg) => Error::Conflict(format!("line {number}: {msg}")),
+            other => other,
+        };
+        match record {
+            Record::User {
+                id,
+                email,
+                password_hash,
+                role,
+                created_at,
+            } => {
+                store
+                    .create_user(&User {
+                        id,
+                        email,
+                        password_hash,
+                        role,
+                        created_at,
+                    })
+                    .await
+                    .map_err(at)?;
+                counts.users += 1;
+            }
+            Record::Product {
+                product_id,
+                product_name,
+                quantity,
+                created_at,
+                updated_at,
+            } => {
+                let p = Product {
+                    id: product_id,
+                    name: product_name,
+                    quantity,
+                    created_at,
+                    updated_at,
+                };
+                store.import_product(&p).await.map_err(at)?;
+                counts.products += 1;
+            }
+            Record::Order {
+                id,
+                user_id,
+                buyer_email,
+                product_id,
+                quantity,
+                status,
+                idempotency_key,
+                created_at,
+                updated_at,
+            } => {
+                let o = Order {
+                    id,
+                    user_id,
+                    buyer_email,
+                    product_id,
+                    quantity,
+                    status,
+                    idempotency_key,
+                    created_at,
+                    updated_at,
+                };
+                store.import_order(&o).await.map_err(at)?;
+                counts.orders += 1;
+            }
+            Record::Notification {
+                id,
+                order_id,
+                recipient,
+                product_id,
+                product_name,
+                quantity,
+                status,
+                attempts,
+                next_attempt_at,
+                lease_owner,
+                lease_until,
+                last_error,
+                created_at,
+                sent_at,
+            } => {
+                let n = Notification {
+                    id,
+                    order_id,
+                    recipient,
+                    product_id,
+                    product_name,
+                    quantity,
+                    status,
+                    attempts,
+                    next_attempt_at,
+                    lease_owner,
+                    lease_until,
+                    last_error,
+                    created_at,
+                    sent_at,
+                };
+                store.import_notification(&n).await.map_err(at)?;
+                counts.notifications += 1;
+            }
+        }
+    }
+    Ok(counts)
+}

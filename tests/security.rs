@@ -1,0 +1,327 @@
+//! Authentication, input handling, rate limiting and secrets, over HTTP against the real server.
+
+mod support;
+
+use base64::Engine as _;
+use inventory_mail::testing::SmtpSink;
+use serde_json::json;
+use support::{Client, Proc, set};
+
+fn b64(data: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+#[tokio::test]
+async fn unknown_and_known_emails_cost_the_same_hashing_work() {
+    let sink = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Proc::start(
+        "server",
+        &support::sqlite_env(dir.path(), sink.addr().port()),
+    );
+    let api = Client::new(&server.url);
+    api.token("known@example.com", "known-password").await;
+    let verifications = || support::metric(&api, "inventory_password_verifications_total");
+    let before = verifications().await;
+    let (s, known) = api
+        .post(
+            "/auth/login",
+            None,
+            json!({"email": "known@example.com", "password": "wrong-password"}),
+        )
+        .await;
+    assert_eq!(s, 401);
+    let after_known = verifications().await;
+    let (s, unknown) = api
+        .post(
+            "/auth/login",
+            None,
+            json!({"email": "nobody@example.com", "password": "wrong-password"}),
+        )
+        .await;
+    assert_eq!(s, 401);
+    let after_unknown = verifications().await;
+    assert_eq!(
+        after_known - before,
+        1.0,
+        "one argon2 verification for a known email"
+    );
+    assert_eq!(
+        after_unknown - after_known,
+        1.0,
+        "and one for an unknown email"
+    );
+    assert_eq!(known, unknown, "the same answer");
+}
+
+#[tokio::test]
+async fn forged_tokens_are_rejected() {
+    let sink = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Proc::start(
+        "server",
+        &support::sqlite_env(dir.path(), sink.addr().port()),
+    );
+    let api = Client::new(&server.url);
+    let token = api.token("victim@example.com", "victim-password").await;
+    let parts: Vec<&str> = token.split('.').collect();
+    let payload: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[1])
+            .unwrap(),
+    )
+    .unwrap();
+    let mut admin_claims = payload.clone();
+    admin_claims["role"] = json!("admin");
+    let mut expired = payload.clone();
+    expired["exp"] = json!(1);
+    let forged = b64(admin_claims.to_string().as_bytes());
+    let none_header = b64(br#"{"alg":"none","typ":"JWT"}"#);
+    let hs512_header = b64(br#"{"alg":"HS512","typ":"JWT"}"#);
+    let other_key = {
+        use jsonwebtoken::{EncodingKey, Header, encode};
+        encode(
+            &Header::default(),
+            &admin_claims,
+            &EncodingKey::from_secret(b"some-other-secret-of-at-least-32-bytes").unwrap(),
+        )
+        .unwrap()
+    };
+    for (name, bad) in [
+        (
+            "tampered payload",
+            format!("{}.{forged}.{}", parts[0], parts[2]),
+        ),
+        ("alg none", format!("{none_header}.{forged}.")),
+        (
+            "wrong algorithm",
+            format!("{hs512_header}.{}.{}", parts[1], parts[2]),
+        ),
+        (
+            "expired",
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                b64(expired.to_string().as_bytes()),
+                parts[2]
+            ),
+        ),
+        ("another key", other_key),
+        ("empty", String::new()),
+    ] {
+        let (s, b) = api.get("/orders", Some(&bad)).await;
+        assert_eq!(s, 401, "{name}: {b}");
+        assert!(b["detail"].is_string());
+    }
+    let (s, _) = api
+        .post(
+            "/products",
+            Some(&token),
+            json!({"product_id": "x", "product_name": "X", "quantity": 1}),
+        )
+        .await;
+    assert_eq!(s, 403, "a customer token cannot reach admin endpoints");
+}
+
+#[tokio::test]
+async fn hostile_input_is_refused_or_stored_verbatim() {
+    let sink = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Proc::start(
+        "server",
+        &support::sqlite_env(dir.path(), sink.addr().port()),
+    );
+    let api = Client::new(&server.url);
+    for (password, expected) in [("", 422), ("short", 422)] {
+        let (s, b) = api
+            .post(
+                "/auth/register",
+                None,
+                json!({"email": "p@example.com", "password": password}),
+            )
+            .await;
+        assert_eq!(s, expected, "{b}");
+    }
+    let huge = "x".repeat(1024 * 1024);
+    let (s, b) = api
+        .post(
+            "/auth/register",
+            None,
+            json!({"email": "p@example.com", "password": huge}),
+        )
+        .await;
+    assert_eq!(s, 413, "a 1 MB password never reaches the hasher: {b}");
+    let long_email = format!("{}@example.com", "a".repeat(40_000));
+    let (s, _) = api
+        .post(
+            "/auth/register",
+            None,
+            json!({"email": long_email, "password": "long-enough"}),
+        )
+        .await;
+    assert_eq!(s, 422);
+    for email in [
+        "not-an-email",
+        "a@b",
+        "<script>@example.com",
+        "a@example.com\r\nBcc: x@example.com",
+    ] {
+        let (s, b) = api
+            .post(
+                "/auth/register",
+                None,
+                json!({"email": email, "password": "long-enough"}),
+            )
+            .await;
+        assert_eq!(s, 422, "{email:?}: {b}");
+    }
+    // SQL metacharacters are data, not code.
+    let admin = api.token("admin@example.com", "admin-password").await;
+    let name = "Robert'); DROP TABLE orders;-- \"quoted\" ünï";
+    let (s, b) = api
+        .post(
+            "/products",
+            Some(&admin),
+            json!({"product_id": "bobby-tables", "product_name": name, "quantity": 2}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (_, p) = api.get("/products/bobby-tables", None).await;
+    assert_eq!(p["product_name"], name);
+    let token = api.token("o'brien+tag@example.com", "quote-password").await;
+    let (s, b) = api
+        .post(
+            "/orders/place",
+            Some(&token),
+            json!({"product_id": "bobby-tables"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        sink.wait_for(1, std::time::Duration::from_secs(10)).await,
+        1
+    );
+    assert!(
+        sink.messages()[0]
+            .text()
+            .contains("Robert&#x27;); DROP TABLE orders;")
+            || sink.messages()[0]
+                .text()
+                .contains("Robert'); DROP TABLE orders;")
+    );
+}
+
+#[tokio::test]
+async fn login_is_rate_limited_per_account_and_per_address() {
+    let sink = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = support::sqlite_env(dir.path(), sink.addr().port());
+    set(&mut env, "LOGIN_RATE_LIMIT_PER_ACCOUNT", "3");
+    set(&mut env, "LOGIN_RATE_LIMIT_PER_IP", "8");
+    let server = Proc::start("server", &env);
+    let api = Client::new(&server.url);
+    api.token("limited@example.com", "limited-password").await; // registration is not limited
+    let login = |email: &'static str| {
+        let api = api.clone();
+        async move {
+            api.post(
+                "/auth/login",
+                None,
+                json!({"email": email, "password": "limited-password"}),
+            )
+            .await
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(login("limited@example.com").await.0, 200);
+    }
+    let (s, b) = login("LIMITED@example.com").await;
+    assert_eq!(
+        s, 429,
+        "the account's quota is spent (case-insensitively): {b}"
+    );
+    assert!(b["detail"].is_string());
+    let r = api
+        .http
+        .post(format!("{}/auth/login", api.base))
+        .json(&json!({"email": "limited@example.com", "password": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().contains_key("retry-after"));
+    // Other accounts from the same address until the address's quota is spent.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(login("other@example.com").await.0);
+    }
+    assert!(
+        statuses.contains(&429),
+        "the address is limited too: {statuses:?}"
+    );
+    assert!(support::metric(&api, "inventory_login_rate_limited_total").await >= 2.0);
+}
+
+#[tokio::test]
+async fn logs_never_contain_secrets() {
+    let sink = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = support::sqlite_env(dir.path(), sink.addr().port());
+    let smtp_password = "smtp-pa55word-that-must-not-leak";
+    set(&mut env, "SMTP_USER", "mailer");
+    set(&mut env, "SMTP_PASSWORD", smtp_password);
+    set(&mut env, "LOG_FORMAT", "json");
+    set(&mut env, "RUST_LOG", "debug");
+    let mut server = Proc::start("server", &env);
+    let api = Client::new(&server.url);
+    let password = "user-pa55word-that-must-not-leak";
+    let token = api.token("secret@example.com", password).await;
+    let (s, _) = api
+        .post(
+            "/auth/login",
+            None,
+            json!({"email": "secret@example.com", "password": "wrong-pa55word-leak"}),
+        )
+        .await;
+    assert_eq!(s, 401);
+    let (s, _) = api
+        .post(
+            "/orders/place",
+            Some(&token),
+            json!({"product_id": "product-1"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    // The sink offers no AUTH on a plain connection, so the send fails and is logged with
+    // the server's answer: exactly where credentials could leak.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !server.logs().contains("confirmation email") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no send attempt logged:\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(server.terminate().success());
+    let logs = server.logs();
+    assert!(
+        logs.lines().count() > 10,
+        "debug logs were written:\n{logs}"
+    );
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with('{') && l.contains("\"level\"")),
+        "JSON lines with a level"
+    );
+    for secret in [
+        password,
+        "wrong-pa55word-leak",
+        &token,
+        smtp_password,
+        support::JWT_SECRET,
+    ] {
+        assert!(!logs.contains(secret), "a secret leaked into the logs");
+    }
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(!logs.contains(signature));
+}
