@@ -617,19 +617,15 @@ async fn separate_listener(mut env: Vec<(&'static str, String)>, sink: &SmtpSink
     let health = Client::new(&listener.url);
     assert_eq!(health.get("/health", None).await.0, 200);
     assert_eq!(health.get("/ready", None).await.0, 200);
-    let metrics = health
-        .http
-        .get(format!("{}/metrics", listener.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("inventory_notifications_sent_total 1"),
-        "{metrics}"
-    );
+    // The email is out before the listener records it: wait for the counter (bounded).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while support::metric(&health, "inventory_notifications_sent_total").await < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sent counter never reached 1"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(listener.terminate().success());
 }
 

@@ -189,19 +189,22 @@ pub fn admin_emails() -> Result<HashSet<Email>, ConfigError> {
         .collect()
 }
 
-/// Starts logging: JSON lines with severity when `LOG_FORMAT=json`, text otherwise;
+/// Starts logging: JSON lines with `severity` (Cloud Logging's structured format) when
+/// `LOG_FORMAT=json`, text otherwise;
 /// the level from `RUST_LOG` (default `info`).
 pub fn init_tracing() -> Result<(), ConfigError> {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     match var("LOG_FORMAT").map(|f| f.to_ascii_lowercase()).as_deref() {
-        Some("json") => tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_env_filter(filter)
-            .init(),
+        Some("json") => {
+            // Google Cloud Logging's structured format: `severity`, `time`, `message`, spans.
+            use tracing_subscriber::prelude::*;
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(tracing_stackdriver::layer())
+                .init()
+        }
         Some("text") | None => tracing_subscriber::fmt().with_env_filter(filter).init(),
         Some(other) => return Err(bad("LOG_FORMAT", format!("{other:?} is not json or text"))),
     }

@@ -52,7 +52,11 @@ impl LoginLimiter {
 
     /// `Err(seconds to wait)` when the address or the account is over its quota.
     pub(crate) fn check(&self, ip: IpAddr, account: &str) -> Result<(), u64> {
-        if self.checks.fetch_add(1, Ordering::Relaxed).is_multiple_of(1024) {
+        if self
+            .checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(1024)
+        {
             // Forget idle keys so the maps stay small.
             self.by_ip.retain_recent();
             self.by_account.retain_recent();

@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 pub const PASSWORD_MIN_BYTES: usize = 8;
 /// Longest accepted password, in bytes: hashing cost must not be the client's to choose.
 pub const PASSWORD_MAX_BYTES: usize = 1024;
+/// Largest stock a product may hold (10^12 units): far beyond any shop, and far from every
+/// backend's integer limits, so stock arithmetic can never overflow.
+pub const STOCK_MAX: u64 = 1_000_000_000_000;
 /// Largest quantity one order may ask for.
 pub const QUANTITY_MAX: u32 = 1_000_000;
 /// Longest product id, in bytes.
@@ -296,8 +299,11 @@ impl NewProduct {
                 format!("must be 1 to {PRODUCT_NAME_MAX_BYTES} bytes"),
             ));
         }
-        if quantity > i64::MAX as u64 {
-            return Err(Error::invalid("quantity", "too large"));
+        if quantity > STOCK_MAX {
+            return Err(Error::invalid(
+                "quantity",
+                format!("must be at most {STOCK_MAX}"),
+            ));
         }
         Ok(NewProduct { id, name, quantity })
     }

@@ -171,8 +171,10 @@ impl ProductStore for MemoryStore {
             product.quantity = product
                 .quantity
                 .checked_add(add)
-                .filter(|q| *q <= i64::MAX as u64)
-                .ok_or_else(|| Error::invalid("quantity", "stock would overflow"))?;
+                .filter(|q| *q <= STOCK_MAX)
+                .ok_or_else(|| {
+                    Error::invalid("quantity", format!("stock would exceed {STOCK_MAX}"))
+                })?;
             product.updated_at = now;
             Ok(product.clone())
         })

@@ -53,6 +53,7 @@ macro_rules! store_conformance {
             two_dispatchers_deliver_each_exactly_once,
             orders_list_newest_first_with_pagination,
             placing_an_order_raises_the_signal,
+            place_order_is_atomic_when_callers_give_up,
         );
     };
 }
@@ -683,4 +684,55 @@ pub async fn placing_an_order_raises_the_signal(store: TestStore) {
         .await
         .expect("signal within 10 s")
         .expect("signal alive");
+}
+
+/// Callers that give up mid-call (a dropped future: a client that disconnected, a timeout)
+/// never leave stock taken without its order and notification.
+pub async fn place_order_is_atomic_when_callers_give_up(store: TestStore) {
+    let u = user(&store, "impatient@example.com").await;
+    let p = product(&store, "contended", 1_000_000).await;
+    let tasks = (0..16u64).map(|t| {
+        let (store, u, p) = (store.clone(), u.clone(), p.clone());
+        tokio::spawn(async move {
+            for i in 0..40u64 {
+                // Deadlines from 0 to 3 ms: many calls are abandoned at some await point.
+                let deadline = Duration::from_micros((t * 7919 + i * 104_729) % 3000);
+                let _ = tokio::time::timeout(deadline, store.place_order(&order(&u, &p, 1))).await;
+            }
+        })
+    });
+    for t in futures::future::join_all(tasks).await {
+        t.unwrap();
+    }
+    // Abandoned calls may still complete in the background: wait until the store is quiet.
+    let mut last = None;
+    loop {
+        let taken = 1_000_000 - stock(&store, &p).await;
+        let mut orders = 0u64;
+        let mut offset = 0;
+        loop {
+            let page = store
+                .list_orders(Page::new(offset, 1000).unwrap())
+                .await
+                .unwrap();
+            orders += page.len() as u64;
+            if page.len() < 1000 {
+                break;
+            }
+            offset += 1000;
+        }
+        let notifications = store.notification_counts().await.unwrap().pending;
+        if last == Some((taken, orders, notifications)) {
+            assert_eq!(taken, orders, "stock taken == orders");
+            assert_eq!(orders, notifications, "one notification per order");
+            break;
+        }
+        last = Some((taken, orders, notifications));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The store still works afterwards.
+    store
+        .place_order(&order(&u, &p, 1))
+        .await
+        .expect("store usable after abandoned calls");
 }

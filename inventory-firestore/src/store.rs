@@ -103,6 +103,45 @@ fn abort<T>(e: Error) -> TxResult<T> {
     Err(BackoffError::permanent(TxError::Abort(e)))
 }
 
+/// Reads a document inside a transaction.
+async fn read<T>(db: &FirestoreDb, col: &str, id: impl AsRef<str> + Send) -> TxResult<Option<T>>
+where
+    T: for<'de> serde::Deserialize<'de> + Send,
+{
+    db.fluent()
+        .select()
+        .by_id_in(col)
+        .obj()
+        .one(id)
+        .await
+        .map_err(fs)
+}
+
+/// Queues a whole-document write in a transaction; `must_exist` adds a precondition.
+fn write<T>(
+    db: &FirestoreDb,
+    tx: &mut FirestoreTransaction,
+    col: &str,
+    id: impl AsRef<str> + Send,
+    doc: &T,
+    must_exist: Option<bool>,
+) -> TxResult<()>
+where
+    T: serde::Serialize + for<'de> serde::Deserialize<'de> + Sync + Send,
+{
+    let update = db.fluent().update().in_col(col);
+    let update = match must_exist {
+        Some(exists) => update.precondition(FirestoreWritePrecondition::Exists(exists)),
+        None => update,
+    };
+    update
+        .document_id(id)
+        .object(doc)
+        .add_to_transaction(tx)
+        .map_err(fs)?;
+    Ok(())
+}
+
 /// Maps a Firestore error onto the core kinds.
 fn map(e: FirestoreError) -> Error {
     match e {
@@ -298,14 +337,8 @@ impl FirestoreStore {
         let ctx = (self.cols.clone(), owner.to_owned(), change);
         self.tx(ctx, move |db, tx, (cols, owner, change)| {
             async move {
-                let Some(mut n): Option<NotificationDoc> = db
-                    .fluent()
-                    .select()
-                    .by_id_in(cols.notifications.as_str())
-                    .obj()
-                    .one(id.to_string())
-                    .await
-                    .map_err(fs)?
+                let Some(mut n): Option<NotificationDoc> =
+                    read(&db, cols.notifications.as_str(), id.to_string()).await?
                 else {
                     return abort(Error::NotFound(format!("notification {id}")));
                 };
@@ -314,14 +347,8 @@ impl FirestoreStore {
                 }
                 let mut order = None;
                 if let Some(now) = confirm_order_at {
-                    let doc: Option<OrderDoc> = db
-                        .fluent()
-                        .select()
-                        .by_id_in(cols.orders.as_str())
-                        .obj()
-                        .one(n.order_id.as_str())
-                        .await
-                        .map_err(fs)?;
+                    let doc: Option<OrderDoc> =
+                        read(&db, cols.orders.as_str(), n.order_id.as_str()).await?;
                     order = doc.filter(|o| o.status == "pending").map(|mut o| {
                         o.status = "confirmed".into();
                         o.updated_at = Some(sys(now));
@@ -329,21 +356,16 @@ impl FirestoreStore {
                     });
                 }
                 change(&mut n);
-                db.fluent()
-                    .update()
-                    .in_col(cols.notifications.as_str())
-                    .document_id(id.to_string())
-                    .object(&n)
-                    .add_to_transaction(tx)
-                    .map_err(fs)?;
+                write(
+                    &db,
+                    tx,
+                    cols.notifications.as_str(),
+                    id.to_string(),
+                    &n,
+                    None,
+                )?;
                 if let Some(o) = order {
-                    db.fluent()
-                        .update()
-                        .in_col(cols.orders.as_str())
-                        .document_id(n.order_id.as_str())
-                        .object(&o)
-                        .add_to_transaction(tx)
-                        .map_err(fs)?;
+                    write(&db, tx, cols.orders.as_str(), n.order_id.as_str(), &o, None)?;
                 }
                 Ok(())
             }
@@ -402,14 +424,8 @@ impl UserStore for FirestoreStore {
                 (self.cols.clone(), email.clone()),
                 move |db, tx, (cols, email)| {
                     async move {
-                        let Some(mut doc): Option<UserDoc> = db
-                            .fluent()
-                            .select()
-                            .by_id_in(cols.users.as_str())
-                            .obj()
-                            .one(doc_id(email.as_str()))
-                            .await
-                            .map_err(fs)?
+                        let Some(mut doc): Option<UserDoc> =
+                            read(&db, cols.users.as_str(), doc_id(email.as_str())).await?
                         else {
                             return abort(Error::NotFound(format!("user {email}")));
                         };
@@ -420,13 +436,14 @@ impl UserStore for FirestoreStore {
                             .map_err(|e| BackoffError::permanent(TxError::Abort(e)))?;
                         doc.user_id = Some(user.id.to_string());
                         doc.role = Some(role.as_str().to_owned());
-                        db.fluent()
-                            .update()
-                            .in_col(cols.users.as_str())
-                            .document_id(doc_id(email.as_str()))
-                            .object(&doc)
-                            .add_to_transaction(tx)
-                            .map_err(fs)?;
+                        write(
+                            &db,
+                            tx,
+                            cols.users.as_str(),
+                            doc_id(email.as_str()),
+                            &doc,
+                            None,
+                        )?;
                         Ok(doc)
                     }
                     .boxed()
@@ -499,14 +516,8 @@ impl ProductStore for FirestoreStore {
                 (self.cols.clone(), id.clone()),
                 move |db, tx, (cols, id)| {
                     async move {
-                        let Some(mut doc): Option<ProductDoc> = db
-                            .fluent()
-                            .select()
-                            .by_id_in(cols.products.as_str())
-                            .obj()
-                            .one(doc_id(id.as_str()))
-                            .await
-                            .map_err(fs)?
+                        let Some(mut doc): Option<ProductDoc> =
+                            read(&db, cols.products.as_str(), doc_id(id.as_str())).await?
                         else {
                             return abort(Error::NotFound(format!("product {id}")));
                         };
@@ -514,13 +525,14 @@ impl ProductStore for FirestoreStore {
                             return abort(Error::invalid("quantity", "stock would overflow"));
                         };
                         doc.set_quantity(q, now);
-                        db.fluent()
-                            .update()
-                            .in_col(cols.products.as_str())
-                            .document_id(doc_id(id.as_str()))
-                            .object(&doc)
-                            .add_to_transaction(tx)
-                            .map_err(fs)?;
+                        write(
+                            &db,
+                            tx,
+                            cols.products.as_str(),
+                            doc_id(id.as_str()),
+                            &doc,
+                            None,
+                        )?;
                         Ok(doc)
                     }
                     .boxed()
@@ -560,23 +572,11 @@ impl OrderStore for FirestoreStore {
                         .as_deref()
                         .map(|k| idempotency_doc_id(order.user_id, k));
                     if let Some(key_id) = &key_id {
-                        let seen: Option<IdempotencyDoc> = db
-                            .fluent()
-                            .select()
-                            .by_id_in(cols.idempotency_keys.as_str())
-                            .obj()
-                            .one(key_id.as_str())
-                            .await
-                            .map_err(fs)?;
+                        let seen: Option<IdempotencyDoc> =
+                            read(&db, cols.idempotency_keys.as_str(), key_id.as_str()).await?;
                         if let Some(seen) = seen {
-                            let existing: Option<OrderDoc> = db
-                                .fluent()
-                                .select()
-                                .by_id_in(cols.orders.as_str())
-                                .obj()
-                                .one(seen.order_id.as_str())
-                                .await
-                                .map_err(fs)?;
+                            let existing: Option<OrderDoc> =
+                                read(&db, cols.orders.as_str(), seen.order_id.as_str()).await?;
                             let Some(existing) = existing else {
                                 return abort(Error::other(
                                     "idempotency key points to a missing order",
@@ -596,14 +596,8 @@ impl OrderStore for FirestoreStore {
                             });
                         }
                     }
-                    let Some(mut product): Option<ProductDoc> = db
-                        .fluent()
-                        .select()
-                        .by_id_in(cols.products.as_str())
-                        .obj()
-                        .one(doc_id(new.product_id.as_str()))
-                        .await
-                        .map_err(fs)?
+                    let Some(mut product): Option<ProductDoc> =
+                        read(&db, cols.products.as_str(), doc_id(new.product_id.as_str())).await?
                     else {
                         return abort(Error::NotFound(format!("product {}", new.product_id)));
                     };
@@ -630,41 +624,41 @@ impl OrderStore for FirestoreStore {
                         created_at: sys(new.now),
                         sent_at: None,
                     };
-                    db.fluent()
-                        .update()
-                        .in_col(cols.products.as_str())
-                        .precondition(FirestoreWritePrecondition::Exists(true))
-                        .document_id(doc_id(new.product_id.as_str()))
-                        .object(&product)
-                        .add_to_transaction(tx)
-                        .map_err(fs)?;
-                    db.fluent()
-                        .update()
-                        .in_col(cols.orders.as_str())
-                        .precondition(FirestoreWritePrecondition::Exists(false))
-                        .document_id(order.id.to_string())
-                        .object(&OrderDoc::from_order(&order))
-                        .add_to_transaction(tx)
-                        .map_err(fs)?;
-                    db.fluent()
-                        .update()
-                        .in_col(cols.notifications.as_str())
-                        .precondition(FirestoreWritePrecondition::Exists(false))
-                        .document_id(new.notification_id.to_string())
-                        .object(&notification)
-                        .add_to_transaction(tx)
-                        .map_err(fs)?;
+                    write(
+                        &db,
+                        tx,
+                        cols.products.as_str(),
+                        doc_id(new.product_id.as_str()),
+                        &product,
+                        Some(true),
+                    )?;
+                    write(
+                        &db,
+                        tx,
+                        cols.orders.as_str(),
+                        order.id.to_string(),
+                        &OrderDoc::from_order(&order),
+                        Some(false),
+                    )?;
+                    write(
+                        &db,
+                        tx,
+                        cols.notifications.as_str(),
+                        new.notification_id.to_string(),
+                        &notification,
+                        Some(false),
+                    )?;
                     if let Some(key_id) = key_id {
-                        db.fluent()
-                            .update()
-                            .in_col(cols.idempotency_keys.as_str())
-                            .precondition(FirestoreWritePrecondition::Exists(false))
-                            .document_id(key_id)
-                            .object(&IdempotencyDoc {
+                        write(
+                            &db,
+                            tx,
+                            cols.idempotency_keys.as_str(),
+                            key_id,
+                            &IdempotencyDoc {
                                 order_id: order.id.to_string(),
-                            })
-                            .add_to_transaction(tx)
-                            .map_err(fs)?;
+                            },
+                            Some(false),
+                        )?;
                     }
                     Ok(Placed {
                         order,
@@ -730,46 +724,29 @@ impl OrderStore for FirestoreStore {
         let doc = self
             .tx(self.cols.clone(), move |db, tx, cols| {
                 async move {
-                    let Some(mut order): Option<OrderDoc> = db
-                        .fluent()
-                        .select()
-                        .by_id_in(cols.orders.as_str())
-                        .obj()
-                        .one(id.to_string())
-                        .await
-                        .map_err(fs)?
+                    let Some(mut order): Option<OrderDoc> =
+                        read(&db, cols.orders.as_str(), id.to_string()).await?
                     else {
                         return abort(Error::NotFound(format!("order {id}")));
                     };
                     if order.status == "cancelled" {
                         return abort(Error::Conflict(format!("order {id} is already cancelled")));
                     }
-                    let product: Option<ProductDoc> = db
-                        .fluent()
-                        .select()
-                        .by_id_in(cols.products.as_str())
-                        .obj()
-                        .one(doc_id(&order.product_id))
-                        .await
-                        .map_err(fs)?;
+                    let product: Option<ProductDoc> =
+                        read(&db, cols.products.as_str(), doc_id(&order.product_id)).await?;
                     order.status = "cancelled".into();
                     order.updated_at = Some(sys(now));
-                    db.fluent()
-                        .update()
-                        .in_col(cols.orders.as_str())
-                        .document_id(id.to_string())
-                        .object(&order)
-                        .add_to_transaction(tx)
-                        .map_err(fs)?;
+                    write(&db, tx, cols.orders.as_str(), id.to_string(), &order, None)?;
                     if let Some(mut product) = product {
                         product.set_quantity(product.quantity + order.quantity.unwrap_or(1), now);
-                        db.fluent()
-                            .update()
-                            .in_col(cols.products.as_str())
-                            .document_id(doc_id(&order.product_id))
-                            .object(&product)
-                            .add_to_transaction(tx)
-                            .map_err(fs)?;
+                        write(
+                            &db,
+                            tx,
+                            cols.products.as_str(),
+                            doc_id(&order.product_id),
+                            &product,
+                            None,
+                        )?;
                     }
                     Ok(order)
                 }
@@ -816,14 +793,8 @@ impl NotificationStore for FirestoreStore {
                 );
                 self.tx(ctx, move |db, tx, (cols, owner, id)| {
                     async move {
-                        let Some(mut n): Option<NotificationDoc> = db
-                            .fluent()
-                            .select()
-                            .by_id_in(cols.notifications.as_str())
-                            .obj()
-                            .one(id.as_str())
-                            .await
-                            .map_err(fs)?
+                        let Some(mut n): Option<NotificationDoc> =
+                            read(&db, cols.notifications.as_str(), id.as_str()).await?
                         else {
                             return Ok(None);
                         };
@@ -836,13 +807,7 @@ impl NotificationStore for FirestoreStore {
                         // While leased it is not due; when the lease runs out it is due again.
                         n.next_attempt_at = sys(until);
                         n.attempts += 1;
-                        db.fluent()
-                            .update()
-                            .in_col(cols.notifications.as_str())
-                            .document_id(id.as_str())
-                            .object(&n)
-                            .add_to_transaction(tx)
-                            .map_err(fs)?;
+                        write(&db, tx, cols.notifications.as_str(), id.as_str(), &n, None)?;
                         Ok(Some(n))
                     }
                     .boxed()
@@ -986,27 +951,15 @@ impl NotificationStore for FirestoreStore {
             let reset = self
                 .tx((self.cols.clone(), id), move |db, tx, (cols, id)| {
                     async move {
-                        let doc: Option<NotificationDoc> = db
-                            .fluent()
-                            .select()
-                            .by_id_in(cols.notifications.as_str())
-                            .obj()
-                            .one(id.as_str())
-                            .await
-                            .map_err(fs)?;
+                        let doc: Option<NotificationDoc> =
+                            read(&db, cols.notifications.as_str(), id.as_str()).await?;
                         let Some(mut n) = doc.filter(|n| n.status == "failed") else {
                             return Ok(false);
                         };
                         n.status = "pending".into();
                         n.attempts = 0;
                         n.next_attempt_at = sys(now);
-                        db.fluent()
-                            .update()
-                            .in_col(cols.notifications.as_str())
-                            .document_id(id.as_str())
-                            .object(&n)
-                            .add_to_transaction(tx)
-                            .map_err(fs)?;
+                        write(&db, tx, cols.notifications.as_str(), id.as_str(), &n, None)?;
                         Ok(true)
                     }
                     .boxed()

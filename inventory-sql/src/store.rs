@@ -101,7 +101,11 @@ impl SqlDialect for PgDialect {
 
 enum Backend {
     #[cfg(feature = "sqlite")]
-    Sqlite { read: SqlitePool, write: SqlitePool },
+    Sqlite {
+        read: SqlitePool,
+        write: SqlitePool,
+        _keeper: Option<std::sync::Mutex<sqlx::SqliteConnection>>,
+    },
     #[cfg(feature = "postgres")]
     Postgres(PgPool),
 }
@@ -194,14 +198,34 @@ impl SqlStore {
 
     #[cfg(feature = "sqlite")]
     async fn connect_sqlite(url: &str, options: &SqlOptions) -> Result<Self> {
-        let base = SqliteConnectOptions::from_str(url)
-            .map_err(config_err)?
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            .pragma("temp_store", "memory");
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let base = if in_memory {
+            // A named, shared-cache in-memory database: a connection that sqlx replaces (after a
+            // caller gave up mid-query, say) finds the same data, not a new empty database.
+            SqliteConnectOptions::new()
+                .filename(format!("file:inventory-{}", Uuid::now_v7().simple()))
+                .in_memory(true)
+                .shared_cache(true)
+        } else {
+            SqliteConnectOptions::from_str(url)
+                .map_err(config_err)?
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+        }
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true)
+        .pragma("temp_store", "memory");
+        // The in-memory database lives while one connection is open: keep one aside.
+        let keeper = if in_memory {
+            use sqlx::Connection as _;
+            Some(std::sync::Mutex::new(
+                sqlx::SqliteConnection::connect_with(&base)
+                    .await
+                    .map_err(db)?,
+            ))
+        } else {
+            None
+        };
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -223,7 +247,11 @@ impl SqlStore {
                 .map_err(db)?
         };
         Ok(SqlStore {
-            backend: Backend::Sqlite { read, write },
+            backend: Backend::Sqlite {
+                read,
+                write,
+                _keeper: keeper,
+            },
             signal: watch::channel(0).0,
             _listener: None,
         })
@@ -346,7 +374,7 @@ impl SqlStore {
     pub async fn close(&self) {
         match &self.backend {
             #[cfg(feature = "sqlite")]
-            Backend::Sqlite { read, write } => {
+            Backend::Sqlite { read, write, .. } => {
                 read.close().await;
                 write.close().await;
             }
@@ -533,21 +561,28 @@ impl ProductStore for SqlStore {
     }
 
     async fn restock(&self, id: &ProductId, add: u64, now: DateTime<Utc>) -> Result<Product> {
-        let add = i64::try_from(add).map_err(|_| Error::invalid("quantity", "too large"))?;
+        let too_much = || Error::invalid("quantity", format!("stock would exceed {STOCK_MAX}"));
+        let add = i64::try_from(add)
+            .ok()
+            .filter(|a| *a as u64 <= STOCK_MAX)
+            .ok_or_else(too_much)?;
         let row: Option<ProductRow> = with_pool!(self, write, |pool, D| {
             sqlx::query_as(
-                "UPDATE products SET quantity = quantity + $1, updated_at = $2 WHERE id = $3 RETURNING *",
+                "UPDATE products SET quantity = quantity + $1, updated_at = $2 WHERE id = $3 AND quantity + $1 <= $4 RETURNING *",
             )
             .bind(add)
             .bind(ts(now))
             .bind(id.as_str())
+            .bind(STOCK_MAX as i64)
             .fetch_optional(pool)
             .await
             .map_err(db)?
         });
-        row.map(Product::try_from)
-            .transpose()?
-            .ok_or_else(|| Error::NotFound(format!("product {id}")))
+        match row {
+            Some(row) => row.try_into(),
+            None if self.get_product(id).await?.is_some() => Err(too_much()),
+            None => Err(Error::NotFound(format!("product {id}"))),
+        }
     }
 }
 

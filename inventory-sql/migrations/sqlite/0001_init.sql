@@ -6,7 +6,7 @@ CREATE TABLE users (
     role          TEXT NOT NULL CHECK (role IN ('customer', 'admin')),
     created_at    INTEGER NOT NULL,
     CONSTRAINT users_email_key UNIQUE (email)
-);
+) STRICT;
 
 CREATE TABLE products (
     id         TEXT PRIMARY KEY NOT NULL,
@@ -14,7 +14,7 @@ CREATE TABLE products (
     quantity   INTEGER NOT NULL CHECK (quantity >= 0),
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
-);
+) STRICT;
 
 CREATE TABLE orders (
     id              TEXT PRIMARY KEY NOT NULL,
@@ -27,7 +27,7 @@ CREATE TABLE orders (
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL,
     CONSTRAINT orders_idempotency_key UNIQUE (user_id, idempotency_key)
-);
+) STRICT;
 CREATE INDEX orders_by_user ON orders (user_id, id);
 
 CREATE TABLE notifications (
@@ -45,7 +45,7 @@ CREATE TABLE notifications (
     last_error      TEXT,
     created_at      INTEGER NOT NULL,
     sent_at         INTEGER
-);
+) STRICT;
 CREATE UNIQUE INDEX notifications_by_order ON notifications (order_id);
 -- Claiming due work reads only this small partial index.
 CREATE INDEX notifications_due ON notifications (next_attempt_at, id) WHERE status = 'pending';
