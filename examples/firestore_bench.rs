@@ -71,6 +71,7 @@ async fn main() {
     let u = testkit::user(&store, "wake@example.com").await;
     let p = testkit::product(&store, "wake", 1000).await;
     let mut samples = Vec::new();
+    let mut commits = Vec::new();
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(30)).await; // let resets of the last write pass
         rx.borrow_and_update();
@@ -81,16 +82,24 @@ async fn main() {
             .await
             .expect("woken")
             .unwrap();
-        samples.push((start.elapsed().saturating_sub(committed)).as_secs_f64() * 1000.0);
+        samples.push(start.elapsed().as_secs_f64() * 1000.0);
+        commits.push(committed.as_secs_f64() * 1000.0);
     }
     samples.sort_by(f64::total_cmp);
+    commits.sort_by(f64::total_cmp);
     println!("| Firestore emulator figure | value |");
     println!("|---|---|");
     println!("| place-order, 16 buyers, one hot product | {hot:.0} orders/s |");
     println!("| place-order, 16 buyers, 100 products | {spread:.0} orders/s |");
+    let pct = |v: &[f64], p: usize| v[(v.len() - 1) * p / 100];
     println!(
-        "| commit -> listener wake-up (other client), 50 orders | p50 {:.1} ms, p99 {:.1} ms |",
-        samples[samples.len() / 2],
-        samples[(samples.len() - 1) * 99 / 100]
+        "| place-order call (transaction committed), 50 orders | p50 {:.1} ms, p99 {:.1} ms |",
+        pct(&commits, 50),
+        pct(&commits, 99)
+    );
+    println!(
+        "| write start -> other client's listener wake-up, 50 orders | p50 {:.1} ms, p99 {:.1} ms |",
+        pct(&samples, 50),
+        pct(&samples, 99)
     );
 }
