@@ -461,6 +461,41 @@ impl NewOrder {
         self
     }
 
+    /// The pending order this creates.
+    pub fn order(&self) -> Order {
+        Order {
+            id: self.id,
+            user_id: self.user_id,
+            buyer_email: self.buyer_email.clone(),
+            product_id: self.product_id.clone(),
+            quantity: self.quantity,
+            status: OrderStatus::Pending,
+            idempotency_key: self.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
+            created_at: self.now,
+            updated_at: self.now,
+        }
+    }
+
+    /// Its confirmation notification, due at once.
+    pub fn notification(&self, product_name: impl Into<String>) -> Notification {
+        Notification {
+            id: self.notification_id,
+            order_id: self.id,
+            recipient: self.buyer_email.clone(),
+            product_id: self.product_id.clone(),
+            product_name: product_name.into(),
+            quantity: self.quantity,
+            status: NotificationStatus::Pending,
+            attempts: 0,
+            next_attempt_at: self.now,
+            lease_owner: None,
+            lease_until: None,
+            last_error: None,
+            created_at: self.now,
+            sent_at: None,
+        }
+    }
+
     /// Whether `existing` (found under the same key) was placed with the same contents.
     pub fn matches(&self, existing: &Order) -> bool {
         existing.buyer_email == self.buyer_email

@@ -211,34 +211,8 @@ impl OrderStore for MemoryStore {
             }
             product.quantity -= take;
             product.updated_at = new.now;
-            let product_name = product.name.clone();
-            let order = Order {
-                id: new.id,
-                user_id: new.user_id,
-                buyer_email: new.buyer_email.clone(),
-                product_id: new.product_id.clone(),
-                quantity: new.quantity,
-                status: OrderStatus::Pending,
-                idempotency_key: new.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
-                created_at: new.now,
-                updated_at: new.now,
-            };
-            let notification = Notification {
-                id: new.notification_id,
-                order_id: new.id,
-                recipient: new.buyer_email.clone(),
-                product_id: new.product_id.clone(),
-                product_name,
-                quantity: new.quantity,
-                status: NotificationStatus::Pending,
-                attempts: 0,
-                next_attempt_at: new.now,
-                lease_owner: None,
-                lease_until: None,
-                last_error: None,
-                created_at: new.now,
-                sent_at: None,
-            };
+            let order = new.order();
+            let notification = new.notification(product.name.clone());
             if let Some(key) = &order.idempotency_key {
                 s.order_by_key.insert((new.user_id, key.clone()), new.id);
             }

@@ -206,6 +206,27 @@ pub(crate) struct NotificationDoc {
     pub(crate) sent_at: Option<SystemTime>,
 }
 
+impl From<&Notification> for NotificationDoc {
+    fn from(n: &Notification) -> Self {
+        NotificationDoc {
+            notification_id: n.id.to_string(),
+            order_id: n.order_id.to_string(),
+            recipient: n.recipient.to_string(),
+            product_id: n.product_id.to_string(),
+            product_name: n.product_name.clone(),
+            quantity: i64::from(n.quantity.get()),
+            status: n.status.as_str().to_owned(),
+            attempts: i64::from(n.attempts),
+            next_attempt_at: sys(n.next_attempt_at),
+            lease_owner: n.lease_owner.clone(),
+            lease_until: n.lease_until.map(sys),
+            last_error: n.last_error.clone(),
+            created_at: sys(n.created_at),
+            sent_at: n.sent_at.map(sys),
+        }
+    }
+}
+
 impl NotificationDoc {
     pub(crate) fn into_notification(self) -> Result<Notification> {
         Ok(Notification {

@@ -552,17 +552,7 @@ impl OrderStore for FirestoreStore {
     async fn place_order(&self, new: &NewOrder) -> Result<Placed> {
         let lock = self.product_lock(new.product_id.as_str());
         let _guard = lock.lock().await;
-        let order = Order {
-            id: new.id,
-            user_id: new.user_id,
-            buyer_email: new.buyer_email.clone(),
-            product_id: new.product_id.clone(),
-            quantity: new.quantity,
-            status: OrderStatus::Pending,
-            idempotency_key: new.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
-            created_at: new.now,
-            updated_at: new.now,
-        };
+        let order = new.order();
         let ctx = (self.cols.clone(), order, new.clone());
         let placed = self
             .tx(ctx, move |db, tx, (cols, order, new)| {
@@ -608,22 +598,8 @@ impl OrderStore for FirestoreStore {
                         });
                     }
                     product.set_quantity(product.quantity - take, new.now);
-                    let notification = NotificationDoc {
-                        notification_id: new.notification_id.to_string(),
-                        order_id: order.id.to_string(),
-                        recipient: order.buyer_email.to_string(),
-                        product_id: order.product_id.to_string(),
-                        product_name: product.product_name.clone(),
-                        quantity: take,
-                        status: "pending".into(),
-                        attempts: 0,
-                        next_attempt_at: sys(new.now),
-                        lease_owner: None,
-                        lease_until: None,
-                        last_error: None,
-                        created_at: sys(new.now),
-                        sent_at: None,
-                    };
+                    let notification =
+                        NotificationDoc::from(&new.notification(product.product_name.clone()));
                     write(
                         &db,
                         tx,
@@ -1064,22 +1040,7 @@ impl Transfer for FirestoreStore {
     }
 
     async fn import_notification(&self, n: &Notification) -> Result<()> {
-        let doc = NotificationDoc {
-            notification_id: n.id.to_string(),
-            order_id: n.order_id.to_string(),
-            recipient: n.recipient.to_string(),
-            product_id: n.product_id.to_string(),
-            product_name: n.product_name.clone(),
-            quantity: i64::from(n.quantity.get()),
-            status: n.status.as_str().to_owned(),
-            attempts: i64::from(n.attempts),
-            next_attempt_at: sys(n.next_attempt_at),
-            lease_owner: n.lease_owner.clone(),
-            lease_until: n.lease_until.map(sys),
-            last_error: n.last_error.clone(),
-            created_at: sys(n.created_at),
-            sent_at: n.sent_at.map(sys),
-        };
+        let doc = NotificationDoc::from(n);
         self.insert(
             &self.cols.notifications,
             &n.id.to_string(),

@@ -594,17 +594,7 @@ impl OrderStore for SqlStore {
         {
             return Ok(placed);
         }
-        let order = Order {
-            id: new.id,
-            user_id: new.user_id,
-            buyer_email: new.buyer_email.clone(),
-            product_id: new.product_id.clone(),
-            quantity: new.quantity,
-            status: OrderStatus::Pending,
-            idempotency_key: new.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
-            created_at: new.now,
-            updated_at: new.now,
-        };
+        let order = new.order();
         let quantity = i64::from(new.quantity.get());
         let now = ts(new.now);
         let result: Result<()> = with_pool!(self, write, |pool, D| {
