@@ -163,11 +163,8 @@ impl Dispatcher {
         metrics::counter!("inventory_notifications_retried_total").increment(report.retried as u64);
         metrics::counter!("inventory_notifications_failed_total").increment(report.failed as u64);
         match first_error {
-            Some(e)
-                if report.claimed == 0 || (report.sent + report.retried + report.failed) == 0 =>
-            {
-                Err(e)
-            }
+            // Nothing could be recorded: report the store's error.
+            Some(e) if report.sent + report.retried + report.failed == 0 => Err(e),
             Some(e) => {
                 tracing::warn!(error = %e, "some notifications could not be recorded; their lease will expire and they will be retried");
                 Ok(report)

@@ -75,14 +75,12 @@ pub fn default_from() -> Mailbox {
         .expect("constant mailbox parses")
 }
 
-/// A planned failure of a [`RecordingMailer`].
-type Script = Vec<MailError>;
-
 /// Keeps every message it is given, for tests; can be told to fail its first sends.
 #[derive(Debug)]
 pub struct RecordingMailer {
     sent: Mutex<Vec<OutgoingEmail>>,
-    failures: Mutex<Script>,
+    /// Planned failures, the next one last.
+    failures: Mutex<Vec<MailError>>,
     attempts: Mutex<u64>,
     count: watch::Sender<usize>,
 }

@@ -445,25 +445,28 @@ async fn the_running_dispatcher_is_woken_by_the_store_signal() {
     };
     let shutdown = CancellationToken::new();
     let handle = Dispatcher::new(store.clone(), mailer.clone(), config).spawn(shutdown.clone());
-    // Give the loop a first (empty) cycle; the order below must then arrive by the signal,
-    // since the sweep would take an hour.
-    let order = one_order(&store).await;
+    // The first order may be picked up by the loop's first cycle; once it is delivered the loop
+    // is idle, so the second can only arrive through the signal (the sweep would take an hour).
+    let first = one_order(&store).await;
     tokio::time::timeout(Duration::from_secs(10), mailer.wait_for(1))
         .await
-        .expect("woken by signal");
+        .expect("first order delivered");
+    let buyer = Email::parse("buyer@example.com").unwrap();
+    let second = NewOrder::new(
+        first.user_id,
+        buyer,
+        first.product_id.clone(),
+        Quantity::ONE,
+    );
+    store.place_order(&second).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), mailer.wait_for(2))
+        .await
+        .expect("woken by the signal");
     shutdown.cancel();
     handle.await.unwrap();
     assert_eq!(
-        mailer.deliveries()[0].message_id,
-        format!(
-            "{}@inventory-kit",
-            store
-                .notification_for_order(order.id)
-                .await
-                .unwrap()
-                .unwrap()
-                .id
-        )
+        mailer.deliveries()[1].message_id,
+        format!("{}@inventory-kit", second.notification_id)
     );
 }
 

@@ -761,7 +761,7 @@ impl NotificationStore for SqlStore {
         limit: u32,
     ) -> Result<Vec<Notification>> {
         let until = now + chrono::Duration::from_std(lease).map_err(Error::other)?;
-        let mut rows: Vec<NotificationRow> = with_pool!(self, write, |pool, D| {
+        let rows: Vec<NotificationRow> = with_pool!(self, write, |pool, D| {
             sqlx::query_as(D::CLAIM)
                 .bind(owner)
                 .bind(ts(until))
@@ -771,7 +771,7 @@ impl NotificationStore for SqlStore {
                 .await
                 .map_err(db)?
         });
-        let mut claimed: Vec<Notification> = all(std::mem::take(&mut rows))?;
+        let mut claimed: Vec<Notification> = all(rows)?;
         claimed.sort_by_key(|n| (n.next_attempt_at, n.id));
         Ok(claimed)
     }
