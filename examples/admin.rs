@@ -22,9 +22,10 @@ use inventory_kit::core::{
 #[derive(Parser)]
 #[command(about = "Administration of an inventory-kit store")]
 struct Cli {
-    /// The store (`sqlite://...`, `postgres://...`, `firestore://PROJECT`).
-    #[arg(long, env = "DATABASE_URL", default_value = common::DEFAULT_DATABASE_URL, hide_env_values = true)]
-    database_url: String,
+    /// The store (`sqlite://...`, `postgres://...`, `firestore://PROJECT`). Unset:
+    /// `firestore://$GCP_PROJECT_ID` when that is set, else the local SQLite file.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,10 +49,22 @@ enum Command {
         #[command(subcommand)]
         command: NotificationsCommand,
     },
-    /// Writes every user, product, order and notification to FILE as JSON lines.
-    Export { file: PathBuf },
-    /// Reads records written by `export` into this store.
-    Import { file: PathBuf },
+    /// Writes every user, product, order and notification to FILE as JSON lines. Exits 1 if
+    /// the store holds records the export could not write, unless `--partial`.
+    Export {
+        file: PathBuf,
+        /// Accept an export that misses records (they are still listed).
+        #[arg(long)]
+        partial: bool,
+    },
+    /// Reads records written by `export` into this store. Records that exist already are
+    /// skipped and listed; exits 1 if any was skipped, unless `--partial`.
+    Import {
+        file: PathBuf,
+        /// Accept skipped records (for example when resuming an import).
+        #[arg(long)]
+        partial: bool,
+    },
     /// SQLite only: an online, consistent copy of the database into FILE.
     Backup { file: PathBuf },
 }
@@ -98,7 +111,11 @@ where
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let store: std::sync::Arc<dyn Store> = inventory_kit::connect(&cli.database_url).await?;
+    let database_url = match cli.database_url.clone() {
+        Some(url) => url,
+        None => common::database_url()?,
+    };
+    let store: std::sync::Arc<dyn Store> = inventory_kit::connect(&database_url).await?;
     match cli.command {
         Command::Migrate => println!("schema is up to date"),
         Command::SeedProducts { file } => {
@@ -204,36 +221,26 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let n = store.retry_failed(id, inventory_kit::core::now()).await?;
             println!("{n} notification(s) queued again");
         }
-        Command::Export { file } => {
+        Command::Export { file, partial } => {
             let f = tokio::fs::File::create(&file)
                 .await
                 .map_err(|e| format!("{}: {e}", file.display()))?;
             let mut out = tokio::io::BufWriter::new(f);
-            let c = transfer::export(store.as_ref(), &mut out).await?;
-            println!(
-                "exported {} users, {} products, {} orders, {} notifications to {}",
-                c.users,
-                c.products,
-                c.orders,
-                c.notifications,
-                file.display()
-            );
+            let report = transfer::export(store.as_ref(), &mut out).await?;
+            finish_transfer("exported", &report, partial, &file.display().to_string())?;
         }
-        Command::Import { file } => {
+        Command::Import { file, partial } => {
             let f = tokio::fs::File::open(&file)
                 .await
                 .map_err(|e| format!("{}: {e}", file.display()))?;
-            let c = transfer::import(store.as_ref(), tokio::io::BufReader::new(f)).await?;
-            println!(
-                "imported {} users, {} products, {} orders, {} notifications",
-                c.users, c.products, c.orders, c.notifications
-            );
+            let report = transfer::import(store.as_ref(), tokio::io::BufReader::new(f)).await?;
+            finish_transfer("imported", &report, partial, &file.display().to_string())?;
         }
         Command::Backup { file } => {
-            if !cli.database_url.starts_with("sqlite:") {
+            if !database_url.starts_with("sqlite:") {
                 return Err("backup is for SQLite; use pg_dump or Firestore's managed backups (see docs/operations.md)".into());
             }
-            let sql = inventory_kit::sql::SqlStore::connect(&cli.database_url).await?;
+            let sql = inventory_kit::sql::SqlStore::connect(&database_url).await?;
             sql.backup_sqlite(&file).await?;
             println!("backup written to {}", file.display());
         }
@@ -251,4 +258,30 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints what a transfer wrote and skipped; an incomplete transfer is an error unless the
+/// operator accepted a partial one.
+fn finish_transfer(
+    verb: &str,
+    report: &transfer::Report,
+    partial: bool,
+    file: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let c = &report.written;
+    println!(
+        "{verb} {} users, {} products, {} orders, {} notifications ({file})",
+        c.users, c.products, c.orders, c.notifications
+    );
+    for s in &report.skipped {
+        eprintln!("skipped {}: {}", s.what, s.reason);
+    }
+    if report.is_complete() || partial {
+        return Ok(());
+    }
+    Err(format!(
+        "{} record group(s) skipped (listed above); pass --partial to accept an incomplete transfer",
+        report.skipped.len()
+    )
+    .into())
 }

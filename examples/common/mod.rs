@@ -281,9 +281,29 @@ pub fn dispatcher_config() -> Result<inventory_kit::core::DispatcherConfig, Conf
     })
 }
 
-/// Opens the store of `DATABASE_URL` (default: [`DEFAULT_DATABASE_URL`]).
+/// The database URL: `DATABASE_URL`; else, as the original service's deployment sets it,
+/// `GCP_PROJECT_ID` selects Firestore (an error in a build without the `firestore` feature);
+/// else [`DEFAULT_DATABASE_URL`].
+pub fn database_url() -> Result<String, ConfigError> {
+    if let Some(url) = var("DATABASE_URL") {
+        return Ok(url);
+    }
+    match var("GCP_PROJECT_ID") {
+        Some(project) if cfg!(feature = "firestore") => {
+            Ok(format!("firestore://{}", project.trim()))
+        }
+        Some(_) => Err(ConfigError(
+            "GCP_PROJECT_ID is set but this build has no Firestore support: rebuild with \
+             `--features firestore`, or set DATABASE_URL to choose another database"
+                .into(),
+        )),
+        None => Ok(DEFAULT_DATABASE_URL.to_owned()),
+    }
+}
+
+/// Opens the store of [`database_url`].
 pub async fn open_store() -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
-    let url = var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    let url = database_url()?;
     let scheme = url.split(':').next().unwrap_or_default().to_owned();
     let options = inventory_kit::ConnectOptions {
         max_connections: parse_var("DATABASE_MAX_CONNECTIONS", 10)?,

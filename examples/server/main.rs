@@ -35,6 +35,7 @@ use common::{ConfigError, bool_var, parse_var, var};
 struct Settings {
     dev: bool,
     jwt_secret: Vec<u8>,
+    password_min: usize,
     jwt_ttl: Duration,
     hash: HashParams,
     addr: SocketAddr,
@@ -57,9 +58,16 @@ impl Settings {
         };
         let jwt_secret = match var("JWT_SECRET") {
             Some(s) if s.len() >= inventory_kit::core::auth::JWT_SECRET_MIN_BYTES => s.into_bytes(),
+            Some(s) if dev => {
+                tracing::warn!(
+                    bytes = s.len(),
+                    "APP_ENV=dev: accepting a JWT_SECRET shorter than 32 bytes; tokens signed with it can be forged, never use it in production"
+                );
+                s.into_bytes()
+            }
             Some(_) => {
                 return Err(ConfigError(
-                    "invalid JWT_SECRET: must be at least 32 bytes".into(),
+                    "invalid JWT_SECRET: must be at least 32 bytes (a shorter one is accepted only with APP_ENV=dev)".into(),
                 ));
             }
             None if dev => {
@@ -98,11 +106,22 @@ impl Settings {
             iterations: parse_var("ARGON2_ITERATIONS", d.iterations)?,
             parallelism: parse_var("ARGON2_PARALLELISM", d.parallelism)?,
         };
+        let password_min: usize = parse_var(
+            "PASSWORD_MIN_LENGTH",
+            inventory_kit::core::domain::PASSWORD_MIN_BYTES,
+        )?;
+        if password_min < inventory_kit::core::domain::PASSWORD_MIN_BYTES {
+            tracing::warn!(
+                password_min,
+                "PASSWORD_MIN_LENGTH below 8: accepted for the original service's clients, weaker against guessing"
+            );
+        }
         let host: std::net::IpAddr = parse_var("HOST", std::net::IpAddr::from([0, 0, 0, 0]))?;
         let port: u16 = parse_var("PORT", 8080)?;
         Ok(Settings {
             dev,
             jwt_secret,
+            password_min,
             jwt_ttl: Duration::from_secs(minutes * 60),
             hash,
             addr: SocketAddr::new(host, port),
@@ -149,10 +168,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let auth = Auth::new(
         store.clone(),
-        AuthConfig::new(settings.jwt_secret.clone())?
-            .with_token_ttl(settings.jwt_ttl)
-            .with_hash_params(settings.hash)
-            .with_admins(admins),
+        if settings.jwt_secret.len() >= inventory_kit::core::auth::JWT_SECRET_MIN_BYTES {
+            AuthConfig::new(settings.jwt_secret.clone())?
+        } else {
+            AuthConfig::new_insecure(settings.jwt_secret.clone())?
+        }
+        .with_token_ttl(settings.jwt_ttl)
+        .with_hash_params(settings.hash)
+        .with_admins(admins)
+        .with_password_min_bytes(settings.password_min)?,
     )?;
     let orders = Orders::new(store.clone(), store.clone());
 

@@ -68,6 +68,10 @@ pub struct AuthConfig {
     pub max_concurrent_hashes: usize,
     /// Emails that get the admin role.
     pub admin_emails: HashSet<Email>,
+    /// Shortest password accepted at registration, in bytes (default
+    /// [`PASSWORD_MIN_BYTES`](crate::domain::PASSWORD_MIN_BYTES); the original service
+    /// accepted 6). Login never checks it, so existing accounts keep working.
+    pub password_min_bytes: usize,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -78,6 +82,7 @@ impl fmt::Debug for AuthConfig {
             .field("hash_params", &self.hash_params)
             .field("max_concurrent_hashes", &self.max_concurrent_hashes)
             .field("admin_emails", &self.admin_emails)
+            .field("password_min_bytes", &self.password_min_bytes)
             .finish()
     }
 }
@@ -93,7 +98,23 @@ impl AuthConfig {
                 format!("must be at least {JWT_SECRET_MIN_BYTES} bytes"),
             ));
         }
-        Ok(AuthConfig {
+        Ok(Self::unchecked(secret))
+    }
+
+    /// Like [`AuthConfig::new`] but accepts a secret shorter than
+    /// [`JWT_SECRET_MIN_BYTES`] (not empty): for development against the original service's
+    /// configuration (`JWT_SECRET=dev-secret`). Tokens signed with a short secret can be
+    /// forged by brute force; never use this in production.
+    pub fn new_insecure(secret: impl Into<Vec<u8>>) -> Result<Self> {
+        let secret = secret.into();
+        if secret.is_empty() {
+            return Err(Error::invalid("JWT_SECRET", "must not be empty"));
+        }
+        Ok(Self::unchecked(secret))
+    }
+
+    fn unchecked(secret: Vec<u8>) -> Self {
+        AuthConfig {
             secret,
             token_ttl: Duration::from_secs(60 * 60),
             hash_params: HashParams::default(),
@@ -101,7 +122,21 @@ impl AuthConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             admin_emails: HashSet::new(),
-        })
+            password_min_bytes: crate::domain::PASSWORD_MIN_BYTES,
+        }
+    }
+
+    /// Sets the shortest password accepted at registration (1 to
+    /// [`PASSWORD_MAX_BYTES`](crate::domain::PASSWORD_MAX_BYTES) bytes).
+    pub fn with_password_min_bytes(mut self, min: usize) -> Result<Self> {
+        if min == 0 || min > crate::domain::PASSWORD_MAX_BYTES {
+            return Err(Error::invalid(
+                "PASSWORD_MIN_LENGTH",
+                format!("must be 1 to {} bytes", crate::domain::PASSWORD_MAX_BYTES),
+            ));
+        }
+        self.password_min_bytes = min;
+        Ok(self)
     }
 
     /// Sets the token lifetime.
@@ -297,7 +332,7 @@ impl Auth {
     /// [`Error::Conflict`] and the stored password is never replaced.
     pub async fn register(&self, email: &str, password: &str) -> Result<(User, Token)> {
         let email = Email::parse(email)?;
-        let password = Password::new(password)?;
+        let password = Password::with_min(password, self.config.password_min_bytes)?;
         if self.users.find_user_by_email(&email).await?.is_some() {
             return Err(Error::Conflict("email already registered".into()));
         }

@@ -96,11 +96,16 @@ pub struct Password(String);
 impl Password {
     /// Validates the length of `raw` (8 to 1024 bytes).
     pub fn new(raw: impl Into<String>) -> Result<Self> {
+        Self::with_min(raw, PASSWORD_MIN_BYTES)
+    }
+
+    /// Validates the length of `raw` (`min` to 1024 bytes), for a configured minimum.
+    pub fn with_min(raw: impl Into<String>, min: usize) -> Result<Self> {
         let raw = raw.into();
-        if raw.len() < PASSWORD_MIN_BYTES {
+        if raw.len() < min {
             return Err(Error::invalid(
                 "password",
-                format!("must be at least {PASSWORD_MIN_BYTES} bytes"),
+                format!("must be at least {min} bytes"),
             ));
         }
         if raw.len() > PASSWORD_MAX_BYTES {

@@ -460,6 +460,17 @@ impl Transfer for MemoryStore {
             Ok(())
         })
     }
+
+    async fn count_records(&self) -> Result<crate::transfer::Counts> {
+        self.with(|s| {
+            Ok(crate::transfer::Counts {
+                users: s.users.len() as u64,
+                products: s.products.len() as u64,
+                orders: s.orders.len() as u64,
+                notifications: s.notifications.len() as u64,
+            })
+        })
+    }
 }
 
 #[async_trait]

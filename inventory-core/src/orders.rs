@@ -88,8 +88,15 @@ impl Orders {
 
     async fn visible(&self, who: &Principal, id: Uuid) -> Result<Order> {
         match self.orders.get_order(id).await? {
-            // Someone else's order is reported as missing, so ids do not leak.
-            Some(order) if order.user_id == who.user_id || who.is_admin() => Ok(order),
+            // Someone else's order is reported as missing, so ids do not leak. The buyer sees
+            // an order placed for their address too (the original's orders know only that).
+            Some(order)
+                if order.user_id == who.user_id
+                    || order.buyer_email == who.email
+                    || who.is_admin() =>
+            {
+                Ok(order)
+            }
             _ => Err(Error::NotFound(format!("order {id}"))),
         }
     }

@@ -137,6 +137,9 @@ pub trait Transfer: Send + Sync {
     async fn import_order(&self, order: &Order) -> Result<()>;
     /// Writes a notification as it is.
     async fn import_notification(&self, notification: &Notification) -> Result<()>;
+    /// How many users, products, orders and notifications the store holds, so an export can
+    /// prove it wrote every one.
+    async fn count_records(&self) -> Result<crate::transfer::Counts>;
 }
 
 /// Everything a backend implements. Implemented automatically for any type with all the parts.

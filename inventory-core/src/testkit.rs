@@ -54,6 +54,9 @@ macro_rules! store_conformance {
             orders_list_newest_first_with_pagination,
             placing_an_order_raises_the_signal,
             place_order_is_atomic_when_callers_give_up,
+            health_ping_answers,
+            restock_refuses_stock_above_the_maximum,
+            export_writes_every_record,
         );
     };
 }
@@ -735,4 +738,74 @@ pub async fn place_order_is_atomic_when_callers_give_up(store: TestStore) {
         .place_order(&order(&u, &p, 1))
         .await
         .expect("store usable after abandoned calls");
+}
+
+/// `ping` (behind `/ready`) answers on an empty store and on one with data.
+pub async fn health_ping_answers(store: TestStore) {
+    store
+        .ping()
+        .await
+        .expect("ping of an empty store must succeed (is it reading a reserved id?)");
+    product(&store, "product-1", 1).await;
+    store.ping().await.expect("ping with data must succeed");
+}
+
+/// Restocking past [`STOCK_MAX`] is refused as invalid input and changes nothing.
+pub async fn restock_refuses_stock_above_the_maximum(store: TestStore) {
+    let p = product(&store, "product-1", 5).await;
+    let result = store.restock(&p, STOCK_MAX, t0()).await;
+    assert!(
+        matches!(result, Err(crate::Error::InvalidInput { .. })),
+        "restock above STOCK_MAX must be InvalidInput, the backend returned {result:?}"
+    );
+    assert_eq!(
+        stock(&store, &p).await,
+        5,
+        "a refused restock changed the stock"
+    );
+    let ok = store
+        .restock(&p, STOCK_MAX - 5, t0())
+        .await
+        .expect("up to STOCK_MAX is fine");
+    assert_eq!(ok.quantity, STOCK_MAX);
+}
+
+/// An export writes every record the store holds and reports itself complete; importing it
+/// into the same store skips every record as existing, and says so.
+pub async fn export_writes_every_record(store: TestStore) {
+    let a = user(&store, "a@example.com").await;
+    let b = user(&store, "b@example.com").await;
+    let p = product(&store, "product-1", 10).await;
+    product(&store, "product-2", 0).await;
+    for u in [&a, &b, &a] {
+        store.place_order(&order(u, &p, 1)).await.expect("order");
+    }
+    let mut out = Vec::new();
+    let report = crate::transfer::export(store.as_ref(), &mut out)
+        .await
+        .expect("export");
+    let held = store.count_records().await.expect("count_records");
+    assert_eq!(
+        (held.users, held.products, held.orders, held.notifications),
+        (2, 2, 3, 3),
+        "count_records does not count what the store holds"
+    );
+    assert_eq!(report.written, held, "export did not write every record");
+    assert!(report.is_complete(), "{:?}", report.skipped);
+    let lines = String::from_utf8(out).unwrap().lines().count();
+    assert_eq!(lines, 10);
+
+    let mut again = Vec::new();
+    crate::transfer::export(store.as_ref(), &mut again)
+        .await
+        .unwrap();
+    let report = crate::transfer::import(store.as_ref(), again.as_slice())
+        .await
+        .expect("import");
+    assert_eq!(report.written, crate::transfer::Counts::default());
+    assert_eq!(
+        report.skipped.len(),
+        10,
+        "every existing record is reported as skipped"
+    );
 }

@@ -111,6 +111,31 @@ pub struct Counts {
     pub notifications: u64,
 }
 
+/// A record that was not written, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// Which record (a line number and id on import, a kind and count on export).
+    pub what: String,
+    /// Why it was not written.
+    pub reason: String,
+}
+
+/// The outcome of an [`export`] or [`import`]: what was written and what was not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Records written.
+    pub written: Counts,
+    /// Records not written, each with its reason. Empty when the transfer is complete.
+    pub skipped: Vec<Skipped>,
+}
+
+impl Report {
+    /// Whether every record was written.
+    pub fn is_complete(&self) -> bool {
+        self.skipped.is_empty()
+    }
+}
+
 const PAGE: u32 = 500;
 
 async fn write_line(out: &mut (impl AsyncWrite + Unpin), record: &Record) -> Result<()> {
@@ -139,7 +164,7 @@ macro_rules! each_page {
 }
 
 /// Writes every record of `store` to `out`.
-pub async fn export(store: &dyn Store, out: &mut (impl AsyncWrite + Unpin)) -> Result<Counts> {
+pub async fn export(store: &dyn Store, out: &mut (impl AsyncWrite + Unpin)) -> Result<Report> {
     let mut counts = Counts::default();
     each_page!(|page| store.list_users(page).await?, |u| {
         write_line(
@@ -220,13 +245,35 @@ pub async fn export(store: &dyn Store, out: &mut (impl AsyncWrite + Unpin)) -> R
         });
     }
     out.flush().await.map_err(Error::other)?;
-    Ok(counts)
+    // Prove nothing was left out: the store's own counts against what was written.
+    let held = store.count_records().await?;
+    let mut skipped = Vec::new();
+    for (kind, held, written) in [
+        ("users", held.users, counts.users),
+        ("products", held.products, counts.products),
+        ("orders", held.orders, counts.orders),
+        ("notifications", held.notifications, counts.notifications),
+    ] {
+        if held > written {
+            skipped.push(Skipped {
+                what: format!("{} of {held} {kind}", held - written),
+                reason: "held by the store but not returned by its listing (written while the \
+                         export ran, or stored in a shape the backend cannot read)"
+                    .into(),
+            });
+        }
+    }
+    Ok(Report {
+        written: counts,
+        skipped,
+    })
 }
 
 /// Writes every record read from `input` into `store`. Stops at the first error, naming the
 /// line.
-pub async fn import(store: &dyn Store, input: impl AsyncBufRead + Unpin) -> Result<Counts> {
+pub async fn import(store: &dyn Store, input: impl AsyncBufRead + Unpin) -> Result<Report> {
     let mut counts = Counts::default();
+    let mut skipped = Vec::new();
     let mut lines = input.lines();
     let mut number = 0u64;
     while let Some(line) = lines.next_line().await.map_err(Error::other)? {
@@ -236,9 +283,21 @@ pub async fn import(store: &dyn Store, input: impl AsyncBufRead + Unpin) -> Resu
         }
         let record: Record = serde_json::from_str(&line)
             .map_err(|e| Error::invalid("import", format!("line {number}: {e}")))?;
-        let at = |e: Error| match e {
-            Error::Conflict(msg) => Error::Conflict(format!("line {number}: {msg}")),
-            other => other,
+        // A record that exists already is skipped and reported; any other error stops the
+        // import (what was written so far stays, and a rerun skips it).
+        let mut outcome = |result: Result<()>, count: &mut u64| match result {
+            Ok(()) => {
+                *count += 1;
+                Ok(())
+            }
+            Err(Error::Conflict(reason)) => {
+                skipped.push(Skipped {
+                    what: format!("line {number}"),
+                    reason,
+                });
+                Ok(())
+            }
+            Err(e) => Err(e),
         };
         match record {
             Record::User {
@@ -248,7 +307,7 @@ pub async fn import(store: &dyn Store, input: impl AsyncBufRead + Unpin) -> Resu
                 role,
                 created_at,
             } => {
-                store
+                let result = store
                     .create_user(&User {
                         id,
                         email,
@@ -256,9 +315,8 @@ pub async fn import(store: &dyn Store, input: impl AsyncBufRead + Unpin) -> Resu
                         role,
                         created_at,
                     })
-                    .await
-                    .map_err(at)?;
-                counts.users += 1;
+                    .await;
+                outcome(result, &mut counts.users)?;
             }
             Record::Product {
                 product_id,
@@ -274,8 +332,7 @@ pub async fn import(store: &dyn Store, input: impl AsyncBufRead + Unpin) -> Resu
                     created_at,
                     updated_at,
                 };
-                store.import_product(&p).await.map_err(at)?;
-                counts.products += 1;
+                outcome(store.import_product(&p).await, &mut counts.products)?;
             }
             Record::Order {
                 id,
@@ -299,8 +356,7 @@ pub async fn import(store: &dyn Store, input: impl AsyncBufRead + Unpin) -> Resu
                     created_at,
                     updated_at,
                 };
-                store.import_order(&o).await.map_err(at)?;
-                counts.orders += 1;
+                outcome(store.import_order(&o).await, &mut counts.orders)?;
             }
             Record::Notification {
                 id,
@@ -334,10 +390,15 @@ pub async fn import(store: &dyn Store, input: impl AsyncBufRead + Unpin) -> Resu
                     created_at,
                     sent_at,
                 };
-                store.import_notification(&n).await.map_err(at)?;
-                counts.notifications += 1;
+                outcome(
+                    store.import_notification(&n).await,
+                    &mut counts.notifications,
+                )?;
             }
         }
     }
-    Ok(counts)
+    Ok(Report {
+        written: counts,
+        skipped,
+    })
 }

@@ -117,7 +117,9 @@ where
         .map_err(fs)
 }
 
-/// Queues a whole-document write in a transaction; `must_exist` adds a precondition.
+/// Queues a write in a transaction. `must_exist` adds a precondition; `fields` limits the
+/// write to those fields (a field mask), leaving every other field of the document as it is.
+/// Only documents that are wholly ours (or new) are written without a mask.
 fn write<T>(
     db: &FirestoreDb,
     tx: &mut FirestoreTransaction,
@@ -125,11 +127,17 @@ fn write<T>(
     id: impl AsRef<str> + Send,
     doc: &T,
     must_exist: Option<bool>,
+    fields: Option<&[&str]>,
 ) -> TxResult<()>
 where
     T: serde::Serialize + for<'de> serde::Deserialize<'de> + Sync + Send,
 {
-    let update = db.fluent().update().in_col(col);
+    let update = db.fluent().update();
+    let update = match fields {
+        Some(fields) => update.fields(fields.iter().copied()),
+        None => update,
+    };
+    let update = update.in_col(col);
     let update = match must_exist {
         Some(exists) => update.precondition(FirestoreWritePrecondition::Exists(exists)),
         None => update,
@@ -166,6 +174,8 @@ pub struct FirestoreStore {
     max_retries: usize,
     signal: watch::Sender<u64>,
     product_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    user_index: tokio::sync::Mutex<UserIndex>,
+    legacy_orders: tokio::sync::Mutex<LegacyOrders>,
     listener:
         tokio::sync::Mutex<Option<FirestoreListener<FirestoreDb, FirestoreMemListenStateStorage>>>,
 }
@@ -179,6 +189,37 @@ impl std::fmt::Debug for FirestoreStore {
 }
 
 const LISTEN_TARGET: u32 = 17;
+
+/// The field path of a document's name (its id), for ordering by id.
+const DOC_NAME: &str = "__name__";
+
+/// How many of the original's orders are read for one buyer's list.
+const LEGACY_ORDERS_PER_USER: u32 = 1000;
+
+/// How long a miss may trust the index of user ids before listing them again.
+const LEGACY_INDEX_TTL: Duration = Duration::from_secs(5);
+
+/// The document id of an order: ours are their UUID; the original's automatic ids are packed
+/// into a version-8 UUID and unpacked here.
+fn order_doc_id(id: Uuid) -> String {
+    legacy_order_doc_id(id).unwrap_or_else(|| id.to_string())
+}
+
+/// The original's orders (no `order_id`), newest first: they cannot be selected by a query
+/// (Firestore cannot filter on a missing field, and the emulator refuses descending id scans),
+/// so they are found by a scan of order ids, at most once per [`LEGACY_INDEX_TTL`].
+#[derive(Default)]
+struct LegacyOrders {
+    built: Option<std::time::Instant>,
+    newest_first: Vec<(DateTime<Utc>, String)>,
+}
+
+/// Lower-cased email -> document id, for users the original stored under the address as typed.
+#[derive(Default)]
+struct UserIndex {
+    built: Option<std::time::Instant>,
+    by_lower: HashMap<String, String>,
+}
 
 impl FirestoreStore {
     /// Connects (to the emulator when `FIRESTORE_EMULATOR_HOST` is set).
@@ -195,6 +236,8 @@ impl FirestoreStore {
             max_retries: config.max_retries,
             signal: watch::channel(0).0,
             product_locks: Mutex::new(HashMap::new()),
+            user_index: tokio::sync::Mutex::new(UserIndex::default()),
+            legacy_orders: tokio::sync::Mutex::new(LegacyOrders::default()),
             listener: tokio::sync::Mutex::new(None),
         };
         if config.listen {
@@ -349,8 +392,8 @@ impl FirestoreStore {
                 if let Some(now) = confirm_order_at {
                     let doc: Option<OrderDoc> =
                         read(&db, cols.orders.as_str(), n.order_id.as_str()).await?;
-                    order = doc.filter(|o| o.status == "pending").map(|mut o| {
-                        o.status = "confirmed".into();
+                    order = doc.filter(|o| o.status() == "pending").map(|mut o| {
+                        o.status = Some("confirmed".into());
                         o.updated_at = Some(sys(now));
                         o
                     });
@@ -363,9 +406,18 @@ impl FirestoreStore {
                     id.to_string(),
                     &n,
                     None,
+                    None,
                 )?;
                 if let Some(o) = order {
-                    write(&db, tx, cols.orders.as_str(), n.order_id.as_str(), &o, None)?;
+                    write(
+                        &db,
+                        tx,
+                        cols.orders.as_str(),
+                        n.order_id.as_str(),
+                        &o,
+                        Some(true),
+                        Some(&ORDER_STATUS_FIELDS),
+                    )?;
                 }
                 Ok(())
             }
@@ -375,9 +427,125 @@ impl FirestoreStore {
     }
 }
 
+impl FirestoreStore {
+    /// The user document of an address, whatever case the original stored it in: first the
+    /// normalised id (ours, and the original's lower-case ones), then the index of ids by
+    /// lower-cased address, listed again on a miss when older than [`LEGACY_INDEX_TTL`].
+    async fn find_user_doc(&self, email: &Email) -> Result<Option<UserDoc>> {
+        if let Some(doc) = self
+            .get::<UserDoc>(&self.cols.users, &doc_id(email.as_str()))
+            .await?
+        {
+            return Ok(Some(doc));
+        }
+        let key = email.as_str().to_owned();
+        let mut index = self.user_index.lock().await;
+        let fresh = index
+            .built
+            .is_some_and(|at| at.elapsed() < LEGACY_INDEX_TTL);
+        if !index.by_lower.contains_key(&key) && !fresh {
+            let ids: Vec<Meta> = self
+                .db
+                .fluent()
+                .select()
+                .fields([DOC_NAME])
+                .from(self.cols.users.as_str())
+                .obj()
+                .query()
+                .await
+                .map_err(map)?;
+            index.by_lower = ids
+                .into_iter()
+                .filter_map(|m| m.id)
+                .map(|id| (doc_id_decode(&id).to_lowercase(), id))
+                .collect();
+            index.built = Some(std::time::Instant::now());
+        }
+        let Some(id) = index.by_lower.get(&key).cloned() else {
+            return Ok(None);
+        };
+        drop(index);
+        self.get::<UserDoc>(&self.cols.users, &id).await
+    }
+
+    /// Gives a user written by the original its derived id as a field, so it can be found by
+    /// id. Only `user_id` is written; the document keeps everything else.
+    async fn adopt(&self, doc: &UserDoc, user: &User) -> Result<()> {
+        if doc.user_id.is_some() {
+            return Ok(());
+        }
+        let mut adopted = doc.clone();
+        adopted.user_id = Some(user.id.to_string());
+        let result = self
+            .db
+            .fluent()
+            .update()
+            .fields(["user_id"])
+            .in_col(self.cols.users.as_str())
+            .precondition(FirestoreWritePrecondition::Exists(true))
+            .document_id(doc.doc_id())
+            .object(&adopted)
+            .execute::<serde::de::IgnoredAny>()
+            .await;
+        match result {
+            // Deleted meanwhile: nothing to adopt.
+            Ok(_) | Err(FirestoreError::DataNotFoundError(_)) => Ok(()),
+            Err(e) => Err(map(e)),
+        }
+    }
+
+    /// The ids and times of the original's orders, newest first (see [`LegacyOrders`]).
+    async fn legacy_order_ids(&self) -> Result<Vec<(DateTime<Utc>, String)>> {
+        let mut index = self.legacy_orders.lock().await;
+        if index
+            .built
+            .is_none_or(|at| at.elapsed() >= LEGACY_INDEX_TTL)
+        {
+            let docs: Vec<OrderIdDoc> = self
+                .db
+                .fluent()
+                .select()
+                .fields(["order_id"])
+                .from(self.cols.orders.as_str())
+                .obj()
+                .query()
+                .await
+                .map_err(map)?;
+            let mut legacy: Vec<(DateTime<Utc>, String)> = docs
+                .into_iter()
+                .filter(|d| d.order_id.is_none())
+                .filter_map(|d| Some((d.fs_created.map(utc)?, d.fs_id?)))
+                .collect();
+            legacy.sort_by(|a, b| b.cmp(a));
+            index.newest_first = legacy;
+            index.built = Some(std::time::Instant::now());
+        }
+        Ok(index.newest_first.clone())
+    }
+
+    async fn user_doc_by_id(&self, id: Uuid) -> Result<Option<UserDoc>> {
+        let docs: Vec<UserDoc> = self
+            .db
+            .fluent()
+            .select()
+            .from(self.cols.users.as_str())
+            .filter(|q| q.for_all([q.field("user_id").eq(id.to_string())]))
+            .limit(1)
+            .obj()
+            .query()
+            .await
+            .map_err(map)?;
+        Ok(docs.into_iter().next())
+    }
+}
+
 #[async_trait]
 impl UserStore for FirestoreStore {
     async fn create_user(&self, user: &User) -> Result<()> {
+        // One account per address, also against the original's ids in another case.
+        if self.find_user_doc(&user.email).await?.is_some() {
+            return Err(Error::Conflict("email already registered".into()));
+        }
         let result = self
             .db
             .fluent()
@@ -397,35 +565,33 @@ impl UserStore for FirestoreStore {
     }
 
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>> {
-        self.get::<UserDoc>(&self.cols.users, &doc_id(email.as_str()))
+        let Some(doc) = self.find_user_doc(email).await? else {
+            return Ok(None);
+        };
+        let user = doc.clone().into_user()?;
+        self.adopt(&doc, &user).await?;
+        Ok(Some(user))
+    }
+
+    async fn get_user(&self, id: Uuid) -> Result<Option<User>> {
+        self.user_doc_by_id(id)
             .await?
             .map(UserDoc::into_user)
             .transpose()
     }
 
-    async fn get_user(&self, id: Uuid) -> Result<Option<User>> {
-        let docs: Vec<UserDoc> = self
-            .db
-            .fluent()
-            .select()
-            .from(self.cols.users.as_str())
-            .filter(|q| q.for_all([q.field("user_id").eq(id.to_string())]))
-            .limit(1)
-            .obj()
-            .query()
-            .await
-            .map_err(map)?;
-        docs.into_iter().next().map(UserDoc::into_user).transpose()
-    }
-
     async fn set_role(&self, email: &Email, role: Role) -> Result<User> {
+        let Some(found) = self.find_user_doc(email).await? else {
+            return Err(Error::NotFound(format!("user {email}")));
+        };
+        let user_doc = found.doc_id().to_owned();
         let user = self
             .tx(
-                (self.cols.clone(), email.clone()),
-                move |db, tx, (cols, email)| {
+                (self.cols.clone(), email.clone(), user_doc),
+                move |db, tx, (cols, email, user_doc)| {
                     async move {
                         let Some(mut doc): Option<UserDoc> =
-                            read(&db, cols.users.as_str(), doc_id(email.as_str())).await?
+                            read(&db, cols.users.as_str(), user_doc.as_str()).await?
                         else {
                             return abort(Error::NotFound(format!("user {email}")));
                         };
@@ -440,9 +606,10 @@ impl UserStore for FirestoreStore {
                             &db,
                             tx,
                             cols.users.as_str(),
-                            doc_id(email.as_str()),
+                            user_doc.as_str(),
                             &doc,
-                            None,
+                            Some(true),
+                            Some(&["user_id", "role"]),
                         )?;
                         Ok(doc)
                     }
@@ -497,7 +664,7 @@ impl ProductStore for FirestoreStore {
             .fluent()
             .select()
             .from(self.cols.products.as_str())
-            .order(|o| o.fields([o.field("product_id").asc()]))
+            .order(|o| o.fields([o.field(DOC_NAME).asc()]))
             .offset(page.offset)
             .limit(page.limit)
             .obj()
@@ -524,6 +691,12 @@ impl ProductStore for FirestoreStore {
                         let Some(q) = doc.quantity.checked_add(add) else {
                             return abort(Error::invalid("quantity", "stock would overflow"));
                         };
+                        if q > STOCK_MAX as i64 {
+                            return abort(Error::invalid(
+                                "quantity",
+                                format!("stock would exceed {STOCK_MAX}"),
+                            ));
+                        }
                         doc.set_quantity(q, now);
                         write(
                             &db,
@@ -531,7 +704,8 @@ impl ProductStore for FirestoreStore {
                             cols.products.as_str(),
                             doc_id(id.as_str()),
                             &doc,
-                            None,
+                            Some(true),
+                            Some(&PRODUCT_STOCK_FIELDS),
                         )?;
                         Ok(doc)
                     }
@@ -573,7 +747,7 @@ impl OrderStore for FirestoreStore {
                                 ));
                             };
                             let existing = existing
-                                .into_order(&seen.order_id)
+                                .into_order()
                                 .map_err(|e| BackoffError::permanent(TxError::Abort(e)))?;
                             if !new.matches(&existing) {
                                 return abort(Error::Conflict(
@@ -607,6 +781,7 @@ impl OrderStore for FirestoreStore {
                         doc_id(new.product_id.as_str()),
                         &product,
                         Some(true),
+                        Some(&PRODUCT_STOCK_FIELDS),
                     )?;
                     write(
                         &db,
@@ -615,6 +790,7 @@ impl OrderStore for FirestoreStore {
                         order.id.to_string(),
                         &OrderDoc::from_order(&order),
                         Some(false),
+                        None,
                     )?;
                     write(
                         &db,
@@ -623,6 +799,7 @@ impl OrderStore for FirestoreStore {
                         new.notification_id.to_string(),
                         &notification,
                         Some(false),
+                        None,
                     )?;
                     if let Some(key_id) = key_id {
                         write(
@@ -634,6 +811,7 @@ impl OrderStore for FirestoreStore {
                                 order_id: order.id.to_string(),
                             },
                             Some(false),
+                            None,
                         )?;
                     }
                     Ok(Placed {
@@ -651,85 +829,174 @@ impl OrderStore for FirestoreStore {
     }
 
     async fn get_order(&self, id: Uuid) -> Result<Option<Order>> {
-        let id = id.to_string();
-        self.get::<OrderDoc>(&self.cols.orders, &id)
+        self.get::<OrderDoc>(&self.cols.orders, &order_doc_id(id))
             .await?
-            .map(|d| d.into_order(&id))
+            .map(OrderDoc::into_order)
             .transpose()
     }
 
     async fn list_orders_for_user(&self, user_id: Uuid, page: Page) -> Result<Vec<Order>> {
-        let docs: Vec<OrderDoc> = self
+        // Our orders carry `user_id`; the original's carry only `buyer_email`. The page of the
+        // merged list needs at most `offset + limit` of each.
+        let wanted = page.offset.saturating_add(page.limit);
+        let ours: Vec<OrderDoc> = self
             .db
             .fluent()
             .select()
             .from(self.cols.orders.as_str())
             .filter(|q| q.for_all([q.field("user_id").eq(user_id.to_string())]))
             .order(|o| o.fields([o.field("order_id").desc()]))
-            .offset(page.offset)
-            .limit(page.limit)
+            .limit(wanted)
             .obj()
             .query()
             .await
             .map_err(map)?;
-        docs.into_iter().map(|d| d.into_order("")).collect()
+        let mut orders = ours
+            .into_iter()
+            .map(OrderDoc::into_order)
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(user) = self.user_doc_by_id(user_id).await? {
+            let mut emails = vec![user.doc_id().to_owned()];
+            if let Some(e) = &user.email {
+                emails.push(e.clone());
+            }
+            if let Ok(e) = Email::parse(user.doc_id()) {
+                emails.push(e.to_string());
+            }
+            emails.sort();
+            emails.dedup();
+            let legacy: Vec<OrderDoc> = self
+                .db
+                .fluent()
+                .select()
+                .from(self.cols.orders.as_str())
+                .filter(|q| q.for_all([q.field("buyer_email").is_in(emails.clone())]))
+                .limit(LEGACY_ORDERS_PER_USER)
+                .obj()
+                .query()
+                .await
+                .map_err(map)?;
+            for doc in legacy.into_iter().filter(OrderDoc::is_legacy) {
+                orders.push(doc.into_order()?);
+            }
+        }
+        orders.sort_by_key(|o| std::cmp::Reverse((o.created_at, o.id)));
+        Ok(orders
+            .into_iter()
+            .skip(page.offset as usize)
+            .take(page.limit as usize)
+            .collect())
     }
 
     async fn list_orders(&self, page: Page) -> Result<Vec<Order>> {
-        let docs: Vec<OrderDoc> = self
+        // Ours by their time-ordered id; the original's (which a field order would drop) from
+        // their index; merged newest first. The page needs at most `offset + limit` of each.
+        let wanted = page.offset.saturating_add(page.limit);
+        let ours: Vec<OrderDoc> = self
             .db
             .fluent()
             .select()
             .from(self.cols.orders.as_str())
             .order(|o| o.fields([o.field("order_id").desc()]))
-            .offset(page.offset)
-            .limit(page.limit)
+            .limit(wanted)
             .obj()
             .query()
             .await
             .map_err(map)?;
-        docs.into_iter().map(|d| d.into_order("")).collect()
+        let mut merged: Vec<(DateTime<Utc>, Result<Order>, Option<String>)> = ours
+            .into_iter()
+            .map(|d| {
+                let o = d.into_order();
+                (
+                    o.as_ref().map(|o| o.created_at).unwrap_or_default(),
+                    o,
+                    None,
+                )
+            })
+            .collect();
+        for (at, id) in self
+            .legacy_order_ids()
+            .await?
+            .into_iter()
+            .take(wanted as usize)
+        {
+            merged.push((at, Err(Error::other("not read yet")), Some(id)));
+        }
+        merged.sort_by_key(|m| std::cmp::Reverse(m.0));
+        let mut page_orders = Vec::new();
+        for (_, order, legacy_id) in merged
+            .into_iter()
+            .skip(page.offset as usize)
+            .take(page.limit as usize)
+        {
+            match legacy_id {
+                None => page_orders.push(order?),
+                Some(id) => {
+                    // Deleted since the index was built: leave it out.
+                    if let Some(doc) = self.get::<OrderDoc>(&self.cols.orders, &id).await? {
+                        page_orders.push(doc.into_order()?);
+                    }
+                }
+            }
+        }
+        Ok(page_orders)
     }
 
     async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Order> {
+        let doc_key = order_doc_id(id);
         let Some(current) = self.get_order(id).await? else {
             return Err(Error::NotFound(format!("order {id}")));
         };
         let lock = self.product_lock(current.product_id.as_str());
         let _guard = lock.lock().await;
         let doc = self
-            .tx(self.cols.clone(), move |db, tx, cols| {
-                async move {
-                    let Some(mut order): Option<OrderDoc> =
-                        read(&db, cols.orders.as_str(), id.to_string()).await?
-                    else {
-                        return abort(Error::NotFound(format!("order {id}")));
-                    };
-                    if order.status == "cancelled" {
-                        return abort(Error::Conflict(format!("order {id} is already cancelled")));
-                    }
-                    let product: Option<ProductDoc> =
-                        read(&db, cols.products.as_str(), doc_id(&order.product_id)).await?;
-                    order.status = "cancelled".into();
-                    order.updated_at = Some(sys(now));
-                    write(&db, tx, cols.orders.as_str(), id.to_string(), &order, None)?;
-                    if let Some(mut product) = product {
-                        product.set_quantity(product.quantity + order.quantity.unwrap_or(1), now);
+            .tx(
+                (self.cols.clone(), doc_key),
+                move |db, tx, (cols, doc_key)| {
+                    async move {
+                        let Some(mut order): Option<OrderDoc> =
+                            read(&db, cols.orders.as_str(), doc_key.as_str()).await?
+                        else {
+                            return abort(Error::NotFound(format!("order {id}")));
+                        };
+                        if order.status() == "cancelled" {
+                            return abort(Error::Conflict(format!(
+                                "order {id} is already cancelled"
+                            )));
+                        }
+                        let product: Option<ProductDoc> =
+                            read(&db, cols.products.as_str(), doc_id(&order.product_id)).await?;
+                        order.status = Some("cancelled".into());
+                        order.updated_at = Some(sys(now));
                         write(
                             &db,
                             tx,
-                            cols.products.as_str(),
-                            doc_id(&order.product_id),
-                            &product,
-                            None,
+                            cols.orders.as_str(),
+                            doc_key.as_str(),
+                            &order,
+                            Some(true),
+                            Some(&ORDER_STATUS_FIELDS),
                         )?;
+                        if let Some(mut product) = product {
+                            product
+                                .set_quantity(product.quantity + order.quantity.unwrap_or(1), now);
+                            write(
+                                &db,
+                                tx,
+                                cols.products.as_str(),
+                                doc_id(&order.product_id),
+                                &product,
+                                Some(true),
+                                Some(&PRODUCT_STOCK_FIELDS),
+                            )?;
+                        }
+                        Ok(order)
                     }
-                    Ok(order)
-                }
-                .boxed()
-            })
+                    .boxed()
+                },
+            )
             .await?;
-        doc.into_order(&id.to_string())
+        doc.into_order()
     }
 }
 
@@ -783,7 +1050,15 @@ impl NotificationStore for FirestoreStore {
                         // While leased it is not due; when the lease runs out it is due again.
                         n.next_attempt_at = sys(until);
                         n.attempts += 1;
-                        write(&db, tx, cols.notifications.as_str(), id.as_str(), &n, None)?;
+                        write(
+                            &db,
+                            tx,
+                            cols.notifications.as_str(),
+                            id.as_str(),
+                            &n,
+                            None,
+                            None,
+                        )?;
                         Ok(Some(n))
                     }
                     .boxed()
@@ -935,7 +1210,15 @@ impl NotificationStore for FirestoreStore {
                         n.status = "pending".into();
                         n.attempts = 0;
                         n.next_attempt_at = sys(now);
-                        write(&db, tx, cols.notifications.as_str(), id.as_str(), &n, None)?;
+                        write(
+                            &db,
+                            tx,
+                            cols.notifications.as_str(),
+                            id.as_str(),
+                            &n,
+                            None,
+                            None,
+                        )?;
                         Ok(true)
                     }
                     .boxed()
@@ -986,7 +1269,7 @@ impl Transfer for FirestoreStore {
             .fluent()
             .select()
             .from(self.cols.users.as_str())
-            .order(|o| o.fields([o.field("email").asc()]))
+            .order(|o| o.fields([o.field(DOC_NAME).asc()]))
             .offset(page.offset)
             .limit(page.limit)
             .obj()
@@ -1039,6 +1322,15 @@ impl Transfer for FirestoreStore {
         Ok(())
     }
 
+    async fn count_records(&self) -> Result<inventory_core::transfer::Counts> {
+        Ok(inventory_core::transfer::Counts {
+            users: self.count(&self.cols.users).await?,
+            products: self.count(&self.cols.products).await?,
+            orders: self.count(&self.cols.orders).await?,
+            notifications: self.count(&self.cols.notifications).await?,
+        })
+    }
+
     async fn import_notification(&self, n: &Notification) -> Result<()> {
         let doc = NotificationDoc::from(n);
         self.insert(
@@ -1051,10 +1343,28 @@ impl Transfer for FirestoreStore {
     }
 }
 
+impl FirestoreStore {
+    async fn count(&self, col: &str) -> Result<u64> {
+        let result: Vec<CountDoc> = self
+            .db
+            .fluent()
+            .select()
+            .from(col)
+            .aggregate(|a| a.fields([a.field("count").count()]))
+            .obj()
+            .query()
+            .await
+            .map_err(map)?;
+        Ok(result.first().map(|c| c.count as u64).unwrap_or(0))
+    }
+}
+
 #[async_trait]
 impl Health for FirestoreStore {
     async fn ping(&self) -> Result<()> {
-        self.get::<ProductDoc>(&self.cols.products, "__health_check__")
+        // A read of an id that never exists: cheap, and a real round trip. (Ids of the form
+        // `__x__` are reserved by Firestore and refused.)
+        self.get::<ProductDoc>(&self.cols.products, "inventory-kit-readiness-probe")
             .await
             .map(|_| ())
     }

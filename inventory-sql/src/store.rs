@@ -1021,6 +1021,25 @@ impl Transfer for SqlStore {
         });
         Ok(())
     }
+
+    async fn count_records(&self) -> Result<inventory_core::transfer::Counts> {
+        let (users, products, orders, notifications): (i64, i64, i64, i64) =
+            with_pool!(self, read, |pool, D| {
+                sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM products), \
+                     (SELECT COUNT(*) FROM orders), (SELECT COUNT(*) FROM notifications)",
+                )
+                .fetch_one(pool)
+                .await
+                .map_err(db)?
+            });
+        Ok(inventory_core::transfer::Counts {
+            users: users as u64,
+            products: products as u64,
+            orders: orders as u64,
+            notifications: notifications as u64,
+        })
+    }
 }
 
 #[async_trait]

@@ -107,6 +107,26 @@ impl Proc {
         (out.status, text)
     }
 
+    /// Runs `name` with arguments to completion and returns its status and output.
+    pub fn run_to_exit_with_args(
+        name: &str,
+        args: &[&str],
+        envs: &[(&str, String)],
+    ) -> (ExitStatus, String) {
+        let mut cmd = Command::new(example(name));
+        cmd.env_clear().env("NO_COLOR", "1").args(args);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run example");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status, text)
+    }
+
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
     }
