@@ -186,6 +186,20 @@ async fn export_from_sqlite_import_into_postgres_is_identical() {
         !success && out.contains("line 1") && out.contains("already"),
         "a second import conflicts: {out}"
     );
+    assert_eq!(
+        out.matches("skipped line").count(),
+        24,
+        "every existing record is listed as skipped: {out}"
+    );
+    let (success, out) = admin(
+        &target,
+        &["import", "--partial", first.to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        success && out.contains("imported 0 users, 0 products, 0 orders, 0 notifications"),
+        "--partial accepts the skips: {out}"
+    );
     // The imported store works: the idempotency key still replays.
     let pg_store = SqlStore::connect(&target).await.unwrap();
     let counts = pg_store.notification_counts().await.unwrap();

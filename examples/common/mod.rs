@@ -231,6 +231,7 @@ pub async fn record_backlog(store: &dyn Store) {
         metrics::gauge!("inventory_notifications", "status" => "pending").set(c.pending as f64);
         metrics::gauge!("inventory_notifications", "status" => "sent").set(c.sent as f64);
         metrics::gauge!("inventory_notifications", "status" => "failed").set(c.failed as f64);
+        metrics::gauge!("inventory_notifications", "status" => "cancelled").set(c.cancelled as f64);
     }
 }
 

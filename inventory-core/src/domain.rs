@@ -528,9 +528,11 @@ pub enum NotificationStatus {
     Sent,
     /// Given up on; `last_error` says why.
     Failed,
+    /// Its order was cancelled before it was sent: never sent, never retried.
+    Cancelled,
 }
 
-text_enum!(NotificationStatus, "status" { Pending => "pending", Sent => "sent", Failed => "failed" });
+text_enum!(NotificationStatus, "status" { Pending => "pending", Sent => "sent", Failed => "failed", Cancelled => "cancelled" });
 
 /// An order-confirmation email waiting in the outbox, with everything needed to render it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -574,6 +576,8 @@ pub struct NotificationCounts {
     pub sent: u64,
     /// Given up on.
     pub failed: u64,
+    /// Not sent because the order was cancelled first.
+    pub cancelled: u64,
 }
 
 /// A window of a list: at most `limit` items after skipping `offset`.

@@ -267,6 +267,16 @@ impl OrderStore for MemoryStore {
                 product.quantity += u64::from(order.quantity.get());
                 product.updated_at = now;
             }
+            if let Some(n) = s
+                .notification_by_order
+                .get(&id)
+                .and_then(|nid| s.notifications.get_mut(nid))
+                .filter(|n| n.status == NotificationStatus::Pending)
+            {
+                n.status = NotificationStatus::Cancelled;
+                n.lease_owner = None;
+                n.lease_until = None;
+            }
             Ok(order)
         })
     }
@@ -311,6 +321,7 @@ impl NotificationStore for MemoryStore {
             let n = leased_notification(s, id, owner)?;
             n.status = NotificationStatus::Sent;
             n.sent_at = Some(now);
+            n.last_error = None;
             n.lease_owner = None;
             n.lease_until = None;
             let order_id = n.order_id;
@@ -377,6 +388,7 @@ impl NotificationStore for MemoryStore {
                     NotificationStatus::Pending => c.pending += 1,
                     NotificationStatus::Sent => c.sent += 1,
                     NotificationStatus::Failed => c.failed += 1,
+                    NotificationStatus::Cancelled => c.cancelled += 1,
                 }
             }
             Ok(c)

@@ -66,7 +66,10 @@ pub trait OrderStore: Send + Sync {
     /// Every order, newest first.
     async fn list_orders(&self, page: Page) -> Result<Vec<Order>>;
     /// Cancels a pending or confirmed order and returns its units to stock, exactly once:
-    /// cancelling a cancelled order is a [`Error::Conflict`](crate::Error).
+    /// cancelling a cancelled order is a [`Error::Conflict`](crate::Error). In the same atomic
+    /// step its confirmation, if still pending (even leased, mid-send), becomes
+    /// [`NotificationStatus::Cancelled`]: it is never sent or retried afterwards, and a send in
+    /// flight cannot mark it sent (its lease is gone).
     async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Order>;
 }
 
@@ -84,8 +87,9 @@ pub trait NotificationStore: Send + Sync {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<Notification>>;
-    /// Marks a notification sent and its order confirmed (unless cancelled meanwhile).
-    /// Fails with [`Error::Conflict`](crate::Error) if `owner` no longer holds the lease.
+    /// Marks a notification sent (clearing `last_error`) and its order confirmed. Fails with
+    /// [`Error::Conflict`](crate::Error) if `owner` no longer holds the lease, which includes a
+    /// notification cancelled with its order meanwhile.
     async fn mark_sent(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> Result<()>;
     /// Releases the lease after a failed attempt: the notification stays pending until
     /// `next_attempt_at`, or becomes failed when that is `None`.

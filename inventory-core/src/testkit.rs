@@ -57,6 +57,8 @@ macro_rules! store_conformance {
             health_ping_answers,
             restock_refuses_stock_above_the_maximum,
             export_writes_every_record,
+            cancel_cancels_the_pending_confirmation,
+            sent_clears_the_last_error,
         );
     };
 }
@@ -412,13 +414,13 @@ pub async fn cancel_restores_stock_exactly_once(store: TestStore) {
     assert_eq!(stock(&store, &p).await, 10);
     let missing = store.cancel_order(Uuid::now_v7(), Utc::now()).await;
     assert!(matches!(missing, Err(Error::NotFound(_))));
-    // The confirmation of a cancelled order does not confirm it.
+    // The confirmation of a cancelled order is never sent (see
+    // `cancel_cancels_the_pending_confirmation`).
     let n = store
         .claim_due("w", Utc::now(), Duration::from_secs(30), 10)
         .await
         .unwrap();
-    assert_eq!(n.len(), 1);
-    store.mark_sent(n[0].id, "w", Utc::now()).await.unwrap();
+    assert!(n.is_empty(), "a cancelled order's confirmation was claimed");
     let order = store.get_order(placed.order.id).await.unwrap().unwrap();
     assert_eq!(order.status, OrderStatus::Cancelled);
 }
@@ -526,7 +528,8 @@ pub async fn mark_sent_and_mark_failed(store: TestStore) {
         NotificationCounts {
             pending: 0,
             sent: 1,
-            failed: 1
+            failed: 1,
+            cancelled: 0,
         }
     );
     let listed = store
@@ -807,5 +810,101 @@ pub async fn export_writes_every_record(store: TestStore) {
         report.skipped.len(),
         10,
         "every existing record is reported as skipped"
+    );
+}
+
+/// Cancelling an order cancels its pending confirmation in the same step: it is never claimed,
+/// never retried, and a send already in flight cannot mark it sent or confirm the order.
+pub async fn cancel_cancels_the_pending_confirmation(store: TestStore) {
+    let u = user(&store, "c@example.com").await;
+    let p = product(&store, "product-1", 5).await;
+    let owner = "dispatcher-a";
+    let lease = std::time::Duration::from_secs(60);
+
+    // Not yet claimed.
+    let queued = store.place_order(&order(&u, &p, 1)).await.unwrap().order;
+    store.cancel_order(queued.id, t0()).await.unwrap();
+    let n = store
+        .notification_for_order(queued.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        n.status,
+        NotificationStatus::Cancelled,
+        "cancel_order left the pending confirmation {:?}",
+        n.status
+    );
+    assert!(
+        store
+            .claim_due(owner, t0(), lease, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a cancelled order's confirmation was claimed for sending"
+    );
+
+    // Claimed, mid-send, when the order is cancelled.
+    let in_flight = store.place_order(&order(&u, &p, 1)).await.unwrap().order;
+    let claimed = store.claim_due(owner, t0(), lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    store.cancel_order(in_flight.id, t0()).await.unwrap();
+    let result = store.mark_sent(claimed[0].id, owner, t0()).await;
+    assert!(
+        matches!(result, Err(crate::Error::Conflict(_))),
+        "mark_sent after the order was cancelled must be a lost lease, got {result:?}"
+    );
+    let o = store.get_order(in_flight.id).await.unwrap().unwrap();
+    assert_eq!(
+        o.status,
+        OrderStatus::Cancelled,
+        "a cancelled order was confirmed"
+    );
+    let n = store
+        .notification_for_order(in_flight.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n.status, NotificationStatus::Cancelled);
+
+    // Never put back by a retry of failed ones.
+    assert_eq!(store.retry_failed(None, t0()).await.unwrap(), 0);
+    let counts = store.notification_counts().await.unwrap();
+    assert_eq!(
+        (counts.pending, counts.sent, counts.failed, counts.cancelled),
+        (0, 0, 0, 2),
+        "notification_counts must count cancelled confirmations"
+    );
+    assert_eq!(stock(&store, &p).await, 5, "both units returned");
+}
+
+/// A notification sent after a failed attempt keeps no `last_error`.
+pub async fn sent_clears_the_last_error(store: TestStore) {
+    let u = user(&store, "l@example.com").await;
+    let p = product(&store, "product-1", 5).await;
+    let placed = store.place_order(&order(&u, &p, 1)).await.unwrap().order;
+    let owner = "dispatcher-a";
+    let lease = std::time::Duration::from_secs(60);
+    let first = store.claim_due(owner, t0(), lease, 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    store
+        .mark_failed(first[0].id, owner, "451 try again later", Some(t0()))
+        .await
+        .unwrap();
+    let second = store
+        .claim_due(owner, t0() + chrono::Duration::seconds(1), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    store.mark_sent(second[0].id, owner, t0()).await.unwrap();
+    let n = store
+        .notification_for_order(placed.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n.status, NotificationStatus::Sent);
+    assert_eq!(
+        n.last_error, None,
+        "a sent notification still shows the error of an earlier attempt"
     );
 }

@@ -966,6 +966,21 @@ impl OrderStore for FirestoreStore {
                         }
                         let product: Option<ProductDoc> =
                             read(&db, cols.products.as_str(), doc_id(&order.product_id)).await?;
+                        // Its confirmation, read in the same transaction so that a concurrent
+                        // `mark_sent` conflicts with this cancel. The original's orders have none.
+                        let confirmation: Vec<NotificationDoc> = match &order.order_id {
+                            Some(order_id) => db
+                                .fluent()
+                                .select()
+                                .from(cols.notifications.as_str())
+                                .filter(|q| q.for_all([q.field("order_id").eq(order_id.clone())]))
+                                .limit(1)
+                                .obj()
+                                .query()
+                                .await
+                                .map_err(fs)?,
+                            None => Vec::new(),
+                        };
                         order.status = Some("cancelled".into());
                         order.updated_at = Some(sys(now));
                         write(
@@ -988,6 +1003,20 @@ impl OrderStore for FirestoreStore {
                                 &product,
                                 Some(true),
                                 Some(&PRODUCT_STOCK_FIELDS),
+                            )?;
+                        }
+                        for mut n in confirmation.into_iter().filter(|n| n.status == "pending") {
+                            n.status = "cancelled".into();
+                            n.lease_owner = None;
+                            n.lease_until = None;
+                            write(
+                                &db,
+                                tx,
+                                cols.notifications.as_str(),
+                                n.notification_id.clone(),
+                                &n,
+                                Some(true),
+                                None,
                             )?;
                         }
                         Ok(order)
@@ -1089,6 +1118,7 @@ impl NotificationStore for FirestoreStore {
             Arc::new(move |n| {
                 n.status = "sent".into();
                 n.sent_at = Some(sys(now));
+                n.last_error = None;
                 n.lease_owner = None;
                 n.lease_until = None;
             }),
@@ -1158,6 +1188,7 @@ impl NotificationStore for FirestoreStore {
             NotificationStatus::Pending,
             NotificationStatus::Sent,
             NotificationStatus::Failed,
+            NotificationStatus::Cancelled,
         ] {
             let result: Vec<CountDoc> = self
                 .db
@@ -1175,6 +1206,7 @@ impl NotificationStore for FirestoreStore {
                 NotificationStatus::Pending => counts.pending = n,
                 NotificationStatus::Sent => counts.sent = n,
                 NotificationStatus::Failed => counts.failed = n,
+                NotificationStatus::Cancelled => counts.cancelled = n,
             }
         }
         Ok(counts)

@@ -742,6 +742,13 @@ impl OrderStore for SqlStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
+            // Its confirmation is never sent; a send in flight loses its lease.
+            sqlx::query("UPDATE notifications SET status = 'cancelled', lease_owner = NULL, lease_until = NULL \
+                         WHERE order_id = $1 AND status = 'pending'")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
             tx.commit().await.map_err(db)?;
             Ok::<_, Error>(row)
         }
@@ -781,8 +788,8 @@ impl NotificationStore for SqlStore {
             async {
             let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
             let order: Option<(String,)> = sqlx::query_as(
-                "UPDATE notifications SET status = 'sent', sent_at = $1, lease_owner = NULL, lease_until = NULL \
-                 WHERE id = $2 AND lease_owner = $3 AND status = 'pending' RETURNING order_id",
+                "UPDATE notifications SET status = 'sent', sent_at = $1, lease_owner = NULL, lease_until = NULL, \
+                 last_error = NULL WHERE id = $2 AND lease_owner = $3 AND status = 'pending' RETURNING order_id",
             )
             .bind(ts(now))
             .bind(id.to_string())
@@ -885,6 +892,7 @@ impl NotificationStore for SqlStore {
                 NotificationStatus::Pending => counts.pending = n,
                 NotificationStatus::Sent => counts.sent = n,
                 NotificationStatus::Failed => counts.failed = n,
+                NotificationStatus::Cancelled => counts.cancelled = n,
             }
         }
         Ok(counts)
