@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -95,7 +96,9 @@ pub struct SmtpConfig {
     pub tls: TlsMode,
     /// PEM certificate(s) to trust besides the system roots (a private relay's CA).
     pub extra_root_pem: Option<Vec<u8>>,
-    /// Timeout of connecting and of each SMTP command.
+    /// Bound on the whole SMTP conversation of one message (connect, greeting, TLS, auth,
+    /// envelope, data and the final reply), `SMTP_TIMEOUT_SECS`. A send that exceeds it is a
+    /// transient failure, retried later, and its connection is never reused.
     pub timeout: Duration,
     /// Pooled connections at most.
     pub pool_size: u32,
@@ -272,10 +275,18 @@ impl SmtpConfig {
     }
 }
 
+type Transport = AsyncSmtpTransport<Tokio1Executor>;
+
 /// Sends messages over SMTP with a connection pool.
+///
+/// lettre bounds only the TCP connect by its timeout; a server that accepts and then stays
+/// silent would hold a send forever. Each send here is bounded as a whole by
+/// [`SmtpConfig::timeout`]. After a timeout the pool is replaced by a new one, so the
+/// connection left mid-conversation is never handed to another message.
 #[derive(Clone)]
 pub struct SmtpMailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    transport: Arc<std::sync::RwLock<Arc<Transport>>>,
+    config: Arc<SmtpConfig>,
     from: Mailbox,
     target: String,
 }
@@ -291,6 +302,16 @@ impl fmt::Debug for SmtpMailer {
 impl SmtpMailer {
     /// Builds the transport. Nothing is connected until the first send.
     pub fn new(config: SmtpConfig) -> Result<Self, ConfigError> {
+        let transport = Self::build(&config)?;
+        Ok(SmtpMailer {
+            transport: Arc::new(std::sync::RwLock::new(Arc::new(transport))),
+            from: config.from.clone(),
+            target: format!("{}:{}", config.host, config.port),
+            config: Arc::new(config),
+        })
+    }
+
+    fn build(config: &SmtpConfig) -> Result<Transport, ConfigError> {
         let tls_params = || {
             let mut builder = TlsParameters::builder(config.host.clone());
             if let Some(pem) = &config.extra_root_pem {
@@ -317,11 +338,25 @@ impl SmtpMailer {
         if let (Some(user), Some(password)) = (&config.user, &config.password) {
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
         }
-        Ok(SmtpMailer {
-            transport: builder.build(),
-            from: config.from,
-            target: format!("{}:{}", config.host, config.port),
-        })
+        Ok(builder.build())
+    }
+
+    fn transport(&self) -> Arc<Transport> {
+        self.transport
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the pool after a timed-out send (unless another send replaced it already).
+    fn discard_pool(&self, stuck: &Arc<Transport>) {
+        let Ok(fresh) = Self::build(&self.config) else {
+            return; // built once from the same config: cannot fail now
+        };
+        let mut current = self.transport.write().unwrap_or_else(|e| e.into_inner());
+        if Arc::ptr_eq(&current, stuck) {
+            *current = Arc::new(fresh);
+        }
     }
 
     /// Where it sends (`host:port`).
@@ -331,7 +366,7 @@ impl SmtpMailer {
 
     /// Opens a connection and says hello: succeeds when the server is reachable.
     pub async fn check(&self) -> Result<(), MailError> {
-        match self.transport.test_connection().await {
+        match self.transport().test_connection().await {
             Ok(true) => Ok(()),
             Ok(false) => Err(MailError::Transient(format!(
                 "{} did not answer NOOP",
@@ -359,9 +394,22 @@ pub fn classify(e: &lettre::transport::smtp::Error) -> MailError {
 impl Mailer for SmtpMailer {
     async fn send(&self, email: &OutgoingEmail) -> Result<(), MailError> {
         let message = to_mime(email, &self.from)?;
-        match self.transport.send(message).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(classify(&e)),
+        let transport = self.transport();
+        match tokio::time::timeout(self.config.timeout, transport.send(message)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(classify(&e)),
+            Err(_) => {
+                self.discard_pool(&transport);
+                tracing::warn!(
+                    server = %self.target,
+                    timeout_secs = self.config.timeout.as_secs_f64(),
+                    "SMTP server did not complete a send in time; its connections are dropped and the message will be retried"
+                );
+                Err(MailError::Transient(format!(
+                    "{} did not complete the SMTP conversation within {:?}",
+                    self.target, self.config.timeout
+                )))
+            }
         }
     }
 }

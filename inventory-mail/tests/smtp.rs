@@ -256,3 +256,80 @@ fn configuration_from_variables_and_urls() {
     assert_eq!((plain.port, plain.tls), (1025, TlsMode::None));
     assert!(SmtpConfig::from_url("http://x").is_err());
 }
+
+/// A mailer whose whole SMTP conversation is bounded by one second.
+fn impatient(port: u16) -> SmtpMailer {
+    let mut config = SmtpConfig::new("127.0.0.1", port);
+    config.timeout = Duration::from_secs(1);
+    SmtpMailer::new(config).unwrap()
+}
+
+/// A TCP server that accepts, optionally writes `greeting`, and then never says anything.
+/// Returns its port and a counter of accepted connections.
+async fn silent_server(greeting: &'static [u8]) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = socket.write_all(greeting).await;
+            held.push(socket); // open, silent
+        }
+    });
+    (port, accepted)
+}
+
+async fn assert_times_out(mailer: &SmtpMailer) {
+    let email = render_confirmation(&notification("a@example.com", "Tea"));
+    let result = tokio::time::timeout(Duration::from_secs(30), mailer.send(&email))
+        .await
+        .expect("the send must end by itself, bounded by SMTP_TIMEOUT_SECS");
+    match result {
+        Err(MailError::Transient(msg)) => {
+            assert!(msg.contains("did not complete"), "{msg}")
+        }
+        other => panic!("a silent server must be a transient failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_accepts_and_never_answers_times_out() {
+    let (port, accepted) = silent_server(b"").await;
+    let mailer = impatient(port);
+    assert_times_out(&mailer).await;
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    // Again: the stuck connection is not reused, a new one is opened and times out too.
+    assert_times_out(&mailer).await;
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+}
+
+#[tokio::test]
+async fn a_server_that_stalls_after_its_banner_times_out() {
+    let (port, _) = silent_server(b"220 silent.example ESMTP\r\n").await;
+    assert_times_out(&impatient(port)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stalls_after_data_times_out_and_the_next_send_recovers() {
+    let sink = SmtpSink::start().unwrap();
+    let mailer = impatient(sink.addr().port());
+    // A healthy first send puts a connection in the pool.
+    let email = render_confirmation(&notification("a@example.com", "Tea"));
+    mailer.send(&email).await.unwrap();
+    sink.set_delay(Duration::from_secs(3));
+    assert_times_out(&mailer).await;
+    sink.set_delay(Duration::ZERO);
+    let next = render_confirmation(&notification("b@example.com", "Cups"));
+    mailer
+        .send(&next)
+        .await
+        .expect("after a timeout the next send uses a fresh connection");
+    assert!(
+        sink.messages().iter().any(|m| m.to == ["b@example.com"]),
+        "the message after the stall was delivered"
+    );
+}
