@@ -9,14 +9,21 @@
 //! The original service's collections are used as they are, so a team can point this backend
 //! at its existing database:
 //!
-//! - `Users/{email}`: `email`, `password` (the PHC hash; hashes written by passlib verify);
-//!   ours: `user_id`, `role`, `created_at`. Users written by the original service have no
-//!   `user_id`: theirs is derived from the email (UUID v5), stable across logins.
-//! - `Products/{product_id}`: `product_id`, `product_name`, `quantity`, `status`
-//!   (`in_stock` / `out_of_stock`, kept in step with the quantity); ours: timestamps.
-//! - `Orders/{order_id}`: `buyer_email`, `product_id`, `status`, `created_at`; ours:
-//!   `order_id`, `user_id`, `quantity`, `idempotency_key`, `updated_at`.
+//! - `Users/{email}`: the original writes only `password` (a passlib argon2id PHC hash, which
+//!   verifies here) under the address as typed. The email comes from the document id, the id
+//!   is derived from the address (UUIDv5) and written as `user_id` at the first login (only that
+//!   field), the role is customer. Lookups find the original's ids in any case. Ours add
+//!   `email`, `user_id`, `role`, `created_at`, under the lower-cased address.
+//! - `Products/{product_id}`: `product_name`, `quantity`, `status` (`in_stock` /
+//!   `out_of_stock`, kept in step with the quantity). Writes touch only `quantity`, `status`
+//!   and `updated_at` (field masks): fields of the operator's own (`price`, ...) survive.
+//! - `Orders/{id}`: the original's have an automatic id and only `buyer_email` and
+//!   `product_id`: status confirmed, quantity 1, times from the document; their id is packed
+//!   losslessly into a UUIDv8, so they are addressable. Ours add `order_id`, `user_id`,
+//!   `quantity`, `status`, `idempotency_key`, `created_at`, `updated_at`.
 //! - Ours alone: `Notifications/{id}` (the outbox) and `IdempotencyKeys/{user}:{key}`.
+//!
+//! See `docs/migrating.md` for running beside the original service.
 //!
 //! Collection names are configurable ([`Collections`]). The composite indexes the queries need
 //! on production Firestore are in `firestore.indexes.json` beside this crate.
