@@ -891,6 +891,23 @@ impl OrderStore for FirestoreStore {
     async fn list_orders(&self, page: Page) -> Result<Vec<Order>> {
         // Ours by their time-ordered id; the original's (which a field order would drop) from
         // their index; merged newest first. The page needs at most `offset + limit` of each.
+        let legacy = self.legacy_order_ids().await?;
+        if legacy.is_empty() {
+            // No orders of the original: a plain page of ours.
+            let docs: Vec<OrderDoc> = self
+                .db
+                .fluent()
+                .select()
+                .from(self.cols.orders.as_str())
+                .order(|o| o.fields([o.field("order_id").desc()]))
+                .offset(page.offset)
+                .limit(page.limit)
+                .obj()
+                .query()
+                .await
+                .map_err(map)?;
+            return docs.into_iter().map(OrderDoc::into_order).collect();
+        }
         let wanted = page.offset.saturating_add(page.limit);
         let ours: Vec<OrderDoc> = self
             .db
@@ -914,12 +931,7 @@ impl OrderStore for FirestoreStore {
                 )
             })
             .collect();
-        for (at, id) in self
-            .legacy_order_ids()
-            .await?
-            .into_iter()
-            .take(wanted as usize)
-        {
+        for (at, id) in legacy.into_iter().take(wanted as usize) {
             merged.push((at, Err(Error::other("not read yet")), Some(id)));
         }
         merged.sort_by_key(|m| std::cmp::Reverse(m.0));
