@@ -20,12 +20,14 @@ use crate::ports::{Mailer, NotificationStore};
 pub struct DispatcherConfig {
     /// Lease owner name; unique per dispatcher (default: `dispatcher-<uuid>`).
     pub owner: String,
-    /// Notifications claimed per cycle.
+    /// Notifications claimed at once at most.
     pub batch_size: u32,
-    /// Sends in flight at once.
+    /// Sends in flight at once. [`Dispatcher::run`] claims more as soon as a send finishes,
+    /// so one slow message holds one slot, never the others.
     pub concurrency: usize,
-    /// How long a claim is held; a crashed dispatcher's work is retried after it.
-    /// Must exceed the mailer's worst-case send time.
+    /// How long a claim is held before it is renewed; a crashed dispatcher's work is retried
+    /// after it. While a send is in progress the lease is renewed every third of it (a
+    /// heartbeat), so it may be much shorter than the slowest send.
     pub lease: Duration,
     /// Attempts before a notification is marked `failed`.
     pub max_attempts: u32,
@@ -43,7 +45,7 @@ impl Default for DispatcherConfig {
             owner: format!("dispatcher-{}", Uuid::now_v7()),
             batch_size: 64,
             concurrency: 16,
-            lease: Duration::from_secs(120),
+            lease: Duration::from_secs(10),
             max_attempts: 8,
             retry_base: Duration::from_secs(2),
             retry_max: Duration::from_secs(15 * 60),
@@ -208,34 +210,83 @@ impl Dispatcher {
         }
     }
 
-    /// Runs until `shutdown` is cancelled: a cycle whenever the store signals new work, when a
-    /// scheduled retry falls due, and at least every `sweep_interval`. Returns after the
-    /// current cycle's sends have finished.
+    /// [`Dispatcher::deliver`] with the lease renewed every third of it while the send is in
+    /// progress. A lost lease (the order was cancelled, or another dispatcher took over after
+    /// a pause) stops the renewal; the send's result is then not recorded.
+    async fn deliver_with_heartbeat(&self, n: Notification) -> Result<Outcome> {
+        let id = n.id;
+        let every = (self.config.lease / 3).max(Duration::from_millis(10));
+        let send = self.deliver(n);
+        tokio::pin!(send);
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut renewing = true;
+        loop {
+            tokio::select! {
+                outcome = &mut send => return outcome,
+                _ = beat.tick(), if renewing => {
+                    let until = Utc::now()
+                        + chrono::Duration::from_std(self.config.lease).unwrap_or_default();
+                    match self.store.extend_lease(id, &self.config.owner, until).await {
+                        Ok(()) => {}
+                        Err(e) => {
+                            tracing::warn!(notification = %id, error = %e, "lease not renewed during a slow send");
+                            renewing = !matches!(e, Error::Conflict(_) | Error::NotFound(_));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs until `shutdown`: claims due notifications whenever a send slot is free and work
+    /// may be due (woken by the store's signal, by its own retry times and by the sweep),
+    /// sends each independently with a lease heartbeat, and on shutdown finishes the sends in
+    /// flight. Store errors back off and are retried.
+    ///
+    /// Mail health: the gauge `inventory_mail_consecutive_failures` counts failed sends since
+    /// the last success, and a WARN `mail is not flowing` is logged at 3 and every 10 after.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut signal = self.store.subscribe();
         let mut error_streak = 0u32;
+        let mut failing = 0u64;
         let mut next_retry: Option<DateTime<Utc>> = None;
+        let mut in_flight: tokio::task::JoinSet<Result<Outcome>> = tokio::task::JoinSet::new();
+        let slots = self.config.concurrency.max(1);
+        // Claim at start; afterwards when woken.
+        let mut look = true;
         tracing::info!(owner = %self.config.owner, "dispatcher started");
-        while !shutdown.is_cancelled() {
-            signal.borrow_and_update();
+        loop {
+            if shutdown.is_cancelled() && in_flight.is_empty() {
+                break;
+            }
             let mut wait = self.config.sweep_interval;
-            match self.run_once().await {
-                Ok(report) => {
-                    error_streak = 0;
-                    if let Some(at) = report.next_retry_at {
-                        next_retry = Some(next_retry.map_or(at, |t| t.min(at)));
+            let free = slots.saturating_sub(in_flight.len());
+            if look && free > 0 && !shutdown.is_cancelled() {
+                signal.borrow_and_update();
+                look = false;
+                let limit = (free as u32).min(self.config.batch_size.max(1));
+                match self
+                    .store
+                    .claim_due(&self.config.owner, Utc::now(), self.config.lease, limit)
+                    .await
+                {
+                    Ok(batch) => {
+                        error_streak = 0;
+                        // A full claim: more may be due right now.
+                        look = batch.len() as u32 >= limit;
+                        for n in batch {
+                            let me = self.clone();
+                            in_flight.spawn(async move { me.deliver_with_heartbeat(n).await });
+                        }
                     }
-                    if report.claimed as u32 >= self.config.batch_size {
-                        continue; // more may be due right now
+                    Err(e) => {
+                        error_streak += 1;
+                        wait = self
+                            .config
+                            .retry_delay(error_streak)
+                            .min(self.config.sweep_interval);
+                        tracing::warn!(error = %e, "dispatcher could not claim work; will retry");
                     }
-                }
-                Err(e) => {
-                    error_streak += 1;
-                    wait = self
-                        .config
-                        .retry_delay(error_streak)
-                        .min(self.config.sweep_interval);
-                    tracing::warn!(error = %e, "dispatcher cycle failed; will retry");
                 }
             }
             if let Some(at) = next_retry {
@@ -245,18 +296,70 @@ impl Dispatcher {
                     next_retry = None;
                 }
             }
+            if look && slots > in_flight.len() && !shutdown.is_cancelled() {
+                continue;
+            }
             tokio::select! {
-                _ = shutdown.cancelled() => break,
-                changed = signal.changed() => {
+                _ = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
+                done = in_flight.join_next(), if !in_flight.is_empty() => {
+                    let outcome = done.map(|r| r.unwrap_or_else(|e| Err(Error::other(e))));
+                    if let Some(outcome) = outcome
+                        && let Some(at) = self.record(outcome, &mut failing)
+                    {
+                        next_retry = Some(next_retry.map_or(at, |t| t.min(at)));
+                    }
+                    // A slot is free: claim again if the last claim was full, else wait.
+                    look = look || in_flight.len() + 1 == slots;
+                }
+                changed = signal.changed(), if !shutdown.is_cancelled() => {
                     if changed.is_err() {
                         // The store dropped its signal: fall back to sweeping.
                         tokio::time::sleep(wait).await;
                     }
+                    look = true;
                 }
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(wait), if !shutdown.is_cancelled() => look = true,
             }
         }
         tracing::info!(owner = %self.config.owner, "dispatcher stopped");
+    }
+
+    /// Counts one delivery's outcome; returns its retry time, if any.
+    fn record(&self, outcome: Result<Outcome>, failing: &mut u64) -> Option<DateTime<Utc>> {
+        let (retry_at, failed) = match outcome {
+            Ok(Outcome::Sent) => {
+                metrics::counter!("inventory_notifications_sent_total").increment(1);
+                if *failing >= 3 {
+                    tracing::info!(after_failures = *failing, "mail is flowing again");
+                }
+                *failing = 0;
+                (None, false)
+            }
+            Ok(Outcome::Retry(at)) => {
+                metrics::counter!("inventory_notifications_retried_total").increment(1);
+                (Some(at), true)
+            }
+            Ok(Outcome::Failed) => {
+                metrics::counter!("inventory_notifications_failed_total").increment(1);
+                (None, true)
+            }
+            Ok(Outcome::LeaseLost) => (None, false),
+            Err(e) => {
+                tracing::warn!(error = %e, "a send's result could not be recorded; its lease will expire and it will be retried");
+                (None, false)
+            }
+        };
+        if failed {
+            *failing += 1;
+            if *failing == 3 || (*failing > 3 && failing.is_multiple_of(10)) {
+                tracing::warn!(
+                    consecutive_failures = *failing,
+                    "mail is not flowing: every recent send failed; see the notifications' last_error"
+                );
+            }
+        }
+        metrics::gauge!("inventory_mail_consecutive_failures").set(*failing as f64);
+        retry_at
     }
 
     /// Spawns [`run`](Self::run) on the runtime.

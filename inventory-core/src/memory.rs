@@ -316,6 +316,14 @@ impl NotificationStore for MemoryStore {
         })
     }
 
+    async fn extend_lease(&self, id: Uuid, owner: &str, until: DateTime<Utc>) -> Result<()> {
+        self.with(|s| {
+            let n = leased_notification(s, id, owner)?;
+            n.lease_until = Some(until);
+            Ok(())
+        })
+    }
+
     async fn mark_sent(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> Result<()> {
         self.with(|s| {
             let n = leased_notification(s, id, owner)?;

@@ -87,6 +87,11 @@ pub trait NotificationStore: Send + Sync {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<Notification>>;
+    /// Extends `owner`'s lease on a pending notification until `until` (the dispatcher's
+    /// heartbeat while a send is in progress), so leases can be short and a crashed
+    /// dispatcher's work is retried within seconds. Fails with
+    /// [`Error::Conflict`](crate::Error) if `owner` no longer holds the lease.
+    async fn extend_lease(&self, id: Uuid, owner: &str, until: DateTime<Utc>) -> Result<()>;
     /// Marks a notification sent (clearing `last_error`) and its order confirmed. Fails with
     /// [`Error::Conflict`](crate::Error) if `owner` no longer holds the lease, which includes a
     /// notification cancelled with its order meanwhile.

@@ -59,6 +59,7 @@ macro_rules! store_conformance {
             export_writes_every_record,
             cancel_cancels_the_pending_confirmation,
             sent_clears_the_last_error,
+            extend_lease_keeps_a_claim,
         );
     };
 }
@@ -906,5 +907,51 @@ pub async fn sent_clears_the_last_error(store: TestStore) {
     assert_eq!(
         n.last_error, None,
         "a sent notification still shows the error of an earlier attempt"
+    );
+}
+
+/// `extend_lease` keeps a claim from expiring for its owner only, and fails once the lease
+/// is lost (here: the order was cancelled).
+pub async fn extend_lease_keeps_a_claim(store: TestStore) {
+    let u = user(&store, "hb@example.com").await;
+    let p = product(&store, "product-1", 5).await;
+    let placed = store.place_order(&order(&u, &p, 1)).await.unwrap().order;
+    let start = t0();
+    let short = std::time::Duration::from_secs(1);
+    let claimed = store.claim_due("a", start, short, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let id = claimed[0].id;
+    store
+        .extend_lease(id, "a", start + chrono::Duration::seconds(60))
+        .await
+        .expect("the owner extends its lease");
+    let later = start + chrono::Duration::seconds(5);
+    assert!(
+        store
+            .claim_due("b", later, short, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a claim whose lease was extended was taken by another dispatcher"
+    );
+    let wrong = store
+        .extend_lease(id, "b", later + chrono::Duration::seconds(60))
+        .await;
+    assert!(
+        matches!(wrong, Err(crate::Error::Conflict(_))),
+        "extend_lease by a non-owner must be a Conflict, got {wrong:?}"
+    );
+    store.cancel_order(placed.id, later).await.unwrap();
+    let lost = store
+        .extend_lease(id, "a", later + chrono::Duration::seconds(60))
+        .await;
+    assert!(
+        matches!(lost, Err(crate::Error::Conflict(_))),
+        "extend_lease of a cancelled notification must be a Conflict, got {lost:?}"
+    );
+    let missing = store.extend_lease(Uuid::now_v7(), "a", later).await;
+    assert!(
+        matches!(missing, Err(crate::Error::NotFound(_))),
+        "extend_lease of an unknown notification must be NotFound, got {missing:?}"
     );
 }

@@ -566,3 +566,141 @@ fn html_part_is_escaped() {
         "text part is verbatim"
     );
 }
+
+/// A mailer that holds messages to one recipient until released; others go through.
+struct StuckFor {
+    recipient: Email,
+    release: tokio::sync::Semaphore,
+    inner: RecordingMailer,
+}
+
+#[async_trait::async_trait]
+impl Mailer for StuckFor {
+    async fn send(&self, email: &OutgoingEmail) -> std::result::Result<(), MailError> {
+        if email.to == self.recipient {
+            let _permit = self.release.acquire().await.expect("open");
+        }
+        self.inner.send(email).await
+    }
+}
+
+async fn orders_for(store: &Arc<MemoryStore>, buyers: &[&str]) -> Vec<Order> {
+    seed(store, "p", 1000).await;
+    let mut out = Vec::new();
+    for b in buyers {
+        let email = Email::parse(b).unwrap();
+        let new = NewOrder::new(
+            uuid::Uuid::now_v7(),
+            email,
+            ProductId::new("p").unwrap(),
+            Quantity::ONE,
+        );
+        out.push(store.place_order(&new).await.unwrap().order);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_stuck_message_never_holds_back_the_others() {
+    let store = store();
+    let mailer = Arc::new(StuckFor {
+        recipient: Email::parse("stuck@example.com").unwrap(),
+        release: tokio::sync::Semaphore::new(0),
+        inner: RecordingMailer::new(),
+    });
+    let mut buyers = vec!["stuck@example.com"];
+    let others: Vec<String> = (0..20).map(|i| format!("b{i}@example.com")).collect();
+    buyers.extend(others.iter().map(String::as_str));
+    orders_for(&store, &buyers[..1]).await;
+    let config = DispatcherConfig {
+        concurrency: 2,
+        batch_size: 64,
+        sweep_interval: Duration::from_secs(3600),
+        ..DispatcherConfig::default()
+    };
+    let shutdown = CancellationToken::new();
+    let handle = Dispatcher::new(store.clone(), mailer.clone(), config).spawn(shutdown.clone());
+    // The stuck message takes one of the two slots; the others pass through the other.
+    for b in &buyers[1..] {
+        let new = NewOrder::new(
+            uuid::Uuid::now_v7(),
+            Email::parse(b).unwrap(),
+            ProductId::new("p").unwrap(),
+            Quantity::ONE,
+        );
+        store.place_order(&new).await.unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(10), mailer.inner.wait_for(20))
+        .await
+        .expect("the other 20 are delivered while one send is stuck");
+    assert!(
+        mailer
+            .inner
+            .deliveries()
+            .iter()
+            .all(|e| e.to.as_str() != "stuck@example.com")
+    );
+    mailer.release.add_permits(1);
+    tokio::time::timeout(Duration::from_secs(10), mailer.inner.wait_for(21))
+        .await
+        .expect("the stuck one is delivered once released");
+    shutdown.cancel();
+    handle.await.unwrap();
+    assert_eq!(mailer.inner.deliveries().len(), 21, "none twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_send_keeps_its_short_lease_by_heartbeat() {
+    let store = store();
+    let mailer = Arc::new(StuckFor {
+        recipient: Email::parse("slow@example.com").unwrap(),
+        release: tokio::sync::Semaphore::new(0),
+        inner: RecordingMailer::new(),
+    });
+    let order = orders_for(&store, &["slow@example.com"]).await.remove(0);
+    let lease = Duration::from_millis(300);
+    let config = DispatcherConfig {
+        lease,
+        sweep_interval: Duration::from_millis(50),
+        ..DispatcherConfig::default()
+    };
+    let shutdown = CancellationToken::new();
+    let handle = Dispatcher::new(store.clone(), mailer.clone(), config).spawn(shutdown.clone());
+    // Wait until the send is in progress (claimed by the running dispatcher).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = store
+            .notification_for_order(order.id)
+            .await
+            .unwrap()
+            .unwrap();
+        if n.lease_owner.is_some() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never claimed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // For five lease lengths another dispatcher finds nothing to claim: the lease is renewed.
+    let until = tokio::time::Instant::now() + lease * 5;
+    while tokio::time::Instant::now() < until {
+        let stolen = store
+            .claim_due("intruder", Utc::now(), lease, 10)
+            .await
+            .unwrap();
+        assert!(stolen.is_empty(), "the lease of a send in progress expired");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    mailer.release.add_permits(1);
+    tokio::time::timeout(Duration::from_secs(10), mailer.inner.wait_for(1))
+        .await
+        .unwrap();
+    shutdown.cancel();
+    handle.await.unwrap();
+    let n = store
+        .notification_for_order(order.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n.status, NotificationStatus::Sent);
+    assert_eq!(n.attempts, 1);
+}

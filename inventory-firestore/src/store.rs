@@ -1123,6 +1123,20 @@ impl NotificationStore for FirestoreStore {
         Ok(claimed)
     }
 
+    async fn extend_lease(&self, id: Uuid, owner: &str, until: DateTime<Utc>) -> Result<()> {
+        self.with_lease(
+            id,
+            owner,
+            Arc::new(move |n| {
+                n.lease_until = Some(sys(until));
+                // While leased it is not due; when the lease runs out it is due again.
+                n.next_attempt_at = sys(until);
+            }),
+            None,
+        )
+        .await
+    }
+
     async fn mark_sent(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> Result<()> {
         self.with_lease(
             id,

@@ -783,6 +783,26 @@ impl NotificationStore for SqlStore {
         Ok(claimed)
     }
 
+    async fn extend_lease(&self, id: Uuid, owner: &str, until: DateTime<Utc>) -> Result<()> {
+        let updated = with_pool!(self, write, |pool, D| {
+            sqlx::query(
+                "UPDATE notifications SET lease_until = $1 \
+                 WHERE id = $2 AND lease_owner = $3 AND status = 'pending'",
+            )
+            .bind(ts(until))
+            .bind(id.to_string())
+            .bind(owner)
+            .execute(pool)
+            .await
+            .map_err(db)?
+            .rows_affected()
+        });
+        match updated {
+            0 => Err(self.lease_error(id).await),
+            _ => Ok(()),
+        }
+    }
+
     async fn mark_sent(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> Result<()> {
         let found: Option<(String,)> = with_pool!(self, write, |pool, D| {
             async {
