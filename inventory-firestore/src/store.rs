@@ -57,6 +57,8 @@ pub struct FirestoreConfig {
     pub max_retries: usize,
     /// Listen to the outbox for wake-ups (default true).
     pub listen: bool,
+    /// Failed notifications read per page when retrying all of them (default 500).
+    pub page_size: u32,
 }
 
 impl FirestoreConfig {
@@ -67,6 +69,7 @@ impl FirestoreConfig {
             collections: Collections::default(),
             max_retries: 30,
             listen: true,
+            page_size: 500,
         }
     }
 }
@@ -81,6 +84,21 @@ enum TxError {
 }
 
 type TxResult<T> = std::result::Result<T, BackoffError<TxError>>;
+
+/// The outcome of claiming one notification.
+enum Claim {
+    Taken(Box<NotificationDoc>),
+    Skipped,
+    /// The document cannot be read as a notification; it was marked failed.
+    Broken(String, String),
+}
+
+/// The fields written to park an unreadable notification.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BrokenDoc {
+    status: String,
+    last_error: String,
+}
 
 fn retryable(e: &FirestoreError) -> bool {
     match e {
@@ -172,6 +190,7 @@ pub struct FirestoreStore {
     db: FirestoreDb,
     cols: Arc<Collections>,
     max_retries: usize,
+    page_size: u32,
     signal: watch::Sender<u64>,
     product_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     user_index: tokio::sync::Mutex<UserIndex>,
@@ -234,6 +253,7 @@ impl FirestoreStore {
             db,
             cols: Arc::new(config.collections),
             max_retries: config.max_retries,
+            page_size: config.page_size.max(1),
             signal: watch::channel(0).0,
             product_locks: Mutex::new(HashMap::new()),
             user_index: tokio::sync::Mutex::new(UserIndex::default()),
@@ -1051,10 +1071,12 @@ impl NotificationStore for FirestoreStore {
         limit: u32,
     ) -> Result<Vec<Notification>> {
         let until = now + chrono::Duration::from_std(lease).map_err(Error::other)?;
-        let candidates: Vec<NotificationDoc> = self
+        // Ids only: one malformed document must not fail the query for the others.
+        let candidates: Vec<Meta> = self
             .db
             .fluent()
             .select()
+            .fields([DOC_NAME])
             .from(self.cols.notifications.as_str())
             .filter(|q| {
                 q.for_all([
@@ -1068,23 +1090,53 @@ impl NotificationStore for FirestoreStore {
             .query()
             .await
             .map_err(map)?;
-        let claims = futures::stream::iter(candidates)
-            .map(|candidate| {
-                let ctx = (
-                    self.cols.clone(),
-                    owner.to_owned(),
-                    candidate.notification_id,
-                );
+        let claims = futures::stream::iter(candidates.into_iter().filter_map(|m| m.id))
+            .map(|id| {
+                let ctx = (self.cols.clone(), owner.to_owned(), id);
                 self.tx(ctx, move |db, tx, (cols, owner, id)| {
                     async move {
-                        let Some(mut n): Option<NotificationDoc> =
-                            read(&db, cols.notifications.as_str(), id.as_str()).await?
-                        else {
-                            return Ok(None);
+                        let raw = db
+                            .fluent()
+                            .select()
+                            .by_id_in(cols.notifications.as_str())
+                            .one(id.as_str())
+                            .await
+                            .map_err(fs)?;
+                        let Some(raw) = raw else {
+                            return Ok(Claim::Skipped);
+                        };
+                        let parsed = FirestoreDb::deserialize_doc_to::<NotificationDoc>(&raw)
+                            .map_err(|e| e.to_string())
+                            .and_then(|n| {
+                                n.clone()
+                                    .into_notification()
+                                    .map(|_| n)
+                                    .map_err(|e| e.to_string())
+                            });
+                        let mut n = match parsed {
+                            Ok(n) => n,
+                            Err(reason) => {
+                                // Never claimable: park it as failed, with the reason, so it
+                                // neither blocks nor costs the others.
+                                let broken = BrokenDoc {
+                                    status: "failed".into(),
+                                    last_error: format!("stored notification is invalid: {reason}"),
+                                };
+                                write(
+                                    &db,
+                                    tx,
+                                    cols.notifications.as_str(),
+                                    id.as_str(),
+                                    &broken,
+                                    Some(true),
+                                    Some(&["status", "last_error"]),
+                                )?;
+                                return Ok(Claim::Broken(id, broken.last_error));
+                            }
                         };
                         // Someone else claimed or finished it meanwhile.
                         if n.status != "pending" || utc(n.next_attempt_at) > now {
-                            return Ok(None);
+                            return Ok(Claim::Skipped);
                         }
                         n.lease_owner = Some(owner);
                         n.lease_until = Some(sys(until));
@@ -1100,7 +1152,7 @@ impl NotificationStore for FirestoreStore {
                             None,
                             None,
                         )?;
-                        Ok(Some(n))
+                        Ok(Claim::Taken(Box::new(n)))
                     }
                     .boxed()
                 })
@@ -1109,14 +1161,33 @@ impl NotificationStore for FirestoreStore {
             .collect::<Vec<_>>()
             .await;
         let mut claimed = Vec::new();
+        let mut failures = Vec::new();
         for c in claims {
             match c {
-                Ok(Some(doc)) => claimed.push(doc.into_notification()?),
-                Ok(None) => {}
+                Ok(Claim::Taken(doc)) => match doc.into_notification() {
+                    Ok(n) => claimed.push(n),
+                    Err(e) => failures.push(e),
+                },
+                Ok(Claim::Skipped) => {}
+                Ok(Claim::Broken(id, reason)) => {
+                    metrics::counter!("inventory_notifications_invalid_total").increment(1);
+                    tracing::error!(notification = %id, %reason, "invalid notification document marked failed");
+                }
                 // Lost a race for this one: another dispatcher has it.
                 Err(Error::Conflict(_)) => {}
-                Err(e) if claimed.is_empty() => return Err(e),
-                Err(e) => tracing::warn!(error = %e, "could not claim a notification"),
+                Err(e) => failures.push(e),
+            }
+        }
+        if !failures.is_empty() {
+            metrics::counter!("inventory_notifications_claim_errors_total")
+                .increment(failures.len() as u64);
+            // Only when nothing could be claimed is it the store's failure; otherwise keep
+            // what succeeded (the others stay due and are tried in the next cycle).
+            if claimed.is_empty() {
+                return Err(failures.remove(0));
+            }
+            for e in &failures {
+                tracing::warn!(error = %e, "could not claim a notification; it stays due");
             }
         }
         claimed.sort_by_key(|n| (n.next_attempt_at, n.id));
@@ -1239,50 +1310,42 @@ impl NotificationStore for FirestoreStore {
     }
 
     async fn retry_failed(&self, id: Option<Uuid>, now: DateTime<Utc>) -> Result<u64> {
-        let ids: Vec<String> = match id {
-            Some(id) => vec![id.to_string()],
-            None => {
-                let failed: Vec<NotificationDoc> = self
-                    .db
-                    .fluent()
-                    .select()
-                    .from(self.cols.notifications.as_str())
-                    .filter(|q| q.for_all([q.field("status").eq("failed")]))
-                    .obj()
-                    .query()
-                    .await
-                    .map_err(map)?;
-                failed.into_iter().map(|n| n.notification_id).collect()
-            }
-        };
         let mut count = 0;
-        for id in ids {
-            let reset = self
-                .tx((self.cols.clone(), id), move |db, tx, (cols, id)| {
-                    async move {
-                        let doc: Option<NotificationDoc> =
-                            read(&db, cols.notifications.as_str(), id.as_str()).await?;
-                        let Some(mut n) = doc.filter(|n| n.status == "failed") else {
-                            return Ok(false);
-                        };
-                        n.status = "pending".into();
-                        n.attempts = 0;
-                        n.next_attempt_at = sys(now);
-                        write(
-                            &db,
-                            tx,
-                            cols.notifications.as_str(),
-                            id.as_str(),
-                            &n,
-                            None,
-                            None,
-                        )?;
-                        Ok(true)
+        match id {
+            Some(id) => count += u64::from(self.reset_failed(id.to_string(), now).await?),
+            None => {
+                // Page through the failed ones by id (a cursor, not an offset), a page at a
+                // time in memory.
+                let mut after: Option<String> = None;
+                loop {
+                    let query = self
+                        .db
+                        .fluent()
+                        .select()
+                        .fields(["notification_id"])
+                        .from(self.cols.notifications.as_str())
+                        .filter(|q| q.for_all([q.field("status").eq("failed")]))
+                        .order(|o| o.fields([o.field("notification_id").asc()]))
+                        .limit(self.page_size);
+                    let query = match &after {
+                        Some(last) => {
+                            query.start_at(firestore::FirestoreQueryCursor::AfterValue(vec![
+                                last.clone().into(),
+                            ]))
+                        }
+                        None => query,
+                    };
+                    let page: Vec<Meta> = query.obj().query().await.map_err(map)?;
+                    let n = page.len();
+                    for id in page.into_iter().filter_map(|m| m.id) {
+                        after = Some(id.clone());
+                        count += u64::from(self.reset_failed(id, now).await?);
                     }
-                    .boxed()
-                })
-                .await?;
-            count += u64::from(reset);
+                    if n < self.page_size as usize {
+                        break;
+                    }
+                }
+            }
         }
         if count > 0 {
             self.bump();
@@ -1296,6 +1359,42 @@ impl NotificationStore for FirestoreStore {
 }
 
 impl FirestoreStore {
+    /// Puts one failed notification back to pending; false if it is not failed (any more).
+    async fn reset_failed(&self, id: String, now: DateTime<Utc>) -> Result<bool> {
+        self.tx((self.cols.clone(), id), move |db, tx, (cols, id)| {
+            async move {
+                let raw = db
+                    .fluent()
+                    .select()
+                    .by_id_in(cols.notifications.as_str())
+                    .one(id.as_str())
+                    .await
+                    .map_err(fs)?;
+                // An unreadable document stays failed (its last_error says why).
+                let doc =
+                    raw.and_then(|d| FirestoreDb::deserialize_doc_to::<NotificationDoc>(&d).ok());
+                let Some(mut n) = doc.filter(|n| n.status == "failed") else {
+                    return Ok(false);
+                };
+                n.status = "pending".into();
+                n.attempts = 0;
+                n.next_attempt_at = sys(now);
+                write(
+                    &db,
+                    tx,
+                    cols.notifications.as_str(),
+                    id.as_str(),
+                    &n,
+                    None,
+                    None,
+                )?;
+                Ok(true)
+            }
+            .boxed()
+        })
+        .await
+    }
+
     async fn insert<T>(&self, col: &str, id: &str, doc: &T, what: String) -> Result<()>
     where
         T: serde::Serialize + for<'de> serde::Deserialize<'de> + Send + Sync,

@@ -198,3 +198,66 @@ async fn data_written_by_the_original_service_works() {
     );
     store.close().await;
 }
+
+/// One unreadable notification document in a claimed batch: the others are claimed and sent,
+/// it is parked as failed with the reason, and retrying every failed one pages through them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_notification_never_costs_the_others_and_retry_pages() {
+    if !emulator() {
+        return;
+    }
+    let project = format!("test-{}", uuid::Uuid::now_v7().simple());
+    let mut config = FirestoreConfig::new(project.clone());
+    config.page_size = 2;
+    let store: TestStore = Arc::new(FirestoreStore::connect(config).await.unwrap());
+    let u = inventory_core::testkit::user(&store, "batch@example.com").await;
+    let p = inventory_core::testkit::product(&store, "product-1", 100).await;
+    let mut good = Vec::new();
+    for _ in 0..5 {
+        let placed = store
+            .place_order(&inventory_core::testkit::order(&u, &p, 1))
+            .await
+            .unwrap();
+        good.push(placed.order.id);
+    }
+    // Written as another writer might: due, pending, but not a notification we can read.
+    let host = std::env::var("FIRESTORE_EMULATOR_HOST").unwrap();
+    let url = format!(
+        "http://{host}/v1/projects/{}/databases/(default)/documents/Notifications?documentId=broken",
+        project
+    );
+    let resp = reqwest::Client::new()
+        .post(url)
+        .bearer_auth("owner")
+        .json(&serde_json::json!({ "fields": {
+            "status": { "stringValue": "pending" },
+            "next_attempt_at": { "timestampValue": "2020-01-01T00:00:00Z" },
+            "recipient": { "stringValue": "not an address" },
+        }}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+
+    let claimed = store
+        .claim_due("a", chrono::Utc::now(), std::time::Duration::from_secs(60), 10)
+        .await
+        .expect("a bad document must not fail the claim");
+    assert_eq!(claimed.len(), 5, "every good notification claimed");
+    let failed = store
+        .list_notifications(NotificationStatus::Failed, Page::default())
+        .await;
+    // The broken one is failed now; it cannot be listed as a notification, so count it.
+    assert!(failed.is_err() || failed.unwrap().is_empty());
+    assert_eq!(store.notification_counts().await.unwrap().failed, 1);
+
+    // Fail the five, then retry all: pages of 2 reach every one (the broken one stays failed).
+    for n in &claimed {
+        store.mark_failed(n.id, "a", "550 no", None).await.unwrap();
+    }
+    assert_eq!(store.notification_counts().await.unwrap().failed, 6);
+    let reset = store.retry_failed(None, chrono::Utc::now()).await.unwrap();
+    assert_eq!(reset, 5, "every readable failed notification put back");
+    let counts = store.notification_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.failed), (5, 1));
+}
