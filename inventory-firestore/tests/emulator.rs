@@ -240,7 +240,12 @@ async fn a_bad_notification_never_costs_the_others_and_retry_pages() {
     assert!(resp.status().is_success(), "{}", resp.status());
 
     let claimed = store
-        .claim_due("a", chrono::Utc::now(), std::time::Duration::from_secs(60), 10)
+        .claim_due(
+            "a",
+            chrono::Utc::now(),
+            std::time::Duration::from_secs(60),
+            10,
+        )
         .await
         .expect("a bad document must not fail the claim");
     assert_eq!(claimed.len(), 5, "every good notification claimed");
