@@ -66,6 +66,8 @@ impl DispatcherConfig {
             .build()
             .nth(attempts.saturating_sub(1) as usize)
             .unwrap_or(self.retry_max)
+            // backon adds the jitter after its cap: clamp, so the maximum is one.
+            .min(self.retry_max)
     }
 }
 
