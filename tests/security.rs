@@ -320,3 +320,47 @@ async fn logs_never_contain_secrets() {
     let signature = token.rsplit('.').next().unwrap();
     assert!(!logs.contains(signature));
 }
+
+#[tokio::test]
+async fn random_methods_and_paths_do_not_grow_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Proc::start(
+        "server",
+        &support::sqlite_env(dir.path(), support::closed_port()),
+    );
+    let api = Client::new(&server.url);
+    let size = || async {
+        let (status, body) = api.get("/metrics", None).await;
+        assert_eq!(status, 200);
+        body.as_str().unwrap().len()
+    };
+    // Every route's labels exist once before the flood.
+    for path in ["/health", "/products", "/orders", "/nope"] {
+        api.get(path, None).await;
+        let m = reqwest::Method::from_bytes(b"BREW").unwrap();
+        api.call(m, path, None, None).await;
+    }
+    let before = size().await;
+    for i in 0..300u32 {
+        let method = reqwest::Method::from_bytes(format!("X{i:08X}").as_bytes()).unwrap();
+        api.call(method, "/health", None, None).await;
+        api.get(&format!("/random/{i}/{}", i * 7919), None).await;
+        api.call(
+            reqwest::Method::from_bytes(format!("Z{i}").as_bytes()).unwrap(),
+            &format!("/x{i}"),
+            None,
+            None,
+        )
+        .await;
+    }
+    let after = size().await;
+    assert!(
+        after < before + 2048,
+        "900 requests with random methods and paths grew /metrics from {before} to {after} bytes"
+    );
+    let (_, text) = api.get("/metrics", None).await;
+    assert!(
+        !text.as_str().unwrap().contains("X00000001"),
+        "a client-chosen method became a label"
+    );
+}

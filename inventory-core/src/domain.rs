@@ -304,6 +304,13 @@ impl NewProduct {
                 format!("must be 1 to {PRODUCT_NAME_MAX_BYTES} bytes"),
             ));
         }
+        // It reaches email subjects and bodies: no control characters (NUL, CR, LF, ESC...).
+        if name.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "product_name",
+                "must not contain control characters",
+            ));
+        }
         if quantity > STOCK_MAX {
             return Err(Error::invalid(
                 "quantity",

@@ -16,6 +16,17 @@ use crate::ports::{Mailer, OutgoingEmail};
 /// Renders the confirmation email of a notification: product name, quantity and order id in
 /// a plain-text and an (escaped) HTML part. The `Message-ID` derives from the notification id.
 pub fn render_confirmation(n: &Notification) -> OutgoingEmail {
+    // Names stored before control characters were refused (or by another writer) never put
+    // one into a message: each becomes U+FFFD.
+    let name: String = n
+        .product_name
+        .chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect();
+    let n = &Notification {
+        product_name: name,
+        ..n.clone()
+    };
     let subject = format!("Order confirmed: {}", n.product_name);
     let text = format!(
         "Thank you for your order.\n\n\

@@ -431,7 +431,10 @@ fn retry_delays_grow_and_stay_bounded() {
         let d = config.retry_delay(attempt);
         let floor = Duration::from_secs(1 << (attempt - 1).min(5)).min(config.retry_max);
         assert!(d >= floor, "attempt {attempt}: {d:?} < {floor:?}");
-        assert!(d <= config.retry_max, "attempt {attempt}: {d:?} exceeds the maximum");
+        assert!(
+            d <= config.retry_max,
+            "attempt {attempt}: {d:?} exceeds the maximum"
+        );
     }
 }
 
@@ -564,6 +567,49 @@ fn html_part_is_escaped() {
     assert!(
         email.text.contains("<script>alert(1)</script> & Co"),
         "text part is verbatim"
+    );
+}
+
+#[test]
+fn control_characters_never_reach_a_message() {
+    let id = ProductId::new("p").unwrap();
+    for bad in [
+        "Tea\0Cups",
+        "Tea\r\nBcc: x@evil.example",
+        "Tea\u{1b}[31m",
+        "Tea\u{7f}",
+    ] {
+        let err = NewProduct::new(id.clone(), bad, 1).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}");
+    }
+    // A name stored before the rule (or by another writer) is cleaned when rendered, and the
+    // MIME encoding is chosen from the content.
+    let n = Notification {
+        id: uuid::Uuid::now_v7(),
+        order_id: uuid::Uuid::now_v7(),
+        recipient: Email::parse("x@example.com").unwrap(),
+        product_id: id,
+        product_name: "Tea\0Cups\r\nX".into(),
+        quantity: Quantity::ONE,
+        status: NotificationStatus::Pending,
+        attempts: 1,
+        next_attempt_at: Utc::now(),
+        lease_owner: None,
+        lease_until: None,
+        last_error: None,
+        created_at: Utc::now(),
+        sent_at: None,
+    };
+    let email = render_confirmation(&n);
+    for part in [&email.subject, &email.text, &email.html] {
+        assert!(!part.contains('\0') && !part.contains("Cups\r"), "{part:?}");
+    }
+    let from = inventory_core::mail::default_from();
+    let raw = String::from_utf8(to_mime(&email, &from).unwrap().formatted()).unwrap();
+    assert!(!raw.contains('\0'), "a NUL byte in the message");
+    assert!(
+        !raw.contains("Content-Transfer-Encoding: 7bit"),
+        "non-ASCII content must not be declared 7bit:\n{raw}"
     );
 }
 
