@@ -665,3 +665,33 @@ async fn separate_listener_on_postgres_is_woken_by_notify() {
     // A one-hour sweep: only LISTEN/NOTIFY can wake the listener in time.
     separate_listener(env, &sink, "3600000").await;
 }
+
+#[test]
+fn help_and_version_print_and_exit_without_touching_files() {
+    for program in ["server", "listener"] {
+        for flag in ["--help", "--version"] {
+            let dir = tempfile::tempdir().unwrap();
+            let out = std::process::Command::new(support::example(program))
+                .arg(flag)
+                .current_dir(dir.path())
+                .env_clear()
+                .env("APP_ENV", "dev")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{program} {flag}: {out:?}");
+            assert!(
+                text.contains(program) || text.contains("Usage"),
+                "{program} {flag} printed {text:?}"
+            );
+            let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+            assert!(left.is_empty(), "{program} {flag} created {left:?}");
+        }
+        let out = std::process::Command::new(support::example(program))
+            .arg("--no-such-option")
+            .env_clear()
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "a usage error");
+    }
+}

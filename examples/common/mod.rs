@@ -10,6 +10,20 @@ use inventory_kit::core::{Email, FileMailer, LogMailer, Mailer, NewProduct, Prod
 use inventory_kit::mail::{SmtpConfig, SmtpMailer};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+/// Parses the command line of an example program. Configuration is the environment, so the
+/// only options are `--help` and `--version`: both print and exit before anything is opened
+/// or created; anything else is a usage error (exit 2).
+pub fn command_line(name: &'static str, about: &'static str) {
+    clap::Command::new(name)
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(about)
+        .after_help(
+            "Configuration is read from environment variables (DATABASE_URL, JWT_SECRET, \
+             SMTP_HOST, ...): see the README's configuration table.",
+        )
+        .get_matches();
+}
+
 /// A start-up error that names the variable at fault.
 #[derive(Debug)]
 pub struct ConfigError(pub String);

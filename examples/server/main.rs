@@ -258,6 +258,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    common::command_line("server", "The inventory HTTP API (the original service's, and more), with the orders listener in-process.");
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
