@@ -105,7 +105,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    common::command_line("listener", "The orders listener: sends order confirmations from the outbox.");
+    common::command_line(
+        "listener",
+        "The orders listener: sends order confirmations from the outbox.",
+    );
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -364,3 +364,52 @@ async fn random_methods_and_paths_do_not_grow_the_metrics() {
         "a client-chosen method became a label"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_health_keeps_answering() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = support::sqlite_env(dir.path(), support::closed_port());
+    set(&mut env, "MAX_CONNECTIONS", "50");
+    set(&mut env, "HEADER_READ_TIMEOUT_SECS", "1");
+    let server = Proc::start("server", &env);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    // 300 clients that never finish their headers, and 20 that send nothing at all.
+    let mut slow = Vec::new();
+    for i in 0..320 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        if i < 300 {
+            let _ = s
+                .write_all(b"GET /health HTTP/1.1\r\nHost: slow\r\nX-Slow: ")
+                .await;
+        }
+        slow.push(s);
+    }
+    // The service still answers, within a few header deadlines.
+    let api = Client::new(&server.url);
+    let started = std::time::Instant::now();
+    let (status, _) =
+        tokio::time::timeout(std::time::Duration::from_secs(20), api.get("/health", None))
+            .await
+            .expect("/health answers while slow clients hold connections");
+    assert_eq!(status, 200);
+    eprintln!(
+        "/health answered after {:?} with 320 slow clients",
+        started.elapsed()
+    );
+    // Every slow connection is closed by the server (EOF, possibly after a 408).
+    let closed = futures::future::join_all(slow.into_iter().map(|mut s| async move {
+        let mut buf = [0u8; 256];
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(30), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }))
+    .await;
+    let open = closed.iter().filter(|c| !**c).count();
+    assert_eq!(open, 0, "{open} slow connections were never closed");
+    assert_eq!(api.get("/health", None).await.0, 200);
+}

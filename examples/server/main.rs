@@ -13,6 +13,7 @@ mod common;
 mod api;
 mod http;
 mod limit;
+mod serve;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -43,6 +44,7 @@ struct Settings {
     body_limit: usize,
     request_timeout: Duration,
     cors: Option<Vec<String>>,
+    serve: serve::ServeLimits,
 }
 
 impl Settings {
@@ -129,6 +131,13 @@ impl Settings {
             body_limit: parse_var("BODY_LIMIT_BYTES", 64 * 1024)?,
             request_timeout: Duration::from_secs(parse_var("REQUEST_TIMEOUT_SECS", 30)?),
             cors: var("CORS_ORIGINS").map(|v| v.split(',').map(|s| s.trim().to_owned()).collect()),
+            serve: serve::ServeLimits {
+                max_connections: parse_var("MAX_CONNECTIONS", 512)?,
+                header_read_timeout: Duration::from_secs(
+                    parse_var::<u64>("HEADER_READ_TIMEOUT_SECS", 10)?.max(1),
+                ),
+                drain: Duration::from_secs(30),
+            },
         })
     }
 }
@@ -232,12 +241,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         dev = settings.dev,
         "listening on http://{addr}"
     );
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(common::shutdown_signal())
-    .await?;
+    serve::serve(listener, app, settings.serve, common::shutdown_signal()).await;
     tracing::info!("HTTP server drained; stopping the dispatcher");
     shutdown.cancel();
     if let Some(handle) = dispatcher
@@ -258,7 +262,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    common::command_line("server", "The inventory HTTP API (the original service's, and more), with the orders listener in-process.");
+    common::command_line(
+        "server",
+        "The inventory HTTP API (the original service's, and more), with the orders listener in-process.",
+    );
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
