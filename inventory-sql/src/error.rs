@@ -11,7 +11,11 @@ pub(crate) fn map(e: sqlx::Error, conflict: &str) -> Error {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
             // PostgreSQL: class 08 (connection), 57P0x (shutdown), 53 (resources), 40001/40P01
             // (serialization, deadlock). SQLite: 5 / 6 (busy, locked).
-            let transient = code.starts_with("08")
+            // SQLite 13 (full) and 10 / 10 + 256·n (I/O error): a full disk. Retryable, and
+            // the connection is discarded (see the pools' release check).
+            let disk = code == "13" || code.parse::<u32>().is_ok_and(|c| c & 0xff == 10);
+            let transient = disk
+                || code.starts_with("08")
                 || code.starts_with("57P")
                 || code.starts_with("53")
                 || code == "40001"

@@ -66,6 +66,8 @@ trait SqlDialect {
     const CLAIM: &'static str;
     /// Raises the cross-process outbox signal inside a transaction, if the database has one.
     const NOTIFY: Option<&'static str>;
+    /// The readiness probe's write: a 4 KiB row (deleted again in the same transaction).
+    const WRITE_PROBE: &'static str;
 }
 
 /// The claim statement; PostgreSQL adds row locking to the inner select.
@@ -88,6 +90,8 @@ impl SqlDialect for SqliteDialect {
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
     const CLAIM: &'static str = claim_sql!("");
     const NOTIFY: Option<&'static str> = None;
+    const WRITE_PROBE: &'static str =
+        "INSERT INTO write_probe (id, pad) VALUES (1, zeroblob(4096))";
 }
 
 #[cfg(feature = "postgres")]
@@ -97,6 +101,8 @@ impl SqlDialect for PgDialect {
     const BEGIN: &'static str = "BEGIN";
     const CLAIM: &'static str = claim_sql!(" FOR UPDATE SKIP LOCKED");
     const NOTIFY: Option<&'static str> = Some("SELECT pg_notify('inventory_outbox', '')");
+    const WRITE_PROBE: &'static str =
+        "INSERT INTO write_probe (id, pad) VALUES (1, decode(repeat('00', 4096), 'hex'))";
 }
 
 enum Backend {
@@ -129,6 +135,27 @@ macro_rules! with_pool {
             }
         }
     };
+}
+
+/// A connection that comes back to the pool still inside a transaction (a COMMIT that failed
+/// on a full disk leaves it so: every later BEGIN would fail) is closed instead of reused, and
+/// so is one found in that state when taken.
+fn clean_connections<DB: sqlx::Database>(
+    options: sqlx::pool::PoolOptions<DB>,
+) -> sqlx::pool::PoolOptions<DB> {
+    use sqlx::Connection as _;
+    options
+        .after_release(|conn, _| {
+            let clean = !conn.is_in_transaction();
+            if !clean {
+                tracing::warn!("a database connection was left inside a transaction; closing it");
+            }
+            Box::pin(async move { Ok(clean) })
+        })
+        .before_acquire(|conn, _| {
+            let clean = !conn.is_in_transaction();
+            Box::pin(async move { Ok(clean) })
+        })
 }
 
 struct AbortOnDrop(JoinHandle<()>);
@@ -226,7 +253,7 @@ impl SqlStore {
         } else {
             None
         };
-        let write = SqlitePoolOptions::new()
+        let write = clean_connections(SqlitePoolOptions::new())
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(options.acquire_timeout.max(Duration::from_secs(30)))
@@ -239,7 +266,7 @@ impl SqlStore {
             // Every in-memory connection is its own database: share the one.
             write.clone()
         } else {
-            SqlitePoolOptions::new()
+            clean_connections(SqlitePoolOptions::new())
                 .max_connections(options.max_connections.max(1))
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(base.read_only(true))
@@ -286,7 +313,7 @@ impl SqlStore {
             admin.close().await;
             connect = connect.options([("search_path", schema.as_str())]);
         }
-        let pool = PgPoolOptions::new()
+        let pool = clean_connections(PgPoolOptions::new())
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
@@ -1072,9 +1099,23 @@ impl Transfer for SqlStore {
 
 #[async_trait]
 impl Health for SqlStore {
+    /// A read, and a small committed write: not ready while writes fail (a full disk), ready
+    /// again as soon as they succeed.
     async fn ping(&self) -> Result<()> {
         with_pool!(self, read, |pool, D| {
             sqlx::query("SELECT 1").execute(pool).await.map_err(db)?;
+        });
+        with_pool!(self, write, |pool, D| {
+            let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
+            sqlx::query(D::WRITE_PROBE)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            sqlx::query("DELETE FROM write_probe")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
         });
         Ok(())
     }
