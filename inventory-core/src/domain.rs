@@ -37,15 +37,34 @@ pub fn now() -> DateTime<Utc> {
 pub struct Email(String);
 
 impl Email {
-    /// Trims, lower-cases and validates `raw`.
+    /// Trims, normalises and validates `raw`, so that every way of writing one address gives
+    /// one `Email` (and so one account):
+    ///
+    /// - the whole address in Unicode NFC (composed: `é` typed as `e` + U+0301 is `é`);
+    /// - the local part lower-cased (Unicode lower case: `İ` becomes `i̇`, i + U+0307, as
+    ///   Unicode defines it, so `İnfo@x.com` and `info@x.com` stay distinct addresses);
+    /// - the domain in its IDNA ASCII form (`bücher.example` is `xn--bcher-kva.example`),
+    ///   lower-cased.
     ///
     /// ```
     /// # use inventory_core::Email;
     /// assert_eq!(Email::parse("  Ann@Example.COM ").unwrap().as_str(), "ann@example.com");
+    /// assert_eq!(
+    ///     Email::parse("José@Bücher.example").unwrap(),
+    ///     Email::parse("jose\u{301}@xn--bcher-kva.example").unwrap(),
+    /// );
     /// assert!(Email::parse("not an email").is_err());
     /// ```
     pub fn parse(raw: &str) -> Result<Self> {
-        let normalised = raw.trim().to_lowercase();
+        use unicode_normalization::UnicodeNormalization as _;
+        let trimmed: String = raw.trim().nfc().collect();
+        let (local, domain) = trimmed
+            .rsplit_once('@')
+            .ok_or_else(|| Error::invalid("email", "not a valid address (no @)"))?;
+        let domain = idna::domain_to_ascii(domain)
+            .map_err(|_| Error::invalid("email", "the domain is not a valid name"))?;
+        let local: String = local.to_lowercase().nfc().collect();
+        let normalised = format!("{local}@{domain}");
         if normalised.len() > 254 {
             return Err(Error::invalid("email", "longer than 254 bytes"));
         }

@@ -60,6 +60,7 @@ macro_rules! store_conformance {
             cancel_cancels_the_pending_confirmation,
             sent_clears_the_last_error,
             extend_lease_keeps_a_claim,
+            one_account_per_address_across_forms,
         );
     };
 }
@@ -954,4 +955,33 @@ pub async fn extend_lease_keeps_a_claim(store: TestStore) {
         matches!(missing, Err(crate::Error::NotFound(_))),
         "extend_lease of an unknown notification must be NotFound, got {missing:?}"
     );
+}
+
+/// Every written form of one address is one account: case, Unicode composition (NFC/NFD) and
+/// a Unicode or punycode domain.
+pub async fn one_account_per_address_across_forms(store: TestStore) {
+    let forms = [
+        "Jos\u{e9}@B\u{fc}cher.example",     // composed, Unicode domain
+        "jose\u{301}@bu\u{308}cher.example", // decomposed
+        "JOS\u{c9}@xn--bcher-kva.example",   // upper case, punycode domain
+    ];
+    let first = user(&store, forms[0]).await;
+    for form in &forms[1..] {
+        let email = Email::parse(form).expect("valid");
+        assert_eq!(email, first.email, "{form:?} normalises differently");
+        let again = User {
+            id: Uuid::now_v7(),
+            email: email.clone(),
+            password_hash: "$argon2id$other".into(),
+            role: Role::Customer,
+            created_at: now(),
+        };
+        let result = store.create_user(&again).await;
+        assert!(
+            matches!(result, Err(crate::Error::Conflict(_))),
+            "a second account for {form:?}: {result:?}"
+        );
+        let found = store.find_user_by_email(&email).await.unwrap();
+        assert_eq!(found.map(|u| u.id), Some(first.id), "{form:?} not found");
+    }
 }

@@ -477,7 +477,8 @@ impl FirestoreStore {
             index.by_lower = ids
                 .into_iter()
                 .filter_map(|m| m.id)
-                .map(|id| (doc_id_decode(&id).to_lowercase(), id))
+                // Keyed by the normalised address, as every lookup is.
+                .filter_map(|id| Some((Email::parse(&doc_id_decode(&id)).ok()?.to_string(), id)))
                 .collect();
             index.built = Some(std::time::Instant::now());
         }
