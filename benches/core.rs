@@ -155,6 +155,7 @@ fn tokens(c: &mut Criterion) {
         password_hash: String::new(),
         role: Role::Customer,
         created_at: now(),
+        token_version: 0,
     };
     let token = auth.issue(&user).unwrap().access_token;
     let _guard = rt.enter();

@@ -39,6 +39,11 @@ enum Command {
     SeedProducts { file: PathBuf },
     /// Makes a user admin; creates it first (password from `ADMIN_PASSWORD`) if it does not exist.
     CreateAdmin { email: String },
+    /// Takes the stored admin role away (its tokens end at once). Addresses in the server's
+    /// `ADMIN_EMAILS` are admin while listed there.
+    RevokeAdmin { email: String },
+    /// Ends every token issued to a user so far (they must log in again).
+    RevokeTokens { email: String },
     /// Products.
     Products {
         #[command(subcommand)]
@@ -128,6 +133,19 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 products.len() - created
             );
         }
+        Command::RevokeAdmin { email } => {
+            let user = store
+                .set_role(&Email::parse(&email)?, Role::Customer)
+                .await?;
+            println!(
+                "{} is no longer admin; its earlier tokens are revoked",
+                user.email
+            );
+        }
+        Command::RevokeTokens { email } => {
+            let user = store.revoke_tokens(&Email::parse(&email)?).await?;
+            println!("every token issued to {} before now is revoked", user.email);
+        }
         Command::CreateAdmin { email } => {
             let email = Email::parse(&email)?;
             match store.find_user_by_email(&email).await? {
@@ -146,6 +164,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                         password_hash: hasher.hash(&Password::new(password)?).await?,
                         role: Role::Admin,
                         created_at: inventory_kit::core::now(),
+                        token_version: 0,
                     };
                     store.create_user(&user).await?;
                     println!("{email} created as admin");

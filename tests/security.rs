@@ -413,3 +413,40 @@ async fn slow_clients_are_cut_off_and_health_keeps_answering() {
     assert_eq!(open, 0, "{open} slow connections were never closed");
     assert_eq!(api.get("/health", None).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_token_of_a_user_that_does_not_exist_is_401_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Proc::start(
+        "server",
+        &support::sqlite_env(dir.path(), support::closed_port()),
+    );
+    let api = Client::new(&server.url);
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({
+        "sub": uuid::Uuid::now_v7().to_string(),
+        "email": "ghost@example.com",
+        "role": "admin",
+        "iat": now,
+        "exp": now + 600,
+        "ver": 0,
+    });
+    let ghost = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(support::JWT_SECRET.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    for (method, path) in [
+        ("POST", "/orders/place"),
+        ("GET", "/orders"),
+        ("GET", "/orders?all=true"),
+        ("POST", "/products"),
+    ] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let body = (method == "POST")
+            .then(|| json!({"product_id": "product-1", "product_name": "x", "quantity": 1}));
+        let (status, b) = api.call(m, path, Some(&ghost), body).await;
+        assert_eq!(status, 401, "{method} {path}: {b}");
+    }
+}

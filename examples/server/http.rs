@@ -131,10 +131,22 @@ impl FromRequestParts<AppState> for Caller {
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "expected a Bearer token"))?;
-        let principal = state.auth.verify(token.trim()).map_err(|e| {
-            tracing::debug!(error = %e, "token rejected");
-            ApiError::new(StatusCode::UNAUTHORIZED, "invalid or expired token")
-        })?;
+        // Signature and expiry, then the stored user: a deleted user or a revoked token is
+        // 401 everywhere, and the role is the user's current one.
+        let principal = state
+            .auth
+            .authenticate(token.trim())
+            .await
+            .map_err(|e| match e {
+                inventory_kit::core::Error::Unauthorized(_) => {
+                    tracing::debug!(error = %e, "token rejected");
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid, expired or revoked token",
+                    )
+                }
+                other => ApiError::from(other),
+            })?;
         Ok(Caller(principal))
     }
 }

@@ -171,6 +171,9 @@ pub struct Claims {
     pub iat: i64,
     /// Expires at (seconds since the epoch).
     pub exp: i64,
+    /// The user's `token_version` at the time of issue.
+    #[serde(default)]
+    pub ver: u32,
 }
 
 /// Who is making a request, as proven by a verified token.
@@ -338,10 +341,13 @@ impl Auth {
         }
         let user = User {
             id: Uuid::now_v7(),
-            role: self.role_for(&email, Role::Customer),
+            // ADMIN_EMAILS is applied when tokens are issued and checked, never stored: taking
+            // an address out of it takes the rights away at once.
+            role: Role::Customer,
             email,
             password_hash: self.hasher.hash(&password).await?,
             created_at: crate::domain::now(),
+            token_version: 0,
         };
         self.users.create_user(&user).await?;
         let token = self.issue(&user)?;
@@ -379,6 +385,7 @@ impl Auth {
             role: self.role_for(&user.email, user.role),
             iat: now,
             exp: now + ttl as i64,
+            ver: user.token_version,
         };
         let access_token = jsonwebtoken::encode(
             &Header::new(jsonwebtoken::Algorithm::HS256),
@@ -392,11 +399,20 @@ impl Auth {
         })
     }
 
-    /// Verifies a bearer token: HS256 only, signed with our key, not expired.
+    fn claims(&self, token: &str) -> Result<Claims> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| Error::Unauthorized(format!("invalid token: {e}")))
+    }
+
+    /// Verifies a bearer token: HS256 only, signed with our key, not expired. This checks the
+    /// token alone; [`Auth::authenticate`] also checks the user still exists and the token
+    /// was not revoked.
     pub fn verify(&self, token: &str) -> Result<Principal> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| Error::Unauthorized(format!("invalid token: {e}")))?;
-        let claims = data.claims;
+        Self::principal(self.claims(token)?)
+    }
+
+    fn principal(claims: Claims) -> Result<Principal> {
         let user_id = Uuid::parse_str(&claims.sub)
             .map_err(|_| Error::Unauthorized("invalid token subject".into()))?;
         let email = Email::parse(&claims.email)
@@ -405,6 +421,26 @@ impl Auth {
             user_id,
             email,
             role: claims.role,
+        })
+    }
+
+    /// Verifies a bearer token ([`Auth::verify`]) and checks it against the stored user: a
+    /// token of a user that no longer exists, or issued before the user's tokens were revoked
+    /// (its `token_version` was raised, as a role change does), is [`Error::Unauthorized`].
+    /// The role is the user's current one (with `ADMIN_EMAILS` applied), not the token's.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal> {
+        let claims = self.claims(token)?;
+        let version = claims.ver;
+        let principal = Self::principal(claims)?;
+        let Some(user) = self.users.get_user(principal.user_id).await? else {
+            return Err(Error::Unauthorized("the account no longer exists".into()));
+        };
+        if user.token_version != version {
+            return Err(Error::Unauthorized("the token was revoked".into()));
+        }
+        Ok(Principal {
+            role: self.role_for(&user.email, user.role),
+            ..principal
         })
     }
 }

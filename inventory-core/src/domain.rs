@@ -199,6 +199,9 @@ pub struct User {
     pub role: Role,
     /// When the user registered.
     pub created_at: DateTime<Utc>,
+    /// Carried by every token issued to the user; raising it (a role change, or
+    /// [`UserStore::revoke_tokens`](crate::UserStore::revoke_tokens)) ends every earlier token.
+    pub token_version: u32,
 }
 
 impl fmt::Debug for User {

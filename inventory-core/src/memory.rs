@@ -85,6 +85,23 @@ fn leased_notification<'a>(
     }
 }
 
+impl MemoryStore {
+    fn change_user(&self, email: &Email, change: impl FnOnce(&mut User)) -> Result<User> {
+        self.with(|s| {
+            let id = s
+                .user_by_email
+                .get(email)
+                .ok_or_else(|| Error::NotFound(format!("user {email}")))?;
+            let user = s
+                .users
+                .get_mut(id)
+                .ok_or_else(|| Error::other("index out of sync"))?;
+            change(user);
+            Ok(user.clone())
+        })
+    }
+}
+
 #[async_trait]
 impl UserStore for MemoryStore {
     async fn create_user(&self, user: &User) -> Result<()> {
@@ -112,18 +129,14 @@ impl UserStore for MemoryStore {
     }
 
     async fn set_role(&self, email: &Email, role: Role) -> Result<User> {
-        self.with(|s| {
-            let id = s
-                .user_by_email
-                .get(email)
-                .ok_or_else(|| Error::NotFound(format!("user {email}")))?;
-            let user = s
-                .users
-                .get_mut(id)
-                .ok_or_else(|| Error::other("index out of sync"))?;
+        self.change_user(email, |user| {
             user.role = role;
-            Ok(user.clone())
+            user.token_version += 1;
         })
+    }
+
+    async fn revoke_tokens(&self, email: &Email) -> Result<User> {
+        self.change_user(email, |user| user.token_version += 1)
     }
 }
 

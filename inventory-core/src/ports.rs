@@ -24,8 +24,12 @@ pub trait UserStore: Send + Sync {
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>>;
     /// The user with this id.
     async fn get_user(&self, id: Uuid) -> Result<Option<User>>;
-    /// Changes a user's role; [`Error::NotFound`](crate::Error) for an unknown email.
+    /// Changes a user's role and raises its `token_version` (tokens issued before carry the
+    /// old role and stop working); [`Error::NotFound`](crate::Error) for an unknown email.
     async fn set_role(&self, email: &Email, role: Role) -> Result<User>;
+    /// Raises a user's `token_version`, ending every token issued before;
+    /// [`Error::NotFound`](crate::Error) for an unknown email.
+    async fn revoke_tokens(&self, email: &Email) -> Result<User>;
 }
 
 /// Products and their stock.

@@ -61,6 +61,7 @@ macro_rules! store_conformance {
             sent_clears_the_last_error,
             extend_lease_keeps_a_claim,
             one_account_per_address_across_forms,
+            revoking_tokens_raises_the_version,
         );
     };
 }
@@ -94,6 +95,7 @@ pub async fn user(store: &TestStore, email: &str) -> User {
         password_hash: "$argon2id$placeholder".into(),
         role: Role::Customer,
         created_at: now(),
+        token_version: 0,
     };
     store.create_user(&user).await.expect("create user");
     user
@@ -157,6 +159,7 @@ pub async fn users_email_is_unique_and_password_kept(store: TestStore) {
                 password_hash: format!("hash-{i}"),
                 role: Role::Customer,
                 created_at: Utc::now(),
+                token_version: 0,
             };
             store.create_user(&u).await
         })
@@ -975,6 +978,7 @@ pub async fn one_account_per_address_across_forms(store: TestStore) {
             password_hash: "$argon2id$other".into(),
             role: Role::Customer,
             created_at: now(),
+            token_version: 0,
         };
         let result = store.create_user(&again).await;
         assert!(
@@ -984,4 +988,32 @@ pub async fn one_account_per_address_across_forms(store: TestStore) {
         let found = store.find_user_by_email(&email).await.unwrap();
         assert_eq!(found.map(|u| u.id), Some(first.id), "{form:?} not found");
     }
+}
+
+/// `revoke_tokens` and `set_role` raise a user's `token_version`; it is stored and read back.
+pub async fn revoking_tokens_raises_the_version(store: TestStore) {
+    let u = user(&store, "ver@example.com").await;
+    assert_eq!(u.token_version, 0);
+    let after = store.revoke_tokens(&u.email).await.expect("revoke_tokens");
+    assert_eq!(
+        after.token_version, 1,
+        "revoke_tokens must raise token_version"
+    );
+    let after = store.set_role(&u.email, Role::Admin).await.unwrap();
+    assert_eq!(
+        (after.token_version, after.role),
+        (2, Role::Admin),
+        "set_role must raise token_version"
+    );
+    let stored = store.get_user(u.id).await.unwrap().expect("user");
+    assert_eq!(stored.token_version, 2, "token_version is not stored");
+    let by_email = store.find_user_by_email(&u.email).await.unwrap().unwrap();
+    assert_eq!(by_email.token_version, 2);
+    let missing = store
+        .revoke_tokens(&Email::parse("nobody@example.com").unwrap())
+        .await;
+    assert!(
+        matches!(missing, Err(crate::Error::NotFound(_))),
+        "revoke_tokens of an unknown email must be NotFound, got {missing:?}"
+    );
 }

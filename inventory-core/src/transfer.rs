@@ -30,6 +30,9 @@ pub enum Record {
         role: Role,
         /// Registration time.
         created_at: DateTime<Utc>,
+        /// Version carried by the user's tokens (0 in exports made before it existed).
+        #[serde(default)]
+        token_version: u32,
     },
     /// A product.
     Product {
@@ -175,6 +178,7 @@ pub async fn export(store: &dyn Store, out: &mut (impl AsyncWrite + Unpin)) -> R
                 password_hash: u.password_hash,
                 role: u.role,
                 created_at: u.created_at,
+                token_version: u.token_version,
             },
         )
         .await?;
@@ -306,6 +310,7 @@ pub async fn import(store: &dyn Store, input: impl AsyncBufRead + Unpin) -> Resu
                 password_hash,
                 role,
                 created_at,
+                token_version,
             } => {
                 let result = store
                     .create_user(&User {
@@ -314,6 +319,7 @@ pub async fn import(store: &dyn Store, input: impl AsyncBufRead + Unpin) -> Resu
                         password_hash,
                         role,
                         created_at,
+                        token_version,
                     })
                     .await;
                 outcome(result, &mut counts.users)?;

@@ -151,6 +151,7 @@ async fn bad_tokens_are_rejected() {
         role: Role::Admin,
         iat: now,
         exp,
+        ver: 0,
     };
     let hs256 = Header::new(jsonwebtoken::Algorithm::HS256);
     // Sanity: a well-formed token we sign ourselves is accepted, so the rejections below are
@@ -749,4 +750,89 @@ async fn a_slow_send_keeps_its_short_lease_by_heartbeat() {
         .unwrap();
     assert_eq!(n.status, NotificationStatus::Sent);
     assert_eq!(n.attempts, 1);
+}
+
+#[tokio::test]
+async fn tokens_end_with_their_user_and_on_revocation() {
+    let store = store();
+    let auth = auth(store.clone());
+    let (user, token) = auth
+        .register("rev@example.com", "revocable-password")
+        .await
+        .unwrap();
+    assert!(auth.authenticate(&token.access_token).await.is_ok());
+
+    // Revoked: the earlier token ends, a new login works.
+    store.revoke_tokens(&user.email).await.unwrap();
+    let err = auth.authenticate(&token.access_token).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthorized);
+    let (_, fresh) = auth
+        .login("rev@example.com", "revocable-password")
+        .await
+        .unwrap();
+    assert!(auth.authenticate(&fresh.access_token).await.is_ok());
+
+    // A role change ends earlier tokens too.
+    store.set_role(&user.email, Role::Admin).await.unwrap();
+    assert_eq!(
+        auth.authenticate(&fresh.access_token)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Unauthorized
+    );
+
+    // A well-signed token of a user who does not exist.
+    let ghost = User {
+        id: uuid::Uuid::now_v7(),
+        email: Email::parse("ghost@example.com").unwrap(),
+        password_hash: String::new(),
+        role: Role::Customer,
+        created_at: Utc::now(),
+        token_version: 0,
+    };
+    let token = auth.issue(&ghost).unwrap();
+    assert!(
+        auth.verify(&token.access_token).is_ok(),
+        "the signature is fine"
+    );
+    assert_eq!(
+        auth.authenticate(&token.access_token)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Unauthorized
+    );
+}
+
+#[tokio::test]
+async fn admin_rights_follow_admin_emails_and_are_not_stored() {
+    let store = store();
+    // root@example.com is in ADMIN_EMAILS for `auth`.
+    let (user, token) = auth(store.clone())
+        .register("root@example.com", "root-password-1")
+        .await
+        .unwrap();
+    assert_eq!(user.role, Role::Customer, "the admin role is not stored");
+    assert!(
+        auth(store.clone())
+            .authenticate(&token.access_token)
+            .await
+            .unwrap()
+            .is_admin()
+    );
+    // The same store, with root@ no longer in ADMIN_EMAILS: no longer admin, even with the
+    // token issued while it was.
+    let without = Auth::new(
+        store.clone(),
+        AuthConfig::new(SECRET)
+            .unwrap()
+            .with_hash_params(HashParams::INSECURE_FAST),
+    )
+    .unwrap();
+    let principal = without.authenticate(&token.access_token).await.unwrap();
+    assert!(
+        !principal.is_admin(),
+        "removal from ADMIN_EMAILS revokes at once"
+    );
 }

@@ -175,6 +175,8 @@ pub(crate) struct UserDoc {
     pub(crate) role: Option<String>,
     #[serde(default)]
     pub(crate) created_at: Option<SystemTime>,
+    #[serde(default)]
+    pub(crate) token_version: Option<i64>,
     /// The document id (read only; see [`Meta`]).
     #[serde(rename = "_firestore_id", default, skip_serializing)]
     pub(crate) fs_id: Option<String>,
@@ -196,6 +198,7 @@ impl UserDoc {
             user_id: Some(u.id.to_string()),
             role: Some(u.role.as_str().to_owned()),
             created_at: Some(sys(u.created_at)),
+            token_version: Some(i64::from(u.token_version)),
             fs_id: None,
             fs_created: None,
         }
@@ -228,6 +231,8 @@ impl UserDoc {
                 .or(self.fs_created)
                 .map(utc)
                 .unwrap_or(DateTime::UNIX_EPOCH),
+            token_version: u32::try_from(self.token_version.unwrap_or(0))
+                .map_err(|e| bad("token_version", e))?,
         })
     }
 }

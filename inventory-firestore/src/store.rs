@@ -602,27 +602,55 @@ impl UserStore for FirestoreStore {
     }
 
     async fn set_role(&self, email: &Email, role: Role) -> Result<User> {
+        let role = role.as_str().to_owned();
+        self.change_user(
+            email,
+            Arc::new(move |doc: &mut UserDoc| doc.role = Some(role.clone())),
+            &["user_id", "role", "token_version"],
+        )
+        .await
+    }
+
+    async fn revoke_tokens(&self, email: &Email) -> Result<User> {
+        self.change_user(
+            email,
+            Arc::new(|_: &mut UserDoc| {}),
+            &["user_id", "token_version"],
+        )
+        .await
+    }
+}
+
+impl FirestoreStore {
+    /// Changes a user in a transaction and raises its `token_version`, writing only `fields`
+    /// (the derived id of the original's users is written too, so it stays stable).
+    async fn change_user(
+        &self,
+        email: &Email,
+        change: Arc<dyn Fn(&mut UserDoc) + Send + Sync>,
+        fields: &'static [&'static str],
+    ) -> Result<User> {
         let Some(found) = self.find_user_doc(email).await? else {
             return Err(Error::NotFound(format!("user {email}")));
         };
         let user_doc = found.doc_id().to_owned();
         let user = self
             .tx(
-                (self.cols.clone(), email.clone(), user_doc),
-                move |db, tx, (cols, email, user_doc)| {
+                (self.cols.clone(), email.clone(), user_doc, change),
+                move |db, tx, (cols, email, user_doc, change)| {
                     async move {
                         let Some(mut doc): Option<UserDoc> =
                             read(&db, cols.users.as_str(), user_doc.as_str()).await?
                         else {
                             return abort(Error::NotFound(format!("user {email}")));
                         };
-                        // Keep a derived id stable once it is written.
                         let user = doc
                             .clone()
                             .into_user()
                             .map_err(|e| BackoffError::permanent(TxError::Abort(e)))?;
                         doc.user_id = Some(user.id.to_string());
-                        doc.role = Some(role.as_str().to_owned());
+                        doc.token_version = Some(i64::from(user.token_version) + 1);
+                        change(&mut doc);
                         write(
                             &db,
                             tx,
@@ -630,7 +658,7 @@ impl UserStore for FirestoreStore {
                             user_doc.as_str(),
                             &doc,
                             Some(true),
-                            Some(&["user_id", "role"]),
+                            Some(fields),
                         )?;
                         Ok(doc)
                     }

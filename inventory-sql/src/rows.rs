@@ -36,6 +36,7 @@ pub(crate) struct UserRow {
     password_hash: String,
     role: String,
     created_at: i64,
+    token_version: i64,
 }
 
 impl TryFrom<UserRow> for User {
@@ -47,6 +48,10 @@ impl TryFrom<UserRow> for User {
             password_hash: r.password_hash,
             role: stored("role", r.role.parse())?,
             created_at: from_ts(r.created_at)?,
+            token_version: stored(
+                "token_version",
+                u32::try_from(r.token_version).map_err(|e| Error::other(e.to_string())),
+            )?,
         })
     }
 }

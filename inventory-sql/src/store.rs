@@ -477,13 +477,15 @@ impl UserStore for SqlStore {
     async fn create_user(&self, user: &User) -> Result<()> {
         with_pool!(self, write, |pool, D| {
             sqlx::query(
-                "INSERT INTO users (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO users (id, email, password_hash, role, created_at, token_version) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(user.id.to_string())
             .bind(user.email.as_str())
             .bind(&user.password_hash)
             .bind(user.role.as_str())
             .bind(ts(user.created_at))
+            .bind(i64::from(user.token_version))
             .execute(pool)
             .await
             .map_err(|e| map(e, "email already registered"))?;
@@ -515,12 +517,30 @@ impl UserStore for SqlStore {
 
     async fn set_role(&self, email: &Email, role: Role) -> Result<User> {
         let row: Option<UserRow> = with_pool!(self, write, |pool, D| {
-            sqlx::query_as("UPDATE users SET role = $1 WHERE email = $2 RETURNING *")
-                .bind(role.as_str())
-                .bind(email.as_str())
-                .fetch_optional(pool)
-                .await
-                .map_err(db)?
+            sqlx::query_as(
+                "UPDATE users SET role = $1, token_version = token_version + 1 \
+                 WHERE email = $2 RETURNING *",
+            )
+            .bind(role.as_str())
+            .bind(email.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(db)?
+        });
+        row.map(User::try_from)
+            .transpose()?
+            .ok_or_else(|| Error::NotFound(format!("user {email}")))
+    }
+
+    async fn revoke_tokens(&self, email: &Email) -> Result<User> {
+        let row: Option<UserRow> = with_pool!(self, write, |pool, D| {
+            sqlx::query_as(
+                "UPDATE users SET token_version = token_version + 1 WHERE email = $1 RETURNING *",
+            )
+            .bind(email.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(db)?
         });
         row.map(User::try_from)
             .transpose()?
