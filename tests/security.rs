@@ -450,3 +450,108 @@ async fn a_token_of_a_user_that_does_not_exist_is_401_everywhere() {
         assert_eq!(status, 401, "{method} {path}: {b}");
     }
 }
+
+/// A login or registration from the client `from` (behind a trusted proxy).
+async fn auth_from(
+    api: &Client,
+    path: &str,
+    from: &str,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    api.http
+        .post(format!("{}{path}", api.base))
+        .header("x-forwarded-for", from)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_guessing_client_cannot_lock_the_owner_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = support::sqlite_env(dir.path(), support::closed_port());
+    set(&mut env, "TRUSTED_PROXIES", "127.0.0.1/32");
+    set(&mut env, "LOGIN_RATE_LIMIT_PER_ACCOUNT", "3");
+    set(&mut env, "LOGIN_RATE_LIMIT_PER_IP", "100");
+    set(&mut env, "REGISTER_RATE_LIMIT_PER_IP", "3");
+    let server = Proc::start("server", &env);
+    let api = Client::new(&server.url);
+    let owner = "owner@example.com";
+    let r = auth_from(
+        &api,
+        "/auth/register",
+        "198.51.100.10",
+        owner,
+        "owner-password",
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+
+    // A bot at one address guesses: it locks itself out...
+    let bot = "203.0.113.66";
+    for _ in 0..3 {
+        let r = auth_from(&api, "/auth/login", bot, owner, "guess-password").await;
+        assert_eq!(r.status(), 401);
+    }
+    let r = auth_from(&api, "/auth/login", bot, owner, "guess-password").await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    // ... also when it writes a fake address in front (the right-most untrusted hop counts).
+    let r = auth_from(
+        &api,
+        "/auth/login",
+        &format!("192.0.2.1, {bot}"),
+        owner,
+        "guess-password",
+    )
+    .await;
+    assert_eq!(r.status(), 429);
+    // ... but not the owner, from their own address.
+    let r = auth_from(
+        &api,
+        "/auth/login",
+        "198.51.100.10",
+        owner,
+        "owner-password",
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        200,
+        "the owner is locked out by someone else's guesses"
+    );
+
+    // Registrations are limited per client.
+    for i in 0..3 {
+        let r = auth_from(
+            &api,
+            "/auth/register",
+            bot,
+            &format!("bot{i}@example.com"),
+            "bot-password",
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+    let r = auth_from(
+        &api,
+        "/auth/register",
+        bot,
+        "bot9@example.com",
+        "bot-password",
+    )
+    .await;
+    assert_eq!(r.status(), 429, "the 4th registration from one client");
+    assert!(r.headers().contains_key("retry-after"));
+    let r = auth_from(
+        &api,
+        "/auth/register",
+        "198.51.100.11",
+        "human@example.com",
+        "human-password",
+    )
+    .await;
+    assert_eq!(r.status(), 200, "another client registers");
+}

@@ -29,6 +29,7 @@ pub(crate) struct AppState {
     pub(crate) orders: Orders,
     pub(crate) metrics: PrometheusHandle,
     pub(crate) login_limiter: Option<crate::limit::LoginLimiter>,
+    pub(crate) trusted_proxies: crate::limit::TrustedProxies,
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -176,11 +177,24 @@ async fn ready(State(state): State<AppState>) -> ApiResult<Json<StatusBody>> {
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = Credentials,
     responses((status = 200, description = "Registered", body = RegisterResponse),
               (status = 409, description = "Email already registered", body = ErrorBody),
-              (status = 422, description = "Invalid email or password", body = ErrorBody)))]
+              (status = 422, description = "Invalid email or password", body = ErrorBody),
+              (status = 429, description = "Too many registrations from this address", body = ErrorBody)))]
 async fn register(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult<Json<RegisterResponse>> {
+    if let Some(limiter) = &state.login_limiter
+        && let Err(wait) = limiter.check_registration(state.trusted_proxies.client(peer, &headers))
+    {
+        metrics::counter!("inventory_register_rate_limited_total").increment(1);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many registrations from this address, retry later",
+        )
+        .with_retry_after(wait));
+    }
     let (_, token) = state.auth.register(&body.email, &body.password).await?;
     Ok(Json(RegisterResponse {
         message: "user created",
@@ -196,10 +210,11 @@ async fn register(
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult<Json<LoginResponse>> {
     if let Some(limiter) = &state.login_limiter
-        && let Err(wait) = limiter.check(peer.ip(), &body.email)
+        && let Err(wait) = limiter.check(state.trusted_proxies.client(peer, &headers), &body.email)
     {
         metrics::counter!("inventory_login_rate_limited_total").increment(1);
         return Err(ApiError::new(

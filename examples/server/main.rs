@@ -168,6 +168,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let admins = common::admin_emails()?;
     let dispatcher_config = common::dispatcher_config()?;
     let login_limiter = limit::LoginLimiter::from_env()?;
+    let trusted_proxies = limit::TrustedProxies::from_env()?;
     let metrics = common::install_metrics();
 
     let store = common::open_store().await?;
@@ -204,6 +205,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         orders,
         metrics,
         login_limiter,
+        trusted_proxies,
     };
     let request_id = HeaderName::from_static("x-request-id");
     let app = api::routes(state)
