@@ -194,13 +194,22 @@ impl Principal {
     }
 }
 
-/// An issued token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An issued token. Its `Debug` output hides the token itself.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Token {
     /// The JWT.
     pub access_token: String,
     /// Seconds until it expires.
     pub expires_in: u64,
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("access_token", &"***")
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
 }
 
 /// Hashes passwords with argon2id off the async runtime, a bounded number at a time.

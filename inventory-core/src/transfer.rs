@@ -15,7 +15,8 @@ use crate::error::{Error, Result};
 use crate::ports::Store;
 
 /// One exported record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` output hides users' password hashes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Record {
     /// A user.
@@ -112,6 +113,41 @@ pub struct Counts {
     pub orders: u64,
     /// Notifications.
     pub notifications: u64,
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Record::User {
+                id, email, role, ..
+            } => f
+                .debug_struct("User")
+                .field("id", id)
+                .field("email", email)
+                .field("password_hash", &"***")
+                .field("role", role)
+                .finish_non_exhaustive(),
+            Record::Product {
+                product_id,
+                quantity,
+                ..
+            } => f
+                .debug_struct("Product")
+                .field("product_id", product_id)
+                .field("quantity", quantity)
+                .finish_non_exhaustive(),
+            Record::Order { id, status, .. } => f
+                .debug_struct("Order")
+                .field("id", id)
+                .field("status", status)
+                .finish_non_exhaustive(),
+            Record::Notification { id, status, .. } => f
+                .debug_struct("Notification")
+                .field("id", id)
+                .field("status", status)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 /// A record that was not written, and why.

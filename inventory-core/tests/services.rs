@@ -836,3 +836,42 @@ async fn admin_rights_follow_admin_emails_and_are_not_stored() {
         "removal from ADMIN_EMAILS revokes at once"
     );
 }
+
+#[tokio::test]
+async fn debug_output_never_shows_a_secret() {
+    let store = store();
+    let auth = auth(store.clone());
+    let (user, token) = auth
+        .register("secret@example.com", "a-secret-password")
+        .await
+        .unwrap();
+    let config = AuthConfig::new(SECRET).unwrap();
+    let record = inventory_core::transfer::Record::User {
+        id: user.id,
+        email: user.email.clone(),
+        password_hash: user.password_hash.clone(),
+        role: user.role,
+        created_at: user.created_at,
+        token_version: 0,
+    };
+    let password = Password::new("a-secret-password").unwrap();
+    let printed = [
+        format!("{token:?}"),
+        format!("{user:?}"),
+        format!("{record:?}"),
+        format!("{config:?}"),
+        format!("{password:?}"),
+        format!("{auth:?}"),
+    ];
+    let hash_tail = &user.password_hash[user.password_hash.len() - 20..];
+    for text in &printed {
+        for secret in [
+            token.access_token.as_str(),
+            hash_tail,
+            SECRET,
+            "a-secret-password",
+        ] {
+            assert!(!text.contains(secret), "{text} shows a secret");
+        }
+    }
+}
