@@ -348,6 +348,12 @@ impl NewProduct {
 #[serde(try_from = "i64", into = "u32")]
 pub struct Quantity(u32);
 
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
 impl Quantity {
     /// One unit, the default of the original API.
     pub const ONE: Quantity = Quantity(1);
@@ -388,6 +394,12 @@ impl From<Quantity> for u32 {
 /// A client-chosen key that makes placing an order safe to retry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey(String);
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 impl IdempotencyKey {
     /// Validates `raw`: 1 to 255 visible ASCII characters.
