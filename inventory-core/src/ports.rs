@@ -45,7 +45,7 @@ pub trait ProductStore: Send + Sync {
     async fn get_product(&self, id: &ProductId) -> Result<Option<Product>>;
     /// Products ordered by id.
     async fn list_products(&self, page: Page) -> Result<Vec<Product>>;
-    /// Adds `add` units to the stock; a stock above [`STOCK_MAX`](crate::STOCK_MAX) is
+    /// Adds `add` units to the stock; a stock above [`STOCK_MAX`] is
     /// [`Error::InvalidInput`](crate::Error) and changes nothing.
     async fn restock(&self, id: &ProductId, add: u64, now: DateTime<Utc>) -> Result<Product>;
 }
