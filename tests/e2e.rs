@@ -695,3 +695,56 @@ fn help_and_version_print_and_exit_without_touching_files() {
         assert_eq!(out.status.code(), Some(2), "a usage error");
     }
 }
+
+#[tokio::test]
+async fn database_start_up_errors_name_the_variable_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing_folder = format!(
+        "sqlite://{}/no/such/folder/x.db?mode=rwc",
+        dir.path().display()
+    );
+    let missing_file = format!("sqlite://{}/absent.db", dir.path().display());
+    let refused = format!(
+        "postgres://postgres:s3cret@127.0.0.1:{}/test",
+        support::closed_port()
+    );
+    let mut cases = vec![
+        (missing_folder, "does not exist: create it"),
+        (missing_file, "add ?mode=rwc"),
+        (refused, "connection refused"),
+    ];
+    if let Some(url) = inventory_sql::testing::postgres_url() {
+        let base = url.rsplit_once('/').unwrap().0.to_owned();
+        cases.push((
+            format!("{base}/no_such_database_here"),
+            "createdb no_such_database_here",
+        ));
+    }
+    for (url, fix) in cases {
+        let started = std::time::Instant::now();
+        let (status, out) = Proc::run_to_exit(
+            "server",
+            &[
+                ("JWT_SECRET", support::JWT_SECRET.to_owned()),
+                ("DATABASE_URL", url.clone()),
+            ],
+        );
+        assert!(!status.success(), "{url}");
+        assert!(
+            out.contains("DATABASE_URL"),
+            "{url}: names the variable:\n{out}"
+        );
+        assert!(out.contains(fix), "{url}: says the fix ({fix}):\n{out}");
+        assert!(!out.contains("internal error"), "{url}:\n{out}");
+        assert!(
+            !out.contains("s3cret"),
+            "the password is never printed:\n{out}"
+        );
+        // Fails at once, not after the pool's timeout (5 s).
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(4),
+            "{url} took {:?}",
+            started.elapsed()
+        );
+    }
+}

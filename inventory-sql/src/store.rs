@@ -190,6 +190,65 @@ fn config_err(e: impl std::fmt::Display) -> Error {
     Error::invalid("DATABASE_URL", e)
 }
 
+/// A SQLite file that cannot be opened, explained before sqlx says "code 14".
+#[cfg(feature = "sqlite")]
+fn check_sqlite_path(url: &str, opts: &SqliteConnectOptions) -> Result<()> {
+    let path = opts.get_filename();
+    let shown = path.display();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        return Err(config_err(format!(
+            "the folder {} of the database file {shown} does not exist: create it",
+            dir.display()
+        )));
+    }
+    let creates = url.contains("mode=rwc") || url.contains("mode=memory");
+    if !path.exists() && !creates {
+        return Err(config_err(format!(
+            "the database file {shown} does not exist: add ?mode=rwc to the URL to create it"
+        )));
+    }
+    Ok(())
+}
+
+/// `host:port/database` of a PostgreSQL URL, without the user's password.
+#[cfg(feature = "postgres")]
+fn pg_target(c: &PgConnectOptions) -> String {
+    format!(
+        "PostgreSQL at {}:{}/{}",
+        c.get_host(),
+        c.get_port(),
+        c.get_database().unwrap_or("(default database)")
+    )
+}
+
+/// A PostgreSQL start-up failure as a configuration error that names the fix.
+#[cfg(feature = "postgres")]
+fn pg_start_error(c: &PgConnectOptions, e: sqlx::Error) -> Error {
+    let target = pg_target(c);
+    let code = match &e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    };
+    let why = match (&e, code.as_deref()) {
+        (sqlx::Error::Io(io), _) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused: is PostgreSQL running and listening there?".to_owned()
+        }
+        (sqlx::Error::Io(io), _) => format!("cannot connect ({io})"),
+        (_, Some("3D000")) => format!(
+            "the database does not exist: create it (createdb {})",
+            c.get_database().unwrap_or("...")
+        ),
+        (_, Some("28P01" | "28000")) => format!(
+            "authentication failed for user {:?}: check the user and password",
+            c.get_username()
+        ),
+        _ => e.to_string(),
+    };
+    config_err(format!("{target}: {why}"))
+}
+
 impl SqlStore {
     /// Connects with default [`SqlOptions`] (and migrates).
     pub async fn connect(url: &str) -> Result<Self> {
@@ -234,10 +293,12 @@ impl SqlStore {
                 .in_memory(true)
                 .shared_cache(true)
         } else {
-            SqliteConnectOptions::from_str(url)
-                .map_err(config_err)?
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+            let opts = SqliteConnectOptions::from_str(url).map_err(config_err)?;
+            check_sqlite_path(url, &opts)?;
+            opts.journal_mode(SqliteJournalMode::Wal)
+                // FULL: a commit is on disk before the 200 (NORMAL in WAL mode can lose the last
+                // transactions on power loss).
+                .synchronous(SqliteSynchronous::Full)
         }
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true)
@@ -312,6 +373,25 @@ impl SqlStore {
             .map_err(db)?;
             admin.close().await;
             connect = connect.options([("search_path", schema.as_str())]);
+        }
+        // One connection first: a refused connection or a missing database fails now, with
+        // the cause, not after the pool's acquire timeout.
+        {
+            use sqlx::Connection as _;
+            let conn = tokio::time::timeout(
+                options.acquire_timeout,
+                sqlx::PgConnection::connect_with(&connect),
+            )
+            .await
+            .map_err(|_| {
+                config_err(format!(
+                    "{} did not answer within {:?}",
+                    pg_target(&connect),
+                    options.acquire_timeout
+                ))
+            })?
+            .map_err(|e| pg_start_error(&connect, e))?;
+            let _ = conn.close().await;
         }
         let pool = clean_connections(PgPoolOptions::new())
             .max_connections(options.max_connections.max(1))
