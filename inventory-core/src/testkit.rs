@@ -62,6 +62,7 @@ macro_rules! store_conformance {
             extend_lease_keeps_a_claim,
             one_account_per_address_across_forms,
             revoking_tokens_raises_the_version,
+            claim_due_respects_its_limit_and_order,
         );
     };
 }
@@ -693,8 +694,11 @@ pub async fn placing_an_order_raises_the_signal(store: TestStore) {
     store.place_order(&order(&u, &p, 1)).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), rx.changed())
         .await
-        .expect("signal within 10 s")
-        .expect("signal alive");
+        .expect("place_order did not raise the outbox signal within 10 s")
+        .expect(
+            "the store dropped the sender of its outbox signal (subscribe() must return a \
+             receiver of a sender the store keeps)",
+        );
 }
 
 /// Callers that give up mid-call (a dropped future: a client that disconnected, a timeout)
@@ -1015,5 +1019,43 @@ pub async fn revoking_tokens_raises_the_version(store: TestStore) {
     assert!(
         matches!(missing, Err(crate::Error::NotFound(_))),
         "revoke_tokens of an unknown email must be NotFound, got {missing:?}"
+    );
+}
+
+/// `claim_due` returns at most `limit` notifications, the oldest due first, and never one
+/// that is not due yet.
+pub async fn claim_due_respects_its_limit_and_order(store: TestStore) {
+    let u = user(&store, "limit@example.com").await;
+    let p = product(&store, "product-1", 100).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let placed = store.place_order(&order(&u, &p, 1)).await.unwrap();
+        ids.push(placed.order.id);
+    }
+    let lease = Duration::from_secs(60);
+    let before = store
+        .claim_due("early", Utc::now() - chrono::Duration::hours(1), lease, 10)
+        .await
+        .unwrap();
+    assert!(
+        before.is_empty(),
+        "claim_due returned {} notifications not due yet",
+        before.len()
+    );
+    let now = Utc::now() + chrono::Duration::seconds(1);
+    let first = store.claim_due("a", now, lease, 2).await.unwrap();
+    assert_eq!(
+        first.len(),
+        2,
+        "claim_due with limit 2 returned {} notifications",
+        first.len()
+    );
+    let rest = store.claim_due("b", now, lease, 10).await.unwrap();
+    assert_eq!(rest.len(), 3, "the other three were not claimable");
+    let claimed: Vec<Uuid> = first.iter().chain(&rest).map(|n| n.order_id).collect();
+    assert_eq!(
+        &claimed[..2],
+        &ids[..2],
+        "claim_due must hand out the oldest due notifications first"
     );
 }
