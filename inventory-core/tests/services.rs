@@ -542,22 +542,7 @@ async fn file_mailer_writes_one_eml_per_notification() {
 
 #[test]
 fn html_part_is_escaped() {
-    let n = Notification {
-        id: uuid::Uuid::now_v7(),
-        order_id: uuid::Uuid::now_v7(),
-        recipient: Email::parse("x@example.com").unwrap(),
-        product_id: ProductId::new("p").unwrap(),
-        product_name: "<script>alert(1)</script> & Co".into(),
-        quantity: Quantity::ONE,
-        status: NotificationStatus::Pending,
-        attempts: 1,
-        next_attempt_at: Utc::now(),
-        lease_owner: None,
-        lease_until: None,
-        last_error: None,
-        created_at: Utc::now(),
-        sent_at: None,
-    };
+    let n = notification_named("<script>alert(1)</script> & Co");
     let email = render_confirmation(&n);
     assert!(!email.html.contains("<script>"));
     assert!(
@@ -585,22 +570,7 @@ fn control_characters_never_reach_a_message() {
     }
     // A name stored before the rule (or by another writer) is cleaned when rendered, and the
     // MIME encoding is chosen from the content.
-    let n = Notification {
-        id: uuid::Uuid::now_v7(),
-        order_id: uuid::Uuid::now_v7(),
-        recipient: Email::parse("x@example.com").unwrap(),
-        product_id: id,
-        product_name: "Tea\0Cups\r\nX".into(),
-        quantity: Quantity::ONE,
-        status: NotificationStatus::Pending,
-        attempts: 1,
-        next_attempt_at: Utc::now(),
-        lease_owner: None,
-        lease_until: None,
-        last_error: None,
-        created_at: Utc::now(),
-        sent_at: None,
-    };
+    let n = notification_named("Tea\0Cups\r\nX");
     let email = render_confirmation(&n);
     for part in [&email.subject, &email.text, &email.html] {
         assert!(!part.contains('\0') && !part.contains("Cups\r"), "{part:?}");
@@ -873,5 +843,25 @@ async fn debug_output_never_shows_a_secret() {
         ] {
             assert!(!text.contains(secret), "{text} shows a secret");
         }
+    }
+}
+
+/// A pending notification for product `p` with this product name.
+fn notification_named(product_name: &str) -> Notification {
+    Notification {
+        id: uuid::Uuid::now_v7(),
+        order_id: uuid::Uuid::now_v7(),
+        recipient: Email::parse("x@example.com").unwrap(),
+        product_id: ProductId::new("p").unwrap(),
+        product_name: product_name.into(),
+        quantity: Quantity::ONE,
+        status: NotificationStatus::Pending,
+        attempts: 1,
+        next_attempt_at: Utc::now(),
+        lease_owner: None,
+        lease_until: None,
+        last_error: None,
+        created_at: Utc::now(),
+        sent_at: None,
     }
 }

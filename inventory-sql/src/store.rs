@@ -596,31 +596,40 @@ impl UserStore for SqlStore {
     }
 
     async fn set_role(&self, email: &Email, role: Role) -> Result<User> {
-        let row: Option<UserRow> = with_pool!(self, write, |pool, D| {
-            sqlx::query_as(
-                "UPDATE users SET role = $1, token_version = token_version + 1 \
-                 WHERE email = $2 RETURNING *",
-            )
-            .bind(role.as_str())
-            .bind(email.as_str())
-            .fetch_optional(pool)
-            .await
-            .map_err(db)?
-        });
-        row.map(User::try_from)
-            .transpose()?
-            .ok_or_else(|| Error::NotFound(format!("user {email}")))
+        self.update_user(
+            "UPDATE users SET role = $2, token_version = token_version + 1 \
+             WHERE email = $1 RETURNING *",
+            email,
+            Some(role.as_str()),
+        )
+        .await
     }
 
     async fn revoke_tokens(&self, email: &Email) -> Result<User> {
+        self.update_user(
+            "UPDATE users SET token_version = token_version + 1 WHERE email = $1 RETURNING *",
+            email,
+            None,
+        )
+        .await
+    }
+}
+
+impl SqlStore {
+    /// Runs a `UPDATE users ... WHERE email = $1 RETURNING *` (with `$2` when given).
+    async fn update_user(
+        &self,
+        sql: &'static str,
+        email: &Email,
+        arg: Option<&str>,
+    ) -> Result<User> {
         let row: Option<UserRow> = with_pool!(self, write, |pool, D| {
-            sqlx::query_as(
-                "UPDATE users SET token_version = token_version + 1 WHERE email = $1 RETURNING *",
-            )
-            .bind(email.as_str())
-            .fetch_optional(pool)
-            .await
-            .map_err(db)?
+            let query = sqlx::query_as(sql).bind(email.as_str());
+            let query = match arg {
+                Some(a) => query.bind(a),
+                None => query,
+            };
+            query.fetch_optional(pool).await.map_err(db)?
         });
         row.map(User::try_from)
             .transpose()?
