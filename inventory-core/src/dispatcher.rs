@@ -131,7 +131,17 @@ impl Dispatcher {
     /// Runs one cycle: claims a batch of due notifications and handles each. In-flight sends
     /// always finish; the cycle is the unit of graceful shutdown.
     pub async fn run_once(&self) -> Result<CycleReport> {
-        let now = Utc::now();
+        self.cycle(None).await
+    }
+
+    /// [`Dispatcher::run_once`] as if the clock read `now`: claims, sent times and retry times
+    /// all use it, so tests move time forward instead of sleeping.
+    pub async fn run_once_at(&self, now: DateTime<Utc>) -> Result<CycleReport> {
+        self.cycle(Some(now)).await
+    }
+
+    async fn cycle(&self, at: Option<DateTime<Utc>>) -> Result<CycleReport> {
+        let now = at.unwrap_or_else(Utc::now);
         let batch = self
             .store
             .claim_due(
@@ -146,7 +156,7 @@ impl Dispatcher {
             ..CycleReport::default()
         };
         let outcomes: Vec<Result<Outcome>> = futures::stream::iter(batch)
-            .map(|n| self.deliver(n))
+            .map(|n| self.deliver(n, at))
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
             .await;
@@ -177,20 +187,23 @@ impl Dispatcher {
         }
     }
 
-    async fn deliver(&self, n: Notification) -> Result<Outcome> {
+    /// Sends one notification and records the outcome, at time `at` (the real clock if
+    /// `None`).
+    async fn deliver(&self, n: Notification, at: Option<DateTime<Utc>>) -> Result<Outcome> {
         let email = render_confirmation(&n);
+        let now = || at.unwrap_or_else(Utc::now);
         let owner = &self.config.owner;
         let (recorded, outcome) = match self.mailer.send(&email).await {
             Ok(()) => {
                 tracing::info!(notification = %n.id, order = %n.order_id, "confirmation email sent");
                 (
-                    self.store.mark_sent(n.id, owner, Utc::now()).await,
+                    self.store.mark_sent(n.id, owner, now()).await,
                     Outcome::Sent,
                 )
             }
             Err(err) => {
                 let next = (!err.is_permanent() && n.attempts < self.config.max_attempts)
-                    .then(|| Utc::now() + self.config.retry_delay(n.attempts));
+                    .then(|| now() + self.config.retry_delay(n.attempts));
                 tracing::warn!(
                     notification = %n.id, order = %n.order_id, attempt = n.attempts,
                     error = %err, retry_at = ?next, "confirmation email not sent"
@@ -218,7 +231,7 @@ impl Dispatcher {
     async fn deliver_with_heartbeat(&self, n: Notification) -> Result<Outcome> {
         let id = n.id;
         let every = (self.config.lease / 3).max(Duration::from_millis(10));
-        let send = self.deliver(n);
+        let send = self.deliver(n, None);
         tokio::pin!(send);
         let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let mut renewing = true;

@@ -865,3 +865,48 @@ fn notification_named(product_name: &str) -> Notification {
         sent_at: None,
     }
 }
+
+#[tokio::test]
+async fn retries_follow_the_backoff_in_time_without_sleeping() {
+    let store = store();
+    let order = one_order(&store).await;
+    let mailer = Arc::new(RecordingMailer::failing_first(3));
+    let config = DispatcherConfig {
+        retry_base: Duration::from_secs(2),
+        retry_max: Duration::from_secs(5),
+        max_attempts: 10,
+        ..DispatcherConfig::default()
+    };
+    let dispatcher = Dispatcher::new(store.clone(), mailer.clone(), config.clone());
+    let mut now = Utc::now() + chrono::Duration::seconds(1);
+    let mut delays = Vec::new();
+    for _ in 0..3 {
+        let report = dispatcher.run_once_at(now).await.unwrap();
+        assert_eq!(report.retried, 1);
+        let next = report.next_retry_at.expect("a retry time");
+        let delay = (next - now).to_std().unwrap();
+        delays.push(delay);
+        // Not due a moment before its time...
+        let early = dispatcher
+            .run_once_at(next - chrono::Duration::milliseconds(1))
+            .await
+            .unwrap();
+        assert_eq!(early.claimed, 0, "retried before its time");
+        now = next;
+    }
+    // ... and delivered at it.
+    assert_eq!(dispatcher.run_once_at(now).await.unwrap().sent, 1);
+    assert!(delays[0] >= config.retry_base, "{delays:?}");
+    assert!(delays.iter().all(|d| *d <= config.retry_max), "{delays:?}");
+    assert!(
+        delays[1] >= Duration::from_secs(4).min(config.retry_max),
+        "doubles: {delays:?}"
+    );
+    let n = store
+        .notification_for_order(order.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((n.status, n.attempts), (NotificationStatus::Sent, 4));
+    assert_eq!(n.sent_at, Some(now), "the injected time is recorded");
+}
