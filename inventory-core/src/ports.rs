@@ -186,3 +186,150 @@ pub trait Mailer: Send + Sync {
     /// Hands the message to the mail system. `Ok` means it was accepted.
     async fn send(&self, email: &OutgoingEmail) -> std::result::Result<(), MailError>;
 }
+
+/// Implements the ports for a smart pointer by delegating every method to the pointee, so an
+/// `Arc<MyStore>` or `Box<dyn Store>` is a store wherever one is expected. Every method is
+/// listed once here: a port that gains a method fails to compile until it is added.
+macro_rules! delegate_ports {
+    ($($ptr:ident),+) => {$(
+        #[async_trait]
+        impl<T: UserStore + ?Sized> UserStore for $ptr<T> {
+            async fn create_user(&self, user: &User) -> Result<()> {
+                (**self).create_user(user).await
+            }
+            async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>> {
+                (**self).find_user_by_email(email).await
+            }
+            async fn get_user(&self, id: Uuid) -> Result<Option<User>> {
+                (**self).get_user(id).await
+            }
+            async fn set_role(&self, email: &Email, role: Role) -> Result<User> {
+                (**self).set_role(email, role).await
+            }
+            async fn revoke_tokens(&self, email: &Email) -> Result<User> {
+                (**self).revoke_tokens(email).await
+            }
+        }
+
+        #[async_trait]
+        impl<T: ProductStore + ?Sized> ProductStore for $ptr<T> {
+            async fn create_product(&self, p: &NewProduct, now: DateTime<Utc>) -> Result<Product> {
+                (**self).create_product(p, now).await
+            }
+            async fn ensure_product(&self, p: &NewProduct, now: DateTime<Utc>) -> Result<bool> {
+                (**self).ensure_product(p, now).await
+            }
+            async fn get_product(&self, id: &ProductId) -> Result<Option<Product>> {
+                (**self).get_product(id).await
+            }
+            async fn list_products(&self, page: Page) -> Result<Vec<Product>> {
+                (**self).list_products(page).await
+            }
+            async fn restock(&self, id: &ProductId, add: u64, now: DateTime<Utc>) -> Result<Product> {
+                (**self).restock(id, add, now).await
+            }
+        }
+
+        #[async_trait]
+        impl<T: OrderStore + ?Sized> OrderStore for $ptr<T> {
+            async fn place_order(&self, order: &NewOrder) -> Result<Placed> {
+                (**self).place_order(order).await
+            }
+            async fn get_order(&self, id: Uuid) -> Result<Option<Order>> {
+                (**self).get_order(id).await
+            }
+            async fn list_orders_for_user(&self, user_id: Uuid, page: Page) -> Result<Vec<Order>> {
+                (**self).list_orders_for_user(user_id, page).await
+            }
+            async fn list_orders(&self, page: Page) -> Result<Vec<Order>> {
+                (**self).list_orders(page).await
+            }
+            async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Order> {
+                (**self).cancel_order(id, now).await
+            }
+        }
+
+        #[async_trait]
+        impl<T: NotificationStore + ?Sized> NotificationStore for $ptr<T> {
+            async fn claim_due(
+                &self,
+                owner: &str,
+                now: DateTime<Utc>,
+                lease: Duration,
+                limit: u32,
+            ) -> Result<Vec<Notification>> {
+                (**self).claim_due(owner, now, lease, limit).await
+            }
+            async fn extend_lease(&self, id: Uuid, owner: &str, until: DateTime<Utc>) -> Result<()> {
+                (**self).extend_lease(id, owner, until).await
+            }
+            async fn mark_sent(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> Result<()> {
+                (**self).mark_sent(id, owner, now).await
+            }
+            async fn mark_failed(
+                &self,
+                id: Uuid,
+                owner: &str,
+                error: &str,
+                next_attempt_at: Option<DateTime<Utc>>,
+            ) -> Result<()> {
+                (**self).mark_failed(id, owner, error, next_attempt_at).await
+            }
+            async fn notification_for_order(&self, order_id: Uuid) -> Result<Option<Notification>> {
+                (**self).notification_for_order(order_id).await
+            }
+            async fn list_notifications(
+                &self,
+                status: NotificationStatus,
+                page: Page,
+            ) -> Result<Vec<Notification>> {
+                (**self).list_notifications(status, page).await
+            }
+            async fn notification_counts(&self) -> Result<NotificationCounts> {
+                (**self).notification_counts().await
+            }
+            async fn retry_failed(&self, id: Option<Uuid>, now: DateTime<Utc>) -> Result<u64> {
+                (**self).retry_failed(id, now).await
+            }
+            fn subscribe(&self) -> watch::Receiver<u64> {
+                (**self).subscribe()
+            }
+        }
+
+        #[async_trait]
+        impl<T: Health + ?Sized> Health for $ptr<T> {
+            async fn ping(&self) -> Result<()> {
+                (**self).ping().await
+            }
+        }
+
+        #[async_trait]
+        impl<T: Transfer + ?Sized> Transfer for $ptr<T> {
+            async fn list_users(&self, page: Page) -> Result<Vec<User>> {
+                (**self).list_users(page).await
+            }
+            async fn import_product(&self, product: &Product) -> Result<()> {
+                (**self).import_product(product).await
+            }
+            async fn import_order(&self, order: &Order) -> Result<()> {
+                (**self).import_order(order).await
+            }
+            async fn import_notification(&self, notification: &Notification) -> Result<()> {
+                (**self).import_notification(notification).await
+            }
+            async fn count_records(&self) -> Result<crate::transfer::Counts> {
+                (**self).count_records().await
+            }
+        }
+
+        #[async_trait]
+        impl<T: Mailer + ?Sized> Mailer for $ptr<T> {
+            async fn send(&self, email: &OutgoingEmail) -> std::result::Result<(), MailError> {
+                (**self).send(email).await
+            }
+        }
+    )+};
+}
+
+use std::sync::Arc;
+delegate_ports!(Arc, Box);

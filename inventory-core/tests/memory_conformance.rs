@@ -5,3 +5,16 @@ use std::sync::Arc;
 inventory_core::store_conformance!(async {
     Some(Arc::new(inventory_core::MemoryStore::new()) as inventory_core::testkit::TestStore)
 });
+
+/// The whole suite again through `Box` and `Arc`: the pointer implementations of the ports
+/// delegate every method.
+mod through_pointers {
+    use std::sync::Arc;
+
+    use inventory_core::MemoryStore;
+    use inventory_core::testkit::TestStore;
+
+    inventory_core::store_conformance!(async {
+        Some(Arc::new(Box::new(Arc::new(MemoryStore::new()))) as TestStore)
+    });
+}
