@@ -278,7 +278,15 @@ async fn list_orders(
 ) -> ApiResult<Json<Vec<OrderResponse>>> {
     let orders = state
         .orders
-        .list(&who, q.all.unwrap_or(false), q.page()?)
+        .list(
+            &who,
+            if q.all.unwrap_or(false) {
+                inventory_kit::core::ListScope::All
+            } else {
+                inventory_kit::core::ListScope::Mine
+            },
+            q.page()?,
+        )
         .await?;
     Ok(Json(
         orders

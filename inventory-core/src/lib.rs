@@ -69,5 +69,5 @@ pub use domain::*;
 pub use error::{BoxError, Error, ErrorKind, MailError, Result};
 pub use mail::{FileMailer, LogMailer, RecordingMailer, render_confirmation, to_mime};
 pub use memory::MemoryStore;
-pub use orders::{OrderView, Orders, PlaceOrderRequest};
+pub use orders::{ListScope, OrderView, Orders, PlaceOrderRequest};
 pub use ports::*;

@@ -23,6 +23,16 @@ pub struct PlaceOrderRequest {
     pub idempotency_key: Option<String>,
 }
 
+/// Whose orders [`Orders::list`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListScope {
+    /// The caller's own orders.
+    #[default]
+    Mine,
+    /// Every order (admins only).
+    All,
+}
+
 /// An order with the delivery state of its confirmation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderView {
@@ -111,9 +121,9 @@ impl Orders {
         })
     }
 
-    /// The caller's orders, newest first; for admins with `all`, every order.
-    pub async fn list(&self, who: &Principal, all: bool, page: Page) -> Result<Vec<Order>> {
-        if all {
+    /// The caller's orders, newest first; with [`ListScope::All`] (admins only), every order.
+    pub async fn list(&self, who: &Principal, scope: ListScope, page: Page) -> Result<Vec<Order>> {
+        if scope == ListScope::All {
             if !who.is_admin() {
                 return Err(Error::Forbidden("admins only".into()));
             }

@@ -262,12 +262,12 @@ async fn orders_enforce_buyer_and_visibility_rules() {
         .await
         .expect("admin sees every order");
     assert_eq!(
-        kind(orders.list(&ann, true, Page::default()).await),
+        kind(orders.list(&ann, ListScope::All, Page::default()).await),
         ErrorKind::Forbidden
     );
     assert_eq!(
         orders
-            .list(&root, true, Page::default())
+            .list(&root, ListScope::All, Page::default())
             .await
             .unwrap()
             .len(),
@@ -275,7 +275,7 @@ async fn orders_enforce_buyer_and_visibility_rules() {
     );
     assert_eq!(
         orders
-            .list(&ann, false, Page::default())
+            .list(&ann, ListScope::Mine, Page::default())
             .await
             .unwrap()
             .len(),
