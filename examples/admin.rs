@@ -56,11 +56,16 @@ enum Command {
     },
     /// Writes every user, product, order and notification to FILE as JSON lines. Exits 1 if
     /// the store holds records the export could not write, unless `--partial`.
+    /// The file holds password hashes: it is created with mode 600 and an existing file is
+    /// never overwritten without `--force`.
     Export {
         file: PathBuf,
         /// Accept an export that misses records (they are still listed).
         #[arg(long)]
         partial: bool,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Reads records written by `export` into this store. Records that exist already are
     /// skipped and listed; exits 1 if any was skipped, unless `--partial`.
@@ -119,6 +124,25 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let database_url = match cli.database_url.clone() {
         Some(url) => url,
         None => common::database_url()?,
+    };
+    // Commands that only read never create a database: without `mode=rwc` a missing SQLite
+    // file is an error naming it.
+    let read_only = matches!(
+        cli.command,
+        Command::Products {
+            command: ProductsCommand::List
+        } | Command::Notifications {
+            command: NotificationsCommand::Counts | NotificationsCommand::Failed
+        } | Command::Export { .. }
+            | Command::Backup { .. }
+    );
+    let database_url = if read_only && database_url.starts_with("sqlite:") {
+        database_url
+            .replace("?mode=rwc&", "?")
+            .replace("?mode=rwc", "")
+            .replace("&mode=rwc", "")
+    } else {
+        database_url
     };
     let store: std::sync::Arc<dyn Store> = inventory_kit::connect(&database_url).await?;
     match cli.command {
@@ -209,8 +233,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         } => {
             let c = store.notification_counts().await?;
             println!(
-                "pending {}\nsent {}\nfailed {}",
-                c.pending, c.sent, c.failed
+                "pending {}\nsent {}\nfailed {}\ncancelled {}",
+                c.pending, c.sent, c.failed, c.cancelled
             );
         }
         Command::Notifications {
@@ -238,12 +262,42 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 return Err("name a notification with --id, or pass --all".into());
             }
             let n = store.retry_failed(id, inventory_kit::core::now()).await?;
+            if let Some(id) = id
+                && n == 0
+            {
+                return Err(format!("notification {id} does not exist or is not failed").into());
+            }
             println!("{n} notification(s) queued again");
         }
-        Command::Export { file, partial } => {
-            let f = tokio::fs::File::create(&file)
-                .await
-                .map_err(|e| format!("{}: {e}", file.display()))?;
+        Command::Export {
+            file,
+            partial,
+            force,
+        } => {
+            let mut options = tokio::fs::OpenOptions::new();
+            options.write(true);
+            if force {
+                options.create(true).truncate(true);
+            } else {
+                options.create_new(true);
+            }
+            #[cfg(unix)]
+            options.mode(0o600);
+            let f = options.open(&file).await.map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    format!("{} exists: pass --force to replace it", file.display())
+                } else {
+                    format!("{}: {e}", file.display())
+                }
+            })?;
+            // A replaced file keeps its old mode: make it private too.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                tokio::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .await
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+            }
             let mut out = tokio::io::BufWriter::new(f);
             let report = transfer::export(store.as_ref(), &mut out).await?;
             finish_transfer("exported", &report, partial, &file.display().to_string())?;

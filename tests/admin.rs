@@ -283,3 +283,49 @@ async fn sqlite_backup_while_orders_are_placed_is_consistent() {
         "one notification per order in the copy"
     );
 }
+
+#[tokio::test]
+async fn exports_are_private_and_never_overwritten_read_only_commands_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path(), "private.db");
+    let store: Arc<dyn Store> = Arc::new(SqlStore::connect(&url).await.unwrap());
+    testkit::user(&store, "hash@example.com").await;
+    let file = dir.path().join("export.jsonl");
+    ok(&url, &["export", file.to_str().unwrap()]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the export holds password hashes");
+    }
+    let (success, out) = admin(&url, &["export", file.to_str().unwrap()], &[]);
+    assert!(!success && out.contains("--force"), "{out}");
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    ok(&url, &["export", "--force", file.to_str().unwrap()]);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a replaced export is private too");
+    }
+
+    // Retrying a notification that does not exist is an error.
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let (success, out) = admin(&url, &["notifications", "retry", "--id", &unknown], &[]);
+    assert!(
+        !success && out.contains("does not exist or is not failed"),
+        "{out}"
+    );
+
+    // Read-only commands on a database that does not exist create nothing.
+    let missing = dir.path().join("missing.db");
+    let missing_url = format!("sqlite://{}?mode=rwc", missing.display());
+    for args in [
+        &["notifications", "counts"][..],
+        &["products", "list"][..],
+        &["export", dir.path().join("x.jsonl").to_str().unwrap()][..],
+    ] {
+        let (success, out) = admin(&missing_url, args, &[]);
+        assert!(!success, "{args:?}: {out}");
+        assert!(!missing.exists(), "{args:?} created the database");
+    }
+}
