@@ -748,3 +748,78 @@ async fn database_start_up_errors_name_the_variable_and_the_fix() {
         );
     }
 }
+
+#[tokio::test]
+async fn every_error_body_has_a_stable_machine_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Proc::start(
+        "server",
+        &support::sqlite_env(dir.path(), support::closed_port()),
+    );
+    let api = Client::new(&server.url);
+    let token = api.token("codes@example.com", "codes-password").await;
+    let cases: Vec<(u16, &str, (u16, serde_json::Value))> = vec![
+        (401, "unauthorized", api.get("/orders", None).await),
+        (404, "not_found", api.get("/products/none", None).await),
+        (404, "not_found", api.get("/no/such/route", None).await),
+        (
+            422,
+            "invalid_input",
+            api.post(
+                "/auth/register",
+                None,
+                json!({"email": "x", "password": "y"}),
+            )
+            .await,
+        ),
+        (
+            403,
+            "forbidden",
+            api.post(
+                "/products",
+                Some(&token),
+                json!({"product_id": "p", "product_name": "P", "quantity": 1}),
+            )
+            .await,
+        ),
+        (
+            409,
+            "conflict",
+            api.post(
+                "/auth/register",
+                None,
+                json!({"email": "codes@example.com", "password": "codes-password"}),
+            )
+            .await,
+        ),
+    ];
+    api.post(
+        "/orders/place",
+        Some(&token),
+        json!({"product_id": "scarce"}),
+    )
+    .await;
+    let (s, b) = api
+        .post(
+            "/orders/place",
+            Some(&token),
+            json!({"product_id": "scarce"}),
+        )
+        .await;
+    let mut cases = cases;
+    cases.push((409, "out_of_stock", (s, b)));
+    let m = reqwest::Method::from_bytes(b"DELETE").unwrap();
+    cases.push((
+        405,
+        "method_not_allowed",
+        api.call(m, "/health", None, None).await,
+    ));
+    for (status, code, (got, body)) in cases {
+        assert_eq!(got, status, "{body}");
+        assert_eq!(body["code"], code, "{body}");
+        assert!(
+            body["detail"].is_string(),
+            "detail stays for the original's clients: {body}"
+        );
+    }
+}

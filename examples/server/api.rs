@@ -41,7 +41,11 @@ pub(crate) struct StatusBody {
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct ErrorBody {
+    /// What went wrong, for people (the original service's field).
     detail: String,
+    /// A stable machine code: `unauthorized`, `forbidden`, `not_found`, `conflict`,
+    /// `out_of_stock`, `invalid_input`, `rate_limited`, `unavailable`, ...
+    code: String,
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -12,12 +12,35 @@ use serde::de::DeserializeOwned;
 
 use crate::api::AppState;
 
-/// An error answered as `{"detail": "..."}` with the status of its kind.
+/// An error answered as `{"detail": "...", "code": "..."}` with the status of its kind:
+/// `detail` is for people (and the original service's clients), `code` is a stable machine
+/// string.
 #[derive(Debug)]
 pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
     pub(crate) detail: String,
+    code: &'static str,
     retry_after: Option<u64>,
+}
+
+/// The stable machine code of an HTTP status.
+fn code_of(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "timeout",
+        409 => "conflict",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        422 => "invalid_input",
+        429 => "rate_limited",
+        503 => "unavailable",
+        other if other < 500 => "client_error",
+        _ => "internal",
+    }
 }
 
 impl ApiError {
@@ -25,6 +48,7 @@ impl ApiError {
         ApiError {
             status,
             detail: detail.into(),
+            code: code_of(status),
             retry_after: None,
         }
     }
@@ -53,9 +77,14 @@ impl From<Error> for ApiError {
             _ => e.to_string(),
         };
         let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1);
+        let code = match e.kind() {
+            ErrorKind::OutOfStock => "out_of_stock",
+            _ => code_of(status),
+        };
         ApiError {
             status,
             detail,
+            code,
             retry_after,
         }
     }
@@ -65,7 +94,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
             self.status,
-            axum::Json(serde_json::json!({ "detail": self.detail })),
+            axum::Json(serde_json::json!({ "detail": self.detail, "code": self.code })),
         )
             .into_response();
         if self.status == StatusCode::UNAUTHORIZED {
