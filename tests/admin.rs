@@ -144,6 +144,10 @@ async fn populated(store: &Arc<dyn Store>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    inventory_no_postgres,
+    ignore = "INVENTORY_TEST_POSTGRES_URL is not set"
+)]
 async fn export_from_sqlite_import_into_postgres_is_identical() {
     let Some(pg) = inventory_sql::testing::postgres_url() else {
         return;

@@ -82,6 +82,10 @@ async fn order_flow_on_sqlite_with_smtp() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    inventory_no_postgres,
+    ignore = "INVENTORY_TEST_POSTGRES_URL is not set"
+)]
 async fn order_flow_on_postgres_with_smtp() {
     let sink = SmtpSink::start().unwrap();
     let Some(env) = support::postgres_env(sink.addr().port()).await else {
@@ -657,6 +661,10 @@ async fn separate_listener_on_sqlite_sweeps() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    inventory_no_postgres,
+    ignore = "INVENTORY_TEST_POSTGRES_URL is not set"
+)]
 async fn separate_listener_on_postgres_is_woken_by_notify() {
     let sink = SmtpSink::start().unwrap();
     let Some(env) = support::postgres_env(sink.addr().port()).await else {

@@ -268,6 +268,10 @@ async fn the_server_killed_mid_burst() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    inventory_no_postgres,
+    ignore = "INVENTORY_TEST_POSTGRES_URL is not set"
+)]
 async fn postgres_outage_under_load() {
     let sink = SmtpSink::start().unwrap();
     let Some(mut env) = support::postgres_env(sink.addr().port()).await else {

@@ -128,6 +128,7 @@ async fn call(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
 async fn the_originals_documents_serve_the_whole_api() {
     let Some(host) = emulator() else { return };
     let project = format!("legacy-{}", uuid::Uuid::now_v7().simple());

@@ -152,6 +152,10 @@ async fn a_listener_killed_mid_batch_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    inventory_no_postgres,
+    ignore = "INVENTORY_TEST_POSTGRES_URL is not set"
+)]
 async fn scale_out_on_postgres_two_servers_three_listeners() {
     let sink = SmtpSink::start().unwrap();
     let Some(mut env) = support::postgres_env(sink.addr().port()).await else {
@@ -251,6 +255,10 @@ async fn scale_out_on_postgres_two_servers_three_listeners() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    inventory_no_postgres,
+    ignore = "INVENTORY_TEST_POSTGRES_URL is not set"
+)]
 async fn postgres_outage_gives_503_and_recovers_by_itself() {
     let sink = SmtpSink::start().unwrap();
     let Some(mut env) = support::postgres_env(sink.addr().port()).await else {
@@ -376,6 +384,10 @@ async fn restart_after_sigkill_keeps_orders_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    inventory_no_postgres,
+    ignore = "INVENTORY_TEST_POSTGRES_URL is not set"
+)]
 async fn restart_after_sigkill_keeps_orders_on_postgres() {
     let sink = SmtpSink::start().unwrap();
     let Some(env) = support::postgres_env(sink.addr().port()).await else {

@@ -31,12 +31,15 @@ pub type TestStore = Arc<dyn Store>;
 
 /// Expands to one `#[tokio::test]` per conformance case. The argument is an expression that
 /// evaluates to a future yielding `Option<TestStore>`: a fresh, empty store, or `None` when
-/// the backend is not configured here, in which case the case prints a notice and passes
-/// (CI configures every backend, so it never skips). It is evaluated once per test.
+/// the backend is not configured here. It is evaluated once per test. Attributes written
+/// after it are put on every case: mark a suite whose backend is missing as ignored, so it
+/// shows as ignored rather than passed, e.g.
+/// `store_conformance!(factory, #[cfg_attr(no_backend, ignore = "BACKEND_URL not set")])` with
+/// `no_backend` set by the crate's build script.
 #[macro_export]
 macro_rules! store_conformance {
-    ($factory:expr) => {
-        $crate::__store_conformance_cases!($factory;
+    ($factory:expr $(, #[$attr:meta])* $(,)?) => {
+        $crate::__store_conformance_cases!([$(#[$attr])*] $factory;
             users_email_is_unique_and_password_kept,
             users_lookup_and_roles,
             products_create_list_restock,
@@ -70,17 +73,24 @@ macro_rules! store_conformance {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __store_conformance_cases {
-    ($factory:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $case() {
-                let store: ::core::option::Option<$crate::testkit::TestStore> = $factory.await;
-                match store {
-                    Some(store) => $crate::testkit::$case(store).await,
-                    None => eprintln!("SKIPPED {}: backend not configured", stringify!($case)),
-                }
+    ($attrs:tt $factory:expr; $($case:ident),+ $(,)?) => {
+        $( $crate::__store_conformance_case!($attrs $factory; $case); )+
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_conformance_case {
+    ([$(#[$attr:meta])*] $factory:expr; $case:ident) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        $(#[$attr])*
+        async fn $case() {
+            let store: ::core::option::Option<$crate::testkit::TestStore> = $factory.await;
+            match store {
+                Some(store) => $crate::testkit::$case(store).await,
+                None => eprintln!("SKIPPED {}: backend not configured", stringify!($case)),
             }
-        )+
+        }
     };
 }
 

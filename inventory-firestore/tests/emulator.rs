@@ -36,11 +36,14 @@ async fn connect() -> Option<FirestoreStore> {
 }
 
 mod conformance {
-    inventory_core::store_conformance!(async {
-        super::connect()
-            .await
-            .map(|s| std::sync::Arc::new(s) as super::TestStore)
-    });
+    inventory_core::store_conformance!(
+        async {
+            super::connect()
+                .await
+                .map(|s| std::sync::Arc::new(s) as super::TestStore)
+        },
+        #[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
+    );
 }
 
 /// The documents exactly as the original Python service wrote them.
@@ -69,6 +72,7 @@ struct OriginalOrder {
 const PASSLIB_HASH: &str = "$argon2id$v=19$m=65536,t=3,p=4$eC8FwBijNMZ4zxnDmBOiVA$JChjeP4Qhxy4cNqxzL2eEYolEkJWZGf6OBf9QTSGJQo";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
 async fn data_written_by_the_original_service_works() {
     let Some(store) = connect().await else { return };
     let db = store.db().clone();
@@ -202,6 +206,7 @@ async fn data_written_by_the_original_service_works() {
 /// One unreadable notification document in a claimed batch: the others are claimed and sent,
 /// it is parked as failed with the reason, and retrying every failed one pages through them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
 async fn a_bad_notification_never_costs_the_others_and_retry_pages() {
     if !emulator() {
         return;

@@ -38,10 +38,20 @@ async fn store() -> Option<TestStore> {
 }
 
 mod conformance {
-    inventory_core::store_conformance!(super::store());
+    inventory_core::store_conformance!(
+        super::store(),
+        #[cfg_attr(
+            inventory_no_postgres,
+            ignore = "INVENTORY_TEST_POSTGRES_URL is not set"
+        )]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    inventory_no_postgres,
+    ignore = "INVENTORY_TEST_POSTGRES_URL is not set"
+)]
 async fn two_dispatchers_with_separate_pools_deliver_each_of_500_once() {
     let Some(url) = url() else { return };
     let schema = fresh_schema(&url).await;
@@ -90,6 +100,10 @@ async fn two_dispatchers_with_separate_pools_deliver_each_of_500_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    inventory_no_postgres,
+    ignore = "INVENTORY_TEST_POSTGRES_URL is not set"
+)]
 async fn listen_notify_wakes_another_connection_and_survives_a_reconnect() {
     let Some(url) = url() else { return };
     let schema = fresh_schema(&url).await;
