@@ -86,6 +86,18 @@ pub struct CycleReport {
     pub next_retry_at: Option<DateTime<Utc>>,
 }
 
+/// Counts a delivery's outcome in the metrics.
+fn count(outcome: &Outcome) {
+    match outcome {
+        Outcome::Sent => metrics::counter!("inventory_notifications_sent_total").increment(1),
+        Outcome::Retry(_) => {
+            metrics::counter!("inventory_notifications_retried_total").increment(1)
+        }
+        Outcome::Failed => metrics::counter!("inventory_notifications_failed_total").increment(1),
+        Outcome::LeaseLost => {}
+    }
+}
+
 enum Outcome {
     Sent,
     Retry(DateTime<Utc>),
@@ -163,19 +175,22 @@ impl Dispatcher {
         let mut first_error = None;
         for outcome in outcomes {
             match outcome {
-                Ok(Outcome::Sent) => report.sent += 1,
-                Ok(Outcome::Retry(at)) => {
-                    report.retried += 1;
-                    report.next_retry_at = Some(report.next_retry_at.map_or(at, |t| t.min(at)));
+                Ok(outcome) => {
+                    count(&outcome);
+                    match outcome {
+                        Outcome::Sent => report.sent += 1,
+                        Outcome::Retry(at) => {
+                            report.retried += 1;
+                            report.next_retry_at =
+                                Some(report.next_retry_at.map_or(at, |t| t.min(at)));
+                        }
+                        Outcome::Failed => report.failed += 1,
+                        Outcome::LeaseLost => {}
+                    }
                 }
-                Ok(Outcome::Failed) => report.failed += 1,
-                Ok(Outcome::LeaseLost) => {}
                 Err(e) => first_error = first_error.or(Some(e)),
             }
         }
-        metrics::counter!("inventory_notifications_sent_total").increment(report.sent as u64);
-        metrics::counter!("inventory_notifications_retried_total").increment(report.retried as u64);
-        metrics::counter!("inventory_notifications_failed_total").increment(report.failed as u64);
         match first_error {
             // Nothing could be recorded: report the store's error.
             Some(e) if report.sent + report.retried + report.failed == 0 => Err(e),
@@ -323,8 +338,8 @@ impl Dispatcher {
                     {
                         next_retry = Some(next_retry.map_or(at, |t| t.min(at)));
                     }
-                    // A slot is free: claim again if the last claim was full, else wait.
-                    look = look || in_flight.len() + 1 == slots;
+                    // A freed slot claims again only if more may be due: the last claim was
+                    // full, or a signal or sweep arrived meanwhile (both set `look`).
                 }
                 changed = signal.changed(), if !shutdown.is_cancelled() => {
                     if changed.is_err() {
@@ -341,23 +356,19 @@ impl Dispatcher {
 
     /// Counts one delivery's outcome; returns its retry time, if any.
     fn record(&self, outcome: Result<Outcome>, failing: &mut u64) -> Option<DateTime<Utc>> {
+        if let Ok(outcome) = &outcome {
+            count(outcome);
+        }
         let (retry_at, failed) = match outcome {
             Ok(Outcome::Sent) => {
-                metrics::counter!("inventory_notifications_sent_total").increment(1);
                 if *failing >= 3 {
                     tracing::info!(after_failures = *failing, "mail is flowing again");
                 }
                 *failing = 0;
                 (None, false)
             }
-            Ok(Outcome::Retry(at)) => {
-                metrics::counter!("inventory_notifications_retried_total").increment(1);
-                (Some(at), true)
-            }
-            Ok(Outcome::Failed) => {
-                metrics::counter!("inventory_notifications_failed_total").increment(1);
-                (None, true)
-            }
+            Ok(Outcome::Retry(at)) => (Some(at), true),
+            Ok(Outcome::Failed) => (None, true),
             Ok(Outcome::LeaseLost) => (None, false),
             Err(e) => {
                 tracing::warn!(error = %e, "a send's result could not be recorded; its lease will expire and it will be retried");
