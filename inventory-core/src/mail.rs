@@ -23,17 +23,13 @@ pub fn render_confirmation(n: &Notification) -> OutgoingEmail {
         .chars()
         .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
         .collect();
-    let n = &Notification {
-        product_name: name,
-        ..n.clone()
-    };
-    let subject = format!("Order confirmed: {}", n.product_name);
+    let subject = format!("Order confirmed: {name}");
     let text = format!(
         "Thank you for your order.\n\n\
          Product:  {} ({})\n\
          Quantity: {}\n\
          Order id: {}\n",
-        n.product_name,
+        name,
         n.product_id,
         n.quantity.get(),
         n.order_id
@@ -44,7 +40,7 @@ pub fn render_confirmation(n: &Notification) -> OutgoingEmail {
          <tr><th align=\"left\">Quantity</th><td>{}</td></tr>\n\
          <tr><th align=\"left\">Order id</th><td>{}</td></tr>\n\
          </table>\n</body></html>\n",
-        html_escape::encode_text(&n.product_name),
+        html_escape::encode_text(&name),
         html_escape::encode_text(n.product_id.as_str()),
         n.quantity.get(),
         n.order_id

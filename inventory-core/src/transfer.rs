@@ -309,8 +309,9 @@ pub async fn export(store: &dyn Store, out: &mut (impl AsyncWrite + Unpin)) -> R
     })
 }
 
-/// Writes every record read from `input` into `store`. Stops at the first error, naming the
-/// line.
+/// Writes every record read from `input` into `store`. A record that exists already is
+/// skipped and listed in the report with its line; a malformed line or any other store error
+/// stops the import (what was written so far stays).
 pub async fn import(store: &dyn Store, input: impl AsyncBufRead + Unpin) -> Result<Report> {
     let mut counts = Counts::default();
     let mut skipped = Vec::new();

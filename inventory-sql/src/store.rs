@@ -138,24 +138,18 @@ macro_rules! with_pool {
 }
 
 /// A connection that comes back to the pool still inside a transaction (a COMMIT that failed
-/// on a full disk leaves it so: every later BEGIN would fail) is closed instead of reused, and
-/// so is one found in that state when taken.
+/// on a full disk leaves it so: every later BEGIN would fail) is closed instead of reused.
 fn clean_connections<DB: sqlx::Database>(
     options: sqlx::pool::PoolOptions<DB>,
 ) -> sqlx::pool::PoolOptions<DB> {
     use sqlx::Connection as _;
-    options
-        .after_release(|conn, _| {
-            let clean = !conn.is_in_transaction();
-            if !clean {
-                tracing::warn!("a database connection was left inside a transaction; closing it");
-            }
-            Box::pin(async move { Ok(clean) })
-        })
-        .before_acquire(|conn, _| {
-            let clean = !conn.is_in_transaction();
-            Box::pin(async move { Ok(clean) })
-        })
+    options.after_release(|conn, _| {
+        let clean = !conn.is_in_transaction();
+        if !clean {
+            tracing::warn!("a database connection was left inside a transaction; closing it");
+        }
+        Box::pin(async move { Ok(clean) })
+    })
 }
 
 struct AbortOnDrop(JoinHandle<()>);
