@@ -458,6 +458,11 @@ impl FirestoreStore {
         {
             return Ok(Some(doc));
         }
+        self.find_user_in_index(email).await
+    }
+
+    /// The user document stored under another form of the address (see [`UserIndex`]).
+    async fn find_user_in_index(&self, email: &Email) -> Result<Option<UserDoc>> {
         let key = email.as_str().to_owned();
         let mut index = self.user_index.lock().await;
         let fresh = index
@@ -563,8 +568,9 @@ impl FirestoreStore {
 #[async_trait]
 impl UserStore for FirestoreStore {
     async fn create_user(&self, user: &User) -> Result<()> {
-        // One account per address, also against the original's ids in another case.
-        if self.find_user_doc(&user.email).await?.is_some() {
+        // One account per address, also against the original's ids in another form (the
+        // insert below refuses the normalised id itself).
+        if self.find_user_in_index(&user.email).await?.is_some() {
             return Err(Error::Conflict("email already registered".into()));
         }
         let result = self
@@ -969,31 +975,35 @@ impl OrderStore for FirestoreStore {
             .query()
             .await
             .map_err(map)?;
-        let mut merged: Vec<(DateTime<Utc>, Result<Order>, Option<String>)> = ours
+        /// One entry of the merged list: an order of ours, read; one of the original's, by id.
+        enum Entry {
+            Ours(Box<Order>),
+            Legacy(String),
+        }
+        let mut merged = ours
             .into_iter()
             .map(|d| {
-                let o = d.into_order();
-                (
-                    o.as_ref().map(|o| o.created_at).unwrap_or_default(),
-                    o,
-                    None,
-                )
+                let o = d.into_order()?;
+                Ok((o.created_at, Entry::Ours(Box::new(o))))
             })
-            .collect();
-        for (at, id) in legacy.into_iter().take(wanted as usize) {
-            merged.push((at, Err(Error::other("not read yet")), Some(id)));
-        }
-        merged.sort_by_key(|m| std::cmp::Reverse(m.0));
+            .collect::<Result<Vec<_>>>()?;
+        merged.extend(
+            legacy
+                .into_iter()
+                .take(wanted as usize)
+                .map(|(at, id)| (at, Entry::Legacy(id))),
+        );
+        merged.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
         let mut page_orders = Vec::new();
-        for (_, order, legacy_id) in merged
+        for (_, entry) in merged
             .into_iter()
             .skip(page.offset as usize)
             .take(page.limit as usize)
         {
-            match legacy_id {
-                None => page_orders.push(order?),
-                Some(id) => {
-                    // Deleted since the index was built: leave it out.
+            match entry {
+                Entry::Ours(order) => page_orders.push(*order),
+                // Deleted since the index was built: left out.
+                Entry::Legacy(id) => {
                     if let Some(doc) = self.get::<OrderDoc>(&self.cols.orders, &id).await? {
                         page_orders.push(doc.into_order()?);
                     }
