@@ -679,13 +679,26 @@ fn help_and_version_print_and_exit_without_touching_files() {
     for program in ["server", "listener"] {
         for flag in ["--help", "--version"] {
             let dir = tempfile::tempdir().unwrap();
-            let out = std::process::Command::new(support::example(program))
+            let mut child = std::process::Command::new(support::example(program))
                 .arg(flag)
                 .current_dir(dir.path())
                 .env_clear()
                 .env("APP_ENV", "dev")
-                .output()
+                .env("PORT", "0")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
                 .unwrap();
+            // A program that ignored the flag would start serving: fail, do not hang.
+            let started = std::time::Instant::now();
+            while child.try_wait().unwrap().is_none() {
+                if started.elapsed() > std::time::Duration::from_secs(10) {
+                    let _ = child.kill();
+                    panic!("{program} {flag} did not exit: it started instead of printing");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let out = child.wait_with_output().unwrap();
             let text = String::from_utf8_lossy(&out.stdout);
             assert!(out.status.success(), "{program} {flag}: {out:?}");
             assert!(

@@ -274,16 +274,9 @@ async fn the_server_killed_mid_burst() {
 )]
 async fn postgres_outage_under_load() {
     let sink = SmtpSink::start().unwrap();
-    let Some(mut env) = support::postgres_env(sink.addr().port()).await else {
+    let Some((mut env, proxy)) = support::proxied_postgres_env(sink.addr().port()).await else {
         return;
     };
-    let proxy = support::TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let url = env[0].1.clone();
-    set(
-        &mut env,
-        "DATABASE_URL",
-        url.replacen(":5432/", &format!(":{}/", proxy.port), 1),
-    );
     set(&mut env, "DATABASE_ACQUIRE_TIMEOUT_MS", "500");
     set(
         &mut env,

@@ -261,19 +261,9 @@ async fn scale_out_on_postgres_two_servers_three_listeners() {
 )]
 async fn postgres_outage_gives_503_and_recovers_by_itself() {
     let sink = SmtpSink::start().unwrap();
-    let Some(mut env) = support::postgres_env(sink.addr().port()).await else {
+    let Some((mut env, proxy)) = support::proxied_postgres_env(sink.addr().port()).await else {
         return;
     };
-    let proxy = support::TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let url = env
-        .iter()
-        .find(|(k, _)| *k == "DATABASE_URL")
-        .unwrap()
-        .1
-        .clone();
-    let proxied = url.replacen(":5432/", &format!(":{}/", proxy.port), 1);
-    assert_ne!(url, proxied, "the test URL names port 5432");
-    set(&mut env, "DATABASE_URL", proxied);
     set(&mut env, "DATABASE_ACQUIRE_TIMEOUT_MS", "1000");
     let server = Proc::start("server", &env);
     let api = Client::new(&server.url);

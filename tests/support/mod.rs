@@ -267,6 +267,19 @@ pub async fn postgres_env(smtp_port: u16) -> Option<Vec<(&'static str, String)>>
     Some(env)
 }
 
+/// [`postgres_env`] with the database reached through a [`TcpProxy`], to cut it on demand.
+pub async fn proxied_postgres_env(
+    smtp_port: u16,
+) -> Option<(Vec<(&'static str, String)>, TcpProxy)> {
+    let mut env = postgres_env(smtp_port).await?;
+    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let url = env[0].1.clone();
+    let proxied = url.replacen(":5432/", &format!(":{}/", proxy.port), 1);
+    assert_ne!(url, proxied, "the test URL names port 5432");
+    set(&mut env, "DATABASE_URL", proxied);
+    Some((env, proxy))
+}
+
 /// A TCP proxy on loopback that can cut every connection and refuse new ones, to simulate a
 /// database outage without touching the shared server.
 pub struct TcpProxy {
