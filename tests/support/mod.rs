@@ -90,31 +90,22 @@ impl Proc {
 
     /// Runs `name` to completion (for start-up failures) and returns its status and output.
     pub fn run_to_exit(name: &str, envs: &[(&str, String)]) -> (ExitStatus, String) {
-        let mut cmd = Command::new(example(name));
-        cmd.env_clear()
-            .env("NO_COLOR", "1")
-            .env("HOST", "127.0.0.1")
-            .env("PORT", "0");
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().expect("run example");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status, text)
+        Self::run_to_exit_with_args(name, &[], envs)
     }
 
-    /// Runs `name` with arguments to completion and returns its status and output.
+    /// Runs `name` with arguments to completion (only `envs` set, plus `HOST=127.0.0.1`,
+    /// `PORT=0`, no colour) and returns its status and output.
     pub fn run_to_exit_with_args(
         name: &str,
         args: &[&str],
         envs: &[(&str, String)],
     ) -> (ExitStatus, String) {
         let mut cmd = Command::new(example(name));
-        cmd.env_clear().env("NO_COLOR", "1").args(args);
+        cmd.env_clear()
+            .env("NO_COLOR", "1")
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .args(args);
         for (k, v) in envs {
             cmd.env(k, v);
         }
