@@ -136,6 +136,9 @@ impl Settings {
                 header_read_timeout: Duration::from_secs(
                     parse_var::<u64>("HEADER_READ_TIMEOUT_SECS", 10)?.max(1),
                 ),
+                keep_alive: Duration::from_secs(
+                    parse_var::<u64>("KEEP_ALIVE_TIMEOUT_SECS", 75)?.max(1),
+                ),
                 drain: Duration::from_secs(30),
             },
         })

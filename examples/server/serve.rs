@@ -26,6 +26,10 @@ pub(crate) struct ServeLimits {
     /// from the connection or from the previous response; a slower or silent client is
     /// disconnected, so idle connections cannot hold the slots.
     pub(crate) header_read_timeout: Duration,
+    /// Time an idle keep-alive connection (one that has served a request) is kept
+    /// (`KEEP_ALIVE_TIMEOUT_SECS`). Longer than the header deadline, so that a client or load
+    /// balancer reusing its connection does not race our close.
+    pub(crate) keep_alive: Duration,
     /// Time in-flight requests get to finish at shutdown.
     pub(crate) drain: Duration,
 }
@@ -88,10 +92,10 @@ pub(crate) async fn serve(
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let conn = graceful.watch(conn);
-        let idle_limit = limits.header_read_timeout;
+        let (fresh_limit, keep_alive) = (limits.header_read_timeout, limits.keep_alive);
         tokio::spawn(async move {
             tokio::pin!(conn);
-            let mut check = tokio::time::interval(idle_limit / 4);
+            let mut check = tokio::time::interval(fresh_limit / 4);
             loop {
                 tokio::select! {
                     result = &mut conn => {
@@ -101,7 +105,10 @@ pub(crate) async fn serve(
                         break;
                     }
                     _ = check.tick() => {
-                        if activity.idle_for() > idle_limit {
+                        // Silent since connecting: the header deadline; idle after serving
+                        // requests: the keep-alive time.
+                        let limit = if activity.served() { keep_alive } else { fresh_limit };
+                        if activity.idle_for() > limit {
                             tracing::debug!(%peer, "idle connection closed");
                             break; // dropping the connection closes it
                         }
@@ -128,6 +135,7 @@ struct Activity {
     started: std::time::Instant,
     last_ms: std::sync::atomic::AtomicU64,
     in_flight: std::sync::atomic::AtomicUsize,
+    served: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Activity {
@@ -136,6 +144,7 @@ impl Default for Activity {
             started: std::time::Instant::now(),
             last_ms: Default::default(),
             in_flight: Default::default(),
+            served: Default::default(),
         }
     }
 }
@@ -148,6 +157,11 @@ impl Activity {
 
     /// How long the connection has been silent with no request in progress (zero while one
     /// is: the request timeout bounds those).
+    /// Whether the connection has served (or is serving) a request.
+    fn served(&self) -> bool {
+        self.served.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn idle_for(&self) -> Duration {
         use std::sync::atomic::Ordering::Relaxed;
         if self.in_flight.load(Relaxed) > 0 {
@@ -166,6 +180,9 @@ impl Busy {
         activity
             .in_flight
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        activity
+            .served
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Busy(activity)
     }
 }
