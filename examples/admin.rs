@@ -7,17 +7,16 @@
 //! DATABASE_URL=postgres://... cargo run --example admin -- import export.jsonl
 //! ```
 
-#[path = "common/mod.rs"]
-mod common;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use inventory_kit::Settings;
 use inventory_kit::core::{
     Email, HashParams, NotificationStatus, Page, Password, PasswordHasher, ProductId, Role, Store,
     User, transfer,
 };
+use inventory_kit::settings::SeedProduct;
 
 #[derive(Parser)]
 #[command(about = "Administration of an inventory-kit store")]
@@ -121,12 +120,12 @@ where
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let database_url = match cli.database_url.clone() {
-        Some(url) => url,
-        None => common::database_url()?,
-    };
-    // Commands that only read never create a database: without `mode=rwc` a missing SQLite
-    // file is an error naming it.
+    let mut settings = Settings::from_env()?;
+    if let Some(url) = cli.database_url.clone() {
+        settings.database.url = url;
+    }
+    // Commands that only read never create a database: a missing SQLite file is an error
+    // naming it.
     let read_only = matches!(
         cli.command,
         Command::Products {
@@ -136,22 +135,18 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         } | Command::Export { .. }
             | Command::Backup { .. }
     );
-    let database_url = if read_only && database_url.starts_with("sqlite:") {
-        database_url
-            .replace("?mode=rwc&", "?")
-            .replace("?mode=rwc", "")
-            .replace("&mode=rwc", "")
+    let store: std::sync::Arc<dyn Store> = if read_only {
+        settings.open_store_read_only().await?
     } else {
-        database_url
+        settings.open_store().await?
     };
-    let store: std::sync::Arc<dyn Store> = inventory_kit::connect(&database_url).await?;
     match cli.command {
         Command::Migrate => println!("schema is up to date"),
         Command::SeedProducts { file } => {
             let raw =
                 std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let products: Vec<common::SeedProduct> = serde_json::from_str(&raw)?;
-            let created = common::seed(store.as_ref(), &products).await?;
+            let products = SeedProduct::parse_list(&raw)?;
+            let created = SeedProduct::ensure_all(&products, store.as_ref()).await?;
             println!(
                 "{created} created, {} already present",
                 products.len() - created
@@ -310,10 +305,11 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             finish_transfer("imported", &report, partial, &file.display().to_string())?;
         }
         Command::Backup { file } => {
-            if !database_url.starts_with("sqlite:") {
+            if settings.database.scheme() != "sqlite" {
                 return Err("backup is for SQLite; use pg_dump or Firestore's managed backups (see docs/operations.md)".into());
             }
-            let sql = inventory_kit::sql::SqlStore::connect(&database_url).await?;
+            let sql =
+                inventory_kit::sql::SqlStore::connect(&settings.database.read_only_url()).await?;
             sql.backup_sqlite(&file).await?;
             println!("backup written to {}", file.display());
         }

@@ -12,88 +12,43 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
-use inventory_kit::core::{Dispatcher, Store};
-use metrics_exporter_prometheus::PrometheusHandle;
-use serde_json::json;
+use inventory_kit::Settings;
+use inventory_kit::core::Dispatcher;
+use inventory_kit::http;
 use tokio_util::sync::CancellationToken;
-
-use common::parse_var;
-
-#[derive(Clone)]
-struct AppState {
-    store: Arc<dyn Store>,
-    metrics: PrometheusHandle,
-}
-
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
-}
-
-async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Err(e) => {
-            tracing::warn!(error = %e, "store not ready");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"detail": "store unavailable"})),
-            )
-        }
-    }
-}
-
-async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
-    common::record_backlog(state.store.as_ref()).await;
-    state.metrics.render()
-}
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
-    common::init_tracing()?;
-    let mail = common::MailChoice::from_env()?;
-    let config = common::dispatcher_config()?;
-    let host: std::net::IpAddr = parse_var("HOST", std::net::IpAddr::from([0, 0, 0, 0]))?;
-    let addr = SocketAddr::new(host, parse_var("PORT", 9090)?);
-    let metrics = common::install_metrics();
-    let store = common::open_store().await?;
-    let mailer = mail.build()?;
+    let settings = Settings::from_env()?;
+    common::init_tracing(&settings);
+    let metrics = http::install_recorder()?;
+    let store = settings.open_store().await?;
+    let mailer = settings.mail.build()?;
 
     let shutdown = CancellationToken::new();
-    let dispatcher = Dispatcher::new(store.clone(), mailer, config).spawn(shutdown.clone());
-    let app = Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(render_metrics))
-        .with_state(AppState { store, metrics });
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let dispatcher =
+        Dispatcher::new(store.clone(), mailer, settings.dispatcher.clone()).spawn(shutdown.clone());
+    let addr = settings.http.addr(9090);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} (PORT/HOST): {e}"))?;
     tracing::info!(
         startup_ms = started.elapsed().as_millis() as u64,
         "listener running; listening on http://{}",
         listener.local_addr()?
     );
-    let stop = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            common::shutdown_signal().await;
-            stop.cancel();
-        })
-        .await?;
-    if tokio::time::timeout(Duration::from_secs(30), dispatcher)
-        .await
-        .is_err()
-    {
-        tracing::warn!("dispatcher did not stop within 30 s");
-    }
+    http::serve(
+        listener,
+        http::ops_router(store, Some(metrics)),
+        http::ServeLimits::from(&settings.http),
+        common::shutdown_signal(),
+    )
+    .await;
+    shutdown.cancel();
+    common::stop_dispatcher(dispatcher).await;
     tracing::info!("bye");
     Ok(())
 }

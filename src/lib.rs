@@ -11,6 +11,11 @@
 //! | `firestore` | `inventory-firestore`   | `firestore://PROJECT_ID`              |
 //! | `smtp`      | `inventory-mail`        |                                       |
 //!
+//! With the `settings` feature, [`Settings`] reads the whole environment contract (the
+//! variables of the README's table) once; with `http` (a default feature), [`http`] offers the
+//! HTTP API as an axum router, its layers and an accept loop, for the example server or for
+//! an application that nests the API in its own.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), inventory_kit::core::Error> {
@@ -26,6 +31,13 @@
 pub struct ReadmeDoctests;
 
 use std::sync::Arc;
+
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "settings")]
+pub mod settings;
+#[cfg(feature = "settings")]
+pub use settings::{Settings, SettingsError};
 
 pub use inventory_core as core;
 #[cfg(feature = "firestore")]

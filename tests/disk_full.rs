@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use inventory_mail::testing::SmtpSink;
 use serde_json::json;
-use support::{Client, Proc};
+use support::{App, Client};
 
 /// A tmpfs of `size` mounted for the test; unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -55,26 +55,27 @@ fn fill(dir: &Path) -> PathBuf {
     path
 }
 
-async fn place(api: &Client, token: &str) -> reqwest::Response {
-    api.http
-        .post(format!("{}/orders/place", api.base))
-        .bearer_auth(token)
-        .json(&json!({"product_id": "product-1"}))
-        .send()
-        .await
-        .unwrap()
+async fn place(api: &Client, token: &str) -> support::Reply {
+    api.send(
+        reqwest::Method::POST,
+        "/orders/place",
+        &[],
+        Some(token),
+        Some(json!({"product_id": "product-1"})),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_answers_503_and_recovers_by_itself() {
     let Some(fs) = Tmpfs::mount("4m") else { return };
     let sink = SmtpSink::start().unwrap();
-    let server = Proc::start("server", &support::sqlite_env(&fs.0, sink.addr().port()));
-    let api = Client::new(&server.url);
+    let app = App::start(&support::sqlite_env(&fs.0, sink.addr().port())).await;
+    let api = app.api.clone();
     let token = api.token("full@example.com", "reliable-password").await;
     let first = place(&api, &token).await;
-    assert_eq!(first.status(), 200);
-    let first: serde_json::Value = first.json().await.unwrap();
+    assert_eq!(first.status, 200);
+    let first = first.json();
     let first_id = first["order_id"].as_str().unwrap().to_owned();
 
     let filler = fill(&fs.0);
@@ -82,10 +83,10 @@ async fn a_full_disk_answers_503_and_recovers_by_itself() {
     let mut refused = 0;
     for _ in 0..20 {
         let resp = place(&api, &token).await;
-        let status = resp.status().as_u16();
-        assert_ne!(status, 500, "{}", resp.text().await.unwrap_or_default());
+        let status = resp.status;
+        assert_ne!(status, 500, "{}", resp.text);
         if status == 503 {
-            assert!(resp.headers().contains_key("retry-after"));
+            assert!(resp.headers.contains_key("retry-after"));
             refused += 1;
         }
     }
@@ -107,12 +108,7 @@ async fn a_full_disk_answers_503_and_recovers_by_itself() {
     api.wait_until("/ready", None, |b| b["status"] == "ready")
         .await;
     let resp = place(&api, &token).await;
-    assert_eq!(
-        resp.status(),
-        200,
-        "{}",
-        resp.text().await.unwrap_or_default()
-    );
+    assert_eq!(resp.status, 200, "{}", resp.text);
     let (status, body) = api
         .post(
             &format!("/orders/{first_id}/cancel"),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use inventory_mail::testing::SmtpSink;
 use serde_json::json;
-use support::{Client, Proc, set};
+use support::{App, Client, Proc, set};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -98,8 +98,8 @@ async fn silent_then_recovery(name: &str, greeting: &'static [u8]) {
     let dir = tempfile::tempdir().unwrap();
     let port = support::closed_port();
     let silent = Silent::start(port, greeting).await;
-    let server = Proc::start("server", &fast_env(dir.path(), port));
-    let api = Client::new(&server.url);
+    let app = App::start(&fast_env(dir.path(), port)).await;
+    let api = app.api.clone();
     let token = api.token("silent@example.com", "reliable-password").await;
     place(&api, &token, 20).await;
     until_failing(&api).await;
@@ -134,8 +134,8 @@ async fn a_mail_server_that_stalls_after_data() {
     let sink = SmtpSink::start().unwrap();
     sink.set_delay(Duration::from_secs(3));
     let dir = tempfile::tempdir().unwrap();
-    let server = Proc::start("server", &fast_env(dir.path(), sink.addr().port()));
-    let api = Client::new(&server.url);
+    let app = App::start(&fast_env(dir.path(), sink.addr().port())).await;
+    let api = app.api.clone();
     let token = api.token("stall@example.com", "reliable-password").await;
     place(&api, &token, 20).await;
     until_failing(&api).await;
@@ -156,8 +156,8 @@ async fn temporary_refusals_for_30_seconds_then_recovery() {
     let sink = SmtpSink::start().unwrap();
     sink.set_tempfail(true);
     let dir = tempfile::tempdir().unwrap();
-    let server = Proc::start("server", &fast_env(dir.path(), sink.addr().port()));
-    let api = Client::new(&server.url);
+    let app = App::start(&fast_env(dir.path(), sink.addr().port())).await;
+    let api = app.api.clone();
     let token = api.token("later@example.com", "reliable-password").await;
     place(&api, &token, 20).await;
     until_failing(&api).await;
@@ -190,8 +190,8 @@ async fn a_permanent_refusal_fails_only_that_message() {
     let sink = SmtpSink::start().unwrap();
     sink.reject("refused@example.com");
     let dir = tempfile::tempdir().unwrap();
-    let server = Proc::start("server", &fast_env(dir.path(), sink.addr().port()));
-    let api = Client::new(&server.url);
+    let app = App::start(&fast_env(dir.path(), sink.addr().port())).await;
+    let api = app.api.clone();
     let refused = api.token("refused@example.com", "reliable-password").await;
     let welcome = api.token("welcome@example.com", "reliable-password").await;
     let bad = place(&api, &refused, 5).await;
@@ -285,8 +285,8 @@ async fn postgres_outage_under_load() {
     );
     set(&mut env, "DISPATCHER_LEASE_SECS", "2");
     set(&mut env, "DISPATCHER_SWEEP_MS", "200");
-    let server = Proc::start("server", &env);
-    let api = Client::new(&server.url);
+    let app = App::start(&env).await;
+    let api = app.api.clone();
     let token = api.token("pg@example.com", "reliable-password").await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load: Vec<_> = (0..4)

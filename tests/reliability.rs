@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use inventory_mail::testing::SmtpSink;
 use serde_json::json;
-use support::{Client, Proc, set};
+use support::{App, Client, Proc, set};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -57,8 +57,8 @@ async fn smtp_outage_then_recovery_delivers_everything_once() {
     set(&mut env, "DISPATCHER_RETRY_BASE_MS", "200");
     set(&mut env, "DISPATCHER_RETRY_MAX_SECS", "1");
     set(&mut env, "DISPATCHER_MAX_ATTEMPTS", "100");
-    let server = Proc::start("server", &env);
-    let api = Client::new(&server.url);
+    let app = App::start(&env).await;
+    let api = app.api.clone();
     let users = tokens(&api, 5, "outage").await;
     let admin = api.token("admin@example.com", "admin-password").await;
     for i in 0..50 {
@@ -265,8 +265,8 @@ async fn postgres_outage_gives_503_and_recovers_by_itself() {
         return;
     };
     set(&mut env, "DATABASE_ACQUIRE_TIMEOUT_MS", "1000");
-    let server = Proc::start("server", &env);
-    let api = Client::new(&server.url);
+    let app = App::start(&env).await;
+    let api = app.api.clone();
     let token = api.token("outage@example.com", "outage-password").await;
     let (s, _) = api
         .post(
@@ -349,8 +349,8 @@ async fn restart_keeps_accepted_orders(env: Vec<(&'static str, String)>) {
         accepted.insert(b["order_id"].as_str().unwrap().to_owned());
     }
     server.kill(); // SIGKILL: no graceful anything
-    let server = Proc::start("server", &env);
-    let api = Client::new(&server.url);
+    let app = App::start(&env).await;
+    let api = app.api.clone();
     let admin = api.token("admin@example.com", "admin-password").await;
     let ids: HashSet<String> = all_orders(&api, &admin)
         .await

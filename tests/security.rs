@@ -1,11 +1,13 @@
-//! Authentication, input handling, rate limiting and secrets, over HTTP against the real server.
+//! Authentication, input handling, rate limiting and secrets: through the service's router
+//! in-process, and against the server process where logs, sockets or process-wide counters
+//! are what is tested.
 
 mod support;
 
 use base64::Engine as _;
 use inventory_mail::testing::SmtpSink;
 use serde_json::json;
-use support::{Client, Proc, set};
+use support::{App, Client, Proc, set};
 
 fn b64(data: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
@@ -58,11 +60,8 @@ async fn unknown_and_known_emails_cost_the_same_hashing_work() {
 async fn forged_tokens_are_rejected() {
     let sink = SmtpSink::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let server = Proc::start(
-        "server",
-        &support::sqlite_env(dir.path(), sink.addr().port()),
-    );
-    let api = Client::new(&server.url);
+    let app = App::start(&support::sqlite_env(dir.path(), sink.addr().port())).await;
+    let api = app.api.clone();
     let token = api.token("victim@example.com", "victim-password").await;
     let parts: Vec<&str> = token.split('.').collect();
     let payload: serde_json::Value = serde_json::from_slice(
@@ -127,11 +126,8 @@ async fn forged_tokens_are_rejected() {
 async fn hostile_input_is_refused_or_stored_verbatim() {
     let sink = SmtpSink::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let server = Proc::start(
-        "server",
-        &support::sqlite_env(dir.path(), sink.addr().port()),
-    );
-    let api = Client::new(&server.url);
+    let app = App::start(&support::sqlite_env(dir.path(), sink.addr().port())).await;
+    let api = app.api.clone();
     for (password, expected) in [("", 422), ("short", 422)] {
         let (s, b) = api
             .post(
@@ -144,7 +140,15 @@ async fn hostile_input_is_refused_or_stored_verbatim() {
     }
     let huge = "x".repeat(1024 * 1024);
     let body = json!({"email": "p@example.com", "password": huge}).to_string();
-    let status = support::raw_post_status(&server.url, "/auth/register", body.into_bytes()).await;
+    let status = api
+        .request(
+            reqwest::Method::POST,
+            "/auth/register",
+            &[("content-type", "application/json")],
+            body.into_bytes(),
+        )
+        .await
+        .status;
     assert_eq!(status, 413, "a 1 MB password never reaches the hasher");
     let long_email = format!("{}@example.com", "a".repeat(40_000));
     let (s, _) = api
@@ -213,8 +217,8 @@ async fn login_is_rate_limited_per_account_and_per_address() {
     let mut env = support::sqlite_env(dir.path(), sink.addr().port());
     set(&mut env, "LOGIN_RATE_LIMIT_PER_ACCOUNT", "3");
     set(&mut env, "LOGIN_RATE_LIMIT_PER_IP", "8");
-    let server = Proc::start("server", &env);
-    let api = Client::new(&server.url);
+    let app = App::start(&env).await;
+    let api = app.api.clone();
     api.token("limited@example.com", "limited-password").await; // registration is not limited
     let login = |email: &'static str| {
         let api = api.clone();
@@ -237,13 +241,15 @@ async fn login_is_rate_limited_per_account_and_per_address() {
     );
     assert!(b["detail"].is_string());
     let r = api
-        .http
-        .post(format!("{}/auth/login", api.base))
-        .json(&json!({"email": "limited@example.com", "password": "x"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.headers().contains_key("retry-after"));
+        .send(
+            reqwest::Method::POST,
+            "/auth/login",
+            &[],
+            None,
+            Some(json!({"email": "limited@example.com", "password": "x"})),
+        )
+        .await;
+    assert!(r.headers.contains_key("retry-after"));
     // Other accounts from the same address until the address's quota is spent.
     let mut statuses = Vec::new();
     for _ in 0..6 {
@@ -324,11 +330,8 @@ async fn logs_never_contain_secrets() {
 #[tokio::test]
 async fn random_methods_and_paths_do_not_grow_the_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Proc::start(
-        "server",
-        &support::sqlite_env(dir.path(), support::closed_port()),
-    );
-    let api = Client::new(&server.url);
+    let app = App::start(&support::sqlite_env(dir.path(), support::closed_port())).await;
+    let api = app.api.clone();
     let size = || async {
         let (status, body) = api.get("/metrics", None).await;
         assert_eq!(status, 200);
@@ -417,11 +420,8 @@ async fn slow_clients_are_cut_off_and_health_keeps_answering() {
 #[tokio::test]
 async fn a_token_of_a_user_that_does_not_exist_is_401_everywhere() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Proc::start(
-        "server",
-        &support::sqlite_env(dir.path(), support::closed_port()),
-    );
-    let api = Client::new(&server.url);
+    let app = App::start(&support::sqlite_env(dir.path(), support::closed_port())).await;
+    let api = app.api.clone();
     let now = chrono::Utc::now().timestamp();
     let claims = json!({
         "sub": uuid::Uuid::now_v7().to_string(),
@@ -458,14 +458,15 @@ async fn auth_from(
     from: &str,
     email: &str,
     password: &str,
-) -> reqwest::Response {
-    api.http
-        .post(format!("{}{path}", api.base))
-        .header("x-forwarded-for", from)
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
+) -> support::Reply {
+    api.send(
+        reqwest::Method::POST,
+        path,
+        &[("x-forwarded-for", from)],
+        None,
+        Some(json!({"email": email, "password": password})),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -476,8 +477,8 @@ async fn a_guessing_client_cannot_lock_the_owner_out() {
     set(&mut env, "LOGIN_RATE_LIMIT_PER_ACCOUNT", "3");
     set(&mut env, "LOGIN_RATE_LIMIT_PER_IP", "100");
     set(&mut env, "REGISTER_RATE_LIMIT_PER_IP", "3");
-    let server = Proc::start("server", &env);
-    let api = Client::new(&server.url);
+    let app = App::start(&env).await;
+    let api = app.api.clone();
     let owner = "owner@example.com";
     let r = auth_from(
         &api,
@@ -487,17 +488,17 @@ async fn a_guessing_client_cannot_lock_the_owner_out() {
         "owner-password",
     )
     .await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status, 200);
 
     // A bot at one address guesses: it locks itself out...
     let bot = "203.0.113.66";
     for _ in 0..3 {
         let r = auth_from(&api, "/auth/login", bot, owner, "guess-password").await;
-        assert_eq!(r.status(), 401);
+        assert_eq!(r.status, 401);
     }
     let r = auth_from(&api, "/auth/login", bot, owner, "guess-password").await;
-    assert_eq!(r.status(), 429);
-    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(r.status, 429);
+    assert!(r.headers.contains_key("retry-after"));
     // ... also when it writes a fake address in front (the right-most untrusted hop counts).
     let r = auth_from(
         &api,
@@ -507,7 +508,7 @@ async fn a_guessing_client_cannot_lock_the_owner_out() {
         "guess-password",
     )
     .await;
-    assert_eq!(r.status(), 429);
+    assert_eq!(r.status, 429);
     // ... but not the owner, from their own address.
     let r = auth_from(
         &api,
@@ -518,8 +519,7 @@ async fn a_guessing_client_cannot_lock_the_owner_out() {
     )
     .await;
     assert_eq!(
-        r.status(),
-        200,
+        r.status, 200,
         "the owner is locked out by someone else's guesses"
     );
 
@@ -533,7 +533,7 @@ async fn a_guessing_client_cannot_lock_the_owner_out() {
             "bot-password",
         )
         .await;
-        assert_eq!(r.status(), 200);
+        assert_eq!(r.status, 200);
     }
     let r = auth_from(
         &api,
@@ -543,8 +543,8 @@ async fn a_guessing_client_cannot_lock_the_owner_out() {
         "bot-password",
     )
     .await;
-    assert_eq!(r.status(), 429, "the 4th registration from one client");
-    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(r.status, 429, "the 4th registration from one client");
+    assert!(r.headers.contains_key("retry-after"));
     let r = auth_from(
         &api,
         "/auth/register",
@@ -553,5 +553,5 @@ async fn a_guessing_client_cannot_lock_the_owner_out() {
         "human-password",
     )
     .await;
-    assert_eq!(r.status(), 200, "another client registers");
+    assert_eq!(r.status, 200, "another client registers");
 }

@@ -1,4 +1,5 @@
-//! Starting the example programs as real processes for end-to-end tests.
+//! The service for tests: in this process through its router (no process, no port), or the
+//! example programs as real processes where the process itself is under test.
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::{BufRead, BufReader};
@@ -147,11 +148,56 @@ impl Drop for Proc {
     }
 }
 
-/// A tiny JSON client.
+/// The service started in this process from variables (the same [`Settings`] the server
+/// reads): requests go through its router with `tower::ServiceExt::oneshot`.
+///
+/// [`Settings`]: inventory_kit::Settings
+pub struct App {
+    pub service: inventory_kit::http::Service,
+    pub api: Client,
+}
+
+impl App {
+    /// Starts the service on these variables (plus nothing from the process environment).
+    pub async fn start(envs: &[(&str, String)]) -> App {
+        let settings = inventory_kit::Settings::from_vars(envs.iter().cloned())
+            .unwrap_or_else(|e| panic!("settings: {e}"));
+        let metrics = inventory_kit::http::install_recorder().expect("recorder");
+        let service = inventory_kit::http::Service::start(&settings, Some(metrics))
+            .await
+            .unwrap_or_else(|e| panic!("service did not start: {e}"));
+        let api = Client::in_process(service.router.clone());
+        App { service, api }
+    }
+
+    /// Stops the dispatcher after its in-flight sends.
+    pub async fn stop(self) {
+        self.service.stop().await;
+    }
+}
+
+/// An answer: status, headers and body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: axum::http::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    /// The body as JSON (a string value when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text).unwrap_or(serde_json::Value::String(self.text.clone()))
+    }
+}
+
+/// A tiny client: over HTTP to a process, or straight into a router.
 #[derive(Clone)]
 pub struct Client {
     pub base: String,
     pub http: reqwest::Client,
+    router: Option<axum::Router>,
+    peer: std::net::SocketAddr,
 }
 
 impl Client {
@@ -159,7 +205,98 @@ impl Client {
         Client {
             base: base.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
+            router: None,
+            peer: "127.0.0.1:40000".parse().unwrap(),
         }
+    }
+
+    /// A client that calls `router` in this process, as a peer at 127.0.0.1.
+    pub fn in_process(router: axum::Router) -> Client {
+        Client {
+            router: Some(router),
+            ..Client::new("http://in-process")
+        }
+    }
+
+    /// Sends a request with extra headers and a raw body.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Reply {
+        match &self.router {
+            Some(router) => {
+                use tower::ServiceExt;
+                let mut req = axum::http::Request::builder()
+                    .method(method.as_str())
+                    .uri(path);
+                for (k, v) in headers {
+                    req = req.header(*k, *v);
+                }
+                let mut req = req.body(axum::body::Body::from(body)).expect("request");
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(self.peer));
+                let resp = router.clone().oneshot(req).await.expect("infallible");
+                let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
+                let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                    .await
+                    .expect("body");
+                Reply {
+                    status,
+                    headers,
+                    text: String::from_utf8_lossy(&bytes).into_owned(),
+                }
+            }
+            None => {
+                let mut req = self.http.request(method, format!("{}{path}", self.base));
+                for (k, v) in headers {
+                    req = req.header(*k, *v);
+                }
+                let resp = req.body(body).send().await.expect("request sent");
+                let status = resp.status().as_u16();
+                let mut out = axum::http::HeaderMap::new();
+                for (k, v) in resp.headers() {
+                    if let (Ok(k), Ok(v)) = (
+                        axum::http::HeaderName::from_bytes(k.as_str().as_bytes()),
+                        axum::http::HeaderValue::from_bytes(v.as_bytes()),
+                    ) {
+                        out.append(k, v);
+                    }
+                }
+                Reply {
+                    status,
+                    headers: out,
+                    text: resp.text().await.unwrap_or_default(),
+                }
+            }
+        }
+    }
+
+    /// Sends a JSON body (or none) with extra headers.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> Reply {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if let Some(b) = &bearer {
+            all.push(("authorization", b));
+        }
+        let bytes = match &body {
+            Some(b) => {
+                all.push(("content-type", "application/json"));
+                serde_json::to_vec(b).unwrap()
+            }
+            None => Vec::new(),
+        };
+        self.request(method, path, &all, bytes).await
     }
 
     pub async fn call(
@@ -169,18 +306,8 @@ impl Client {
         token: Option<&str>,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-        (status, json)
+        let reply = self.send(method, path, &[], token, body).await;
+        (reply.status, reply.json())
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
@@ -344,14 +471,9 @@ pub fn set(env: &mut Vec<(&'static str, String)>, key: &'static str, value: impl
 /// Reads one counter of a Prometheus text page.
 pub async fn metric(api: &Client, name: &str) -> f64 {
     let text = api
-        .http
-        .get(format!("{}/metrics", api.base))
-        .send()
+        .request(reqwest::Method::GET, "/metrics", &[], Vec::new())
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .text;
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.split_whitespace().nth(1))

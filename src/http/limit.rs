@@ -2,20 +2,23 @@
 //! they are keyed on.
 
 use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::http::HeaderMap;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::{HeaderMap, request::Parts};
+
+use super::ApiState;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 
-use crate::common::{ConfigError, parse_var, var};
+use crate::settings::RateLimits;
 
-/// The limiters; `None` when `LOGIN_RATE_LIMIT=off`.
+/// The auth endpoints' rate limits: logins per client, logins per (account, client) and
+/// registrations per client, each a per-minute quota with bursts of the same.
 #[derive(Clone)]
-pub(crate) struct LoginLimiter {
+pub struct LoginLimiter {
     /// Every login attempt from one client.
     by_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     /// Attempts on one account from one client: a client that guesses an account's password
@@ -26,39 +29,27 @@ pub(crate) struct LoginLimiter {
     checks: Arc<AtomicU64>,
 }
 
+impl std::fmt::Debug for LoginLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginLimiter").finish_non_exhaustive()
+    }
+}
+
 impl LoginLimiter {
-    /// `LOGIN_RATE_LIMIT=off` disables every auth limit; otherwise per minute, with bursts of
-    /// the same: `LOGIN_RATE_LIMIT_PER_IP` (default 60) logins from one client,
-    /// `LOGIN_RATE_LIMIT_PER_ACCOUNT` (default 10) logins on one account from one client, and
-    /// `REGISTER_RATE_LIMIT_PER_IP` (default 20) registrations from one client.
-    pub(crate) fn from_env() -> Result<Option<Self>, ConfigError> {
-        match var("LOGIN_RATE_LIMIT")
-            .map(|v| v.to_ascii_lowercase())
-            .as_deref()
-        {
-            Some("off" | "false" | "0") => return Ok(None),
-            Some("on" | "true" | "1") | None => {}
-            Some(other) => {
-                return Err(ConfigError(format!(
-                    "invalid LOGIN_RATE_LIMIT: {other:?} is not on or off"
-                )));
-            }
-        }
-        let quota = |name: &str, default: u32| -> Result<Quota, ConfigError> {
-            let n: u32 = parse_var(name, default)?;
-            NonZeroU32::new(n)
-                .map(Quota::per_minute)
-                .ok_or_else(|| ConfigError(format!("invalid {name}: must be at least 1")))
-        };
-        Ok(Some(LoginLimiter {
-            by_ip: Arc::new(RateLimiter::keyed(quota("LOGIN_RATE_LIMIT_PER_IP", 60)?)),
-            by_account_and_ip: Arc::new(RateLimiter::keyed(quota(
-                "LOGIN_RATE_LIMIT_PER_ACCOUNT",
-                10,
-            )?)),
-            registrations: Arc::new(RateLimiter::keyed(quota("REGISTER_RATE_LIMIT_PER_IP", 20)?)),
+    /// Limiters with these quotas.
+    pub fn new(limits: RateLimits) -> Self {
+        LoginLimiter {
+            by_ip: Arc::new(RateLimiter::keyed(Quota::per_minute(
+                limits.login_per_client,
+            ))),
+            by_account_and_ip: Arc::new(RateLimiter::keyed(Quota::per_minute(
+                limits.login_per_account_and_client,
+            ))),
+            registrations: Arc::new(RateLimiter::keyed(Quota::per_minute(
+                limits.register_per_client,
+            ))),
             checks: Arc::new(AtomicU64::new(0)),
-        }))
+        }
     }
 
     fn forget_idle(&self) {
@@ -76,12 +67,12 @@ impl LoginLimiter {
 
     /// A login attempt: `Err(seconds to wait)` when the client, or this client on this
     /// account, is over its quota.
-    pub(crate) fn check(&self, ip: IpAddr, account: &str) -> Result<(), u64> {
+    pub fn check(&self, ip: IpAddr, account: &str) -> Result<(), u64> {
         self.forget_idle();
         let now = DefaultClock::default().now();
         let wait = |n: governor::NotUntil<_>| n.wait_time_from(now).as_secs().max(1);
         self.by_ip.check_key(&ip).map_err(wait)?;
-        let account = inventory_kit::core::Email::parse(account)
+        let account = inventory_core::Email::parse(account)
             .map(|e| e.to_string())
             .unwrap_or_else(|_| account.trim().to_lowercase());
         self.by_account_and_ip
@@ -90,7 +81,7 @@ impl LoginLimiter {
     }
 
     /// A registration: `Err(seconds to wait)` when the client is over its quota.
-    pub(crate) fn check_registration(&self, ip: IpAddr) -> Result<(), u64> {
+    pub fn check_registration(&self, ip: IpAddr) -> Result<(), u64> {
         self.forget_idle();
         let now = DefaultClock::default().now();
         self.registrations
@@ -99,30 +90,14 @@ impl LoginLimiter {
     }
 }
 
-/// Proxies whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`, CIDRs; none by default).
+/// Proxies whose `X-Forwarded-For` is believed (none by default).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct TrustedProxies(Vec<IpNet>);
+pub struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
-    /// Parses `TRUSTED_PROXIES`: comma-separated CIDRs or addresses (`10.0.0.0/8, ::1`).
-    pub(crate) fn from_env() -> Result<Self, ConfigError> {
-        let Some(raw) = var("TRUSTED_PROXIES") else {
-            return Ok(TrustedProxies::default());
-        };
-        raw.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<IpNet>()
-                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        ConfigError(format!(
-                            "invalid TRUSTED_PROXIES: {s:?} is not an address or CIDR"
-                        ))
-                    })
-            })
-            .collect::<Result<_, _>>()
-            .map(TrustedProxies)
+    /// Trusts these networks.
+    pub fn new(networks: Vec<IpNet>) -> Self {
+        TrustedProxies(networks)
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
@@ -132,7 +107,7 @@ impl TrustedProxies {
     /// The client's address: the peer's, unless the peer is a trusted proxy; then the
     /// right-most address of `X-Forwarded-For` that is not a trusted proxy (the entries
     /// left of it could be written by the client).
-    pub(crate) fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    pub fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
         let mut client = peer.ip();
         if !self.trusts(client) {
             return client;
@@ -154,6 +129,30 @@ impl TrustedProxies {
             }
         }
         client
+    }
+}
+
+/// The client's address, for rate limits: the peer's ([`ConnectInfo`]), or the one its
+/// trusted proxy names ([`TrustedProxies::client`]). Served without `ConnectInfo` (an
+/// embedder's `axum::serve(listener, app)` without `into_make_service_with_connect_info`),
+/// every client is `0.0.0.0`, so they share one quota: serve with connect info, or with
+/// [`serve`](super::serve).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<ApiState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+                Some(ConnectInfo(peer)) => state.trusted_proxies.client(*peer, &parts.headers),
+                None => IpAddr::from([0, 0, 0, 0]),
+            },
+        ))
     }
 }
 

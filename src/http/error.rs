@@ -1,25 +1,27 @@
-//! HTTP plumbing: the error type, the JSON and bearer extractors, and middleware.
-
-use std::time::Instant;
+//! The `{"detail", "code"}` error contract, the JSON and bearer extractors, and the
+//! middleware that keeps every error JSON.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderValue, StatusCode, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use inventory_kit::core::{Error, ErrorKind, Principal};
+use inventory_core::{Error, ErrorKind, Principal};
 use serde::de::DeserializeOwned;
 
-use crate::api::AppState;
+use super::ApiState;
 
 /// An error answered as `{"detail": "...", "code": "..."}` with the status of its kind:
 /// `detail` is for people (and the original service's clients), `code` is a stable machine
 /// string.
 #[derive(Debug)]
-pub(crate) struct ApiError {
-    pub(crate) status: StatusCode,
-    pub(crate) detail: String,
-    code: &'static str,
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The human-readable `detail`.
+    pub detail: String,
+    /// The machine `code`.
+    pub code: &'static str,
     retry_after: Option<u64>,
 }
 
@@ -44,7 +46,8 @@ fn code_of(status: StatusCode) -> &'static str {
 }
 
 impl ApiError {
-    pub(crate) fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+    /// An error with this status, its default code and a detail.
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         ApiError {
             status,
             detail: detail.into(),
@@ -54,7 +57,7 @@ impl ApiError {
     }
 
     /// Adds a `Retry-After` header (seconds).
-    pub(crate) fn with_retry_after(mut self, seconds: u64) -> Self {
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self
     }
@@ -113,7 +116,7 @@ impl IntoResponse for ApiError {
 
 /// `Json<T>` whose rejections are `{"detail"}` errors: malformed or mistyped JSON is 422 (as
 /// the original FastAPI service answered), a missing content type 415, a body over the limit 413.
-pub(crate) struct ApiJson<T>(pub T);
+pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
@@ -142,14 +145,14 @@ where
 }
 
 /// The caller, from a valid `Authorization: Bearer` token.
-pub(crate) struct Caller(pub Principal);
+pub struct Caller(pub Principal);
 
-impl FromRequestParts<AppState> for Caller {
+impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        state: &ApiState,
     ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
@@ -167,7 +170,7 @@ impl FromRequestParts<AppState> for Caller {
             .authenticate(token.trim())
             .await
             .map_err(|e| match e {
-                inventory_kit::core::Error::Unauthorized(_) => {
+                inventory_core::Error::Unauthorized(_) => {
                     tracing::debug!(error = %e, "token rejected");
                     ApiError::new(
                         StatusCode::UNAUTHORIZED,
@@ -180,31 +183,9 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// Counts requests and their latency by method, route and status.
-pub(crate) async fn track_metrics(req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    // Bounded labels: any client can send any method name (and unmatched paths are one label).
-    let method = match req.method().as_str() {
-        m @ ("GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS") => m.to_owned(),
-        _ => "other".to_owned(),
-    };
-    let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(start.elapsed().as_secs_f64());
-    response
-}
-
 /// Makes every error response a JSON `{"detail"}` body, whichever layer produced it (unknown
 /// route, wrong method, body limit, timeout, panic).
-pub(crate) async fn json_errors(req: Request, next: Next) -> Response {
+pub async fn json_errors(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let status = response.status();
     let is_json = response

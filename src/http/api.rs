@@ -1,46 +1,31 @@
 //! Routes, request and response bodies, and the OpenAPI document.
 
-use std::sync::Arc;
-
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use inventory_kit::core::{
-    Auth, Error, NewProduct, Notification, Order, Orders, Page, PlaceOrderRequest, Product,
-    ProductId, Store,
+use inventory_core::{
+    Error, NewProduct, Notification, Order, Page, PlaceOrderRequest, Product, ProductId,
 };
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::http::{ApiError, ApiJson, Caller};
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub(crate) struct AppState {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) auth: Auth,
-    pub(crate) orders: Orders,
-    pub(crate) metrics: PrometheusHandle,
-    pub(crate) login_limiter: Option<crate::limit::LoginLimiter>,
-    pub(crate) trusted_proxies: crate::limit::TrustedProxies,
-}
+use super::ApiState;
+use super::error::{ApiError, ApiJson, Caller};
+use super::limit::ClientIp;
 
 type ApiResult<T> = Result<T, ApiError>;
 
 #[derive(Serialize, ToSchema)]
-pub(crate) struct StatusBody {
+pub(super) struct StatusBody {
     status: &'static str,
 }
 
 #[derive(Serialize, ToSchema)]
-pub(crate) struct ErrorBody {
+pub(super) struct ErrorBody {
     /// What went wrong, for people (the original service's field).
     detail: String,
     /// A stable machine code: `unauthorized`, `forbidden`, `not_found`, `conflict`,
@@ -49,27 +34,27 @@ pub(crate) struct ErrorBody {
 }
 
 #[derive(Deserialize, ToSchema)]
-pub(crate) struct Credentials {
+pub(super) struct Credentials {
     email: String,
     password: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub(crate) struct RegisterResponse {
+pub(super) struct RegisterResponse {
     message: &'static str,
     access_token: String,
     token_type: &'static str,
 }
 
 #[derive(Serialize, ToSchema)]
-pub(crate) struct LoginResponse {
+pub(super) struct LoginResponse {
     access_token: String,
     token_type: &'static str,
     expires_in: u64,
 }
 
 #[derive(Deserialize, ToSchema)]
-pub(crate) struct PlaceOrderBody {
+pub(super) struct PlaceOrderBody {
     /// Defaults to the caller's email; only admins may name someone else.
     buyer_email: Option<String>,
     product_id: String,
@@ -78,7 +63,7 @@ pub(crate) struct PlaceOrderBody {
 }
 
 #[derive(Serialize, ToSchema)]
-pub(crate) struct OrderResponse {
+pub(super) struct OrderResponse {
     order_id: Uuid,
     status: String,
     buyer_email: String,
@@ -90,7 +75,7 @@ pub(crate) struct OrderResponse {
 }
 
 #[derive(Serialize, ToSchema)]
-pub(crate) struct NotificationResponse {
+pub(super) struct NotificationResponse {
     status: String,
     attempts: u32,
     last_error: Option<String>,
@@ -117,7 +102,7 @@ impl OrderResponse {
 }
 
 #[derive(Serialize, ToSchema)]
-pub(crate) struct ProductResponse {
+pub(super) struct ProductResponse {
     product_id: String,
     product_name: String,
     quantity: u64,
@@ -136,20 +121,20 @@ impl From<Product> for ProductResponse {
 }
 
 #[derive(Deserialize, ToSchema)]
-pub(crate) struct NewProductBody {
+pub(super) struct NewProductBody {
     product_id: String,
     product_name: String,
     quantity: u64,
 }
 
 #[derive(Deserialize, ToSchema)]
-pub(crate) struct RestockBody {
+pub(super) struct RestockBody {
     /// Units to add (at least 1).
     quantity: u64,
 }
 
 #[derive(Deserialize, IntoParams)]
-pub(crate) struct PageQuery {
+pub(super) struct PageQuery {
     /// Items to skip (default 0).
     offset: Option<u32>,
     /// Items to return, 1 to 1000 (default 100).
@@ -173,7 +158,7 @@ async fn health() -> Json<StatusBody> {
 #[utoipa::path(get, path = "/ready", tag = "service",
     responses((status = 200, description = "The store answers", body = StatusBody),
               (status = 503, description = "The store does not answer", body = ErrorBody)))]
-async fn ready(State(state): State<AppState>) -> ApiResult<Json<StatusBody>> {
+async fn ready(State(state): State<Ops>) -> ApiResult<Json<StatusBody>> {
     state.store.ping().await?;
     Ok(Json(StatusBody { status: "ready" }))
 }
@@ -184,13 +169,12 @@ async fn ready(State(state): State<AppState>) -> ApiResult<Json<StatusBody>> {
               (status = 422, description = "Invalid email or password", body = ErrorBody),
               (status = 429, description = "Too many registrations from this address", body = ErrorBody)))]
 async fn register(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    State(state): State<ApiState>,
+    ClientIp(client): ClientIp,
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult<Json<RegisterResponse>> {
     if let Some(limiter) = &state.login_limiter
-        && let Err(wait) = limiter.check_registration(state.trusted_proxies.client(peer, &headers))
+        && let Err(wait) = limiter.check_registration(client)
     {
         metrics::counter!("inventory_register_rate_limited_total").increment(1);
         return Err(ApiError::new(
@@ -212,13 +196,12 @@ async fn register(
               (status = 401, description = "Wrong email or password", body = ErrorBody),
               (status = 429, description = "Too many attempts from this address or for this account", body = ErrorBody)))]
 async fn login(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    State(state): State<ApiState>,
+    ClientIp(client): ClientIp,
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult<Json<LoginResponse>> {
     if let Some(limiter) = &state.login_limiter
-        && let Err(wait) = limiter.check(state.trusted_proxies.client(peer, &headers), &body.email)
+        && let Err(wait) = limiter.check(client, &body.email)
     {
         metrics::counter!("inventory_login_rate_limited_total").increment(1);
         return Err(ApiError::new(
@@ -245,7 +228,7 @@ async fn login(
               (status = 409, description = "Out of stock, or key reused", body = ErrorBody),
               (status = 422, description = "Invalid input", body = ErrorBody)))]
 async fn place_order(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Caller(who): Caller,
     headers: HeaderMap,
     ApiJson(body): ApiJson<PlaceOrderBody>,
@@ -276,7 +259,7 @@ async fn place_order(
 #[utoipa::path(get, path = "/orders", tag = "orders", params(PageQuery), security(("bearer" = [])),
     responses((status = 200, description = "The caller's orders, newest first", body = [OrderResponse])))]
 async fn list_orders(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Caller(who): Caller,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Vec<OrderResponse>>> {
@@ -285,9 +268,9 @@ async fn list_orders(
         .list(
             &who,
             if q.all.unwrap_or(false) {
-                inventory_kit::core::ListScope::All
+                inventory_core::ListScope::All
             } else {
-                inventory_kit::core::ListScope::Mine
+                inventory_core::ListScope::Mine
             },
             q.page()?,
         )
@@ -311,7 +294,7 @@ fn order_id(raw: &str) -> Result<Uuid, ApiError> {
     responses((status = 200, description = "The order and its confirmation email", body = OrderResponse),
               (status = 404, description = "No such order of yours", body = ErrorBody)))]
 async fn get_order(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Caller(who): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<OrderResponse>> {
@@ -325,7 +308,7 @@ async fn get_order(
               (status = 404, description = "No such order of yours", body = ErrorBody),
               (status = 409, description = "Already cancelled", body = ErrorBody)))]
 async fn cancel_order(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Caller(who): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<OrderResponse>> {
@@ -336,7 +319,7 @@ async fn cancel_order(
 #[utoipa::path(get, path = "/products", tag = "products", params(PageQuery),
     responses((status = 200, description = "Products by id", body = [ProductResponse])))]
 async fn list_products(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Vec<ProductResponse>>> {
     let products = state.store.list_products(q.page()?).await?;
@@ -348,7 +331,7 @@ async fn list_products(
     responses((status = 200, description = "The product", body = ProductResponse),
               (status = 404, description = "No such product", body = ErrorBody)))]
 async fn get_product(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ProductResponse>> {
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("product {id} not found"));
@@ -357,7 +340,7 @@ async fn get_product(
     Ok(Json(product.into()))
 }
 
-fn require_admin(who: &inventory_kit::core::Principal) -> Result<(), ApiError> {
+fn require_admin(who: &inventory_core::Principal) -> Result<(), ApiError> {
     if who.is_admin() {
         Ok(())
     } else {
@@ -370,7 +353,7 @@ fn require_admin(who: &inventory_kit::core::Principal) -> Result<(), ApiError> {
               (status = 403, description = "Admins only", body = ErrorBody),
               (status = 409, description = "Id taken", body = ErrorBody)))]
 async fn create_product(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Caller(who): Caller,
     ApiJson(body): ApiJson<NewProductBody>,
 ) -> ApiResult<impl IntoResponse> {
@@ -382,7 +365,7 @@ async fn create_product(
     )?;
     let product = state
         .store
-        .create_product(&new, inventory_kit::core::now())
+        .create_product(&new, inventory_core::now())
         .await?;
     Ok((StatusCode::CREATED, Json(ProductResponse::from(product))))
 }
@@ -393,7 +376,7 @@ async fn create_product(
               (status = 403, description = "Admins only", body = ErrorBody),
               (status = 404, description = "No such product", body = ErrorBody)))]
 async fn restock(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Caller(who): Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RestockBody>,
@@ -404,26 +387,28 @@ async fn restock(
     }
     let product = state
         .store
-        .restock(
-            &ProductId::new(id)?,
-            body.quantity,
-            inventory_kit::core::now(),
-        )
+        .restock(&ProductId::new(id)?, body.quantity, inventory_core::now())
         .await?;
     Ok(Json(product.into()))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    crate::common::record_backlog(state.store.as_ref()).await;
-    (
+async fn metrics(State(state): State<Ops>) -> ApiResult<impl IntoResponse> {
+    let handle = state.metrics.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "metrics are not enabled on this server",
+        )
+    })?;
+    super::metrics::record_backlog(state.store.as_ref()).await;
+    Ok((
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        state.metrics.render(),
-    )
+        handle.render(),
+    ))
 }
 
 struct BearerAuth;
@@ -444,6 +429,8 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// The OpenAPI 3 document of the API: `ApiDoc::openapi()` (served at `/openapi.json` by
+/// [`swagger_ui`](super::swagger_ui)).
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Shopping Inventory Service", description = "Orders with stock and e-mailed confirmations. Drop-in compatible with the original FastAPI service."),
@@ -451,13 +438,39 @@ impl utoipa::Modify for BearerAuth {
           list_products, get_product, create_product, restock, metrics),
     modifiers(&BearerAuth)
 )]
-pub(crate) struct ApiDoc;
+pub struct ApiDoc;
 
-/// Every route, without middleware.
-pub(crate) fn routes(state: AppState) -> Router {
+/// Every route of the API with its state, without middleware.
+/// What the operational routes reach.
+#[derive(Clone)]
+pub(super) struct Ops {
+    pub(super) store: std::sync::Arc<dyn inventory_core::Store>,
+    pub(super) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+impl axum::extract::FromRef<ApiState> for Ops {
+    fn from_ref(state: &ApiState) -> Ops {
+        Ops {
+            store: state.store.clone(),
+            metrics: state.metrics.clone(),
+        }
+    }
+}
+
+/// `/health`, `/ready` and `/metrics`.
+pub(super) fn ops_routes<S: Clone + Send + Sync + 'static>() -> Router<S>
+where
+    Ops: axum::extract::FromRef<S>,
+{
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+}
+
+/// Every route, with its state.
+pub(super) fn routes(state: ApiState) -> Router {
+    ops_routes()
         .route("/auth/register", post(register))
         .route("/auth/login", post(login))
         .route("/orders/place", post(place_order))
@@ -467,7 +480,5 @@ pub(crate) fn routes(state: AppState) -> Router {
         .route("/products", get(list_products).post(create_product))
         .route("/products/{id}", get(get_product))
         .route("/products/{id}/restock", post(restock))
-        .route("/metrics", get(metrics))
         .with_state(state)
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
 }

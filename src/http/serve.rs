@@ -18,24 +18,37 @@ use tower::ServiceExt;
 
 /// Limits on the connections of one server.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ServeLimits {
+pub struct ServeLimits {
     /// Connections served at once (`MAX_CONNECTIONS`). Further ones wait in the kernel's
     /// accept backlog, holding none of our file descriptors, until a slot frees.
-    pub(crate) max_connections: usize,
+    pub max_connections: usize,
     /// Time a client has to send a request's headers (`HEADER_READ_TIMEOUT_SECS`), counted
     /// from the connection or from the previous response; a slower or silent client is
     /// disconnected, so idle connections cannot hold the slots.
-    pub(crate) header_read_timeout: Duration,
+    pub header_read_timeout: Duration,
     /// Time an idle keep-alive connection (one that has served a request) is kept
     /// (`KEEP_ALIVE_TIMEOUT_SECS`). Longer than the header deadline, so that a client or load
     /// balancer reusing its connection does not race our close.
-    pub(crate) keep_alive: Duration,
+    pub keep_alive: Duration,
     /// Time in-flight requests get to finish at shutdown.
-    pub(crate) drain: Duration,
+    pub drain: Duration,
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish.
-pub(crate) async fn serve(
+impl From<&crate::settings::HttpSettings> for ServeLimits {
+    fn from(http: &crate::settings::HttpSettings) -> Self {
+        ServeLimits {
+            max_connections: http.max_connections,
+            header_read_timeout: http.header_read_timeout,
+            keep_alive: http.keep_alive,
+            drain: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish
+/// (up to [`ServeLimits::drain`]). HTTP/1 and HTTP/2; each request carries the peer's
+/// [`ConnectInfo`]`<SocketAddr>`.
+pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ServeLimits,

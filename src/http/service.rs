@@ -1,0 +1,104 @@
+//! The whole service wired from [`Settings`]: what the example server runs, and what tests run
+//! in-process.
+
+use std::sync::Arc;
+
+use axum::Router;
+use inventory_core::{Dispatcher, Store};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{ApiState, docs, router, with_standard_layers};
+use crate::settings::{SeedProduct, Settings, SettingsError};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A setting is wrong (names the variable).
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The store could not be opened, migrated or seeded (start-up store errors name
+    /// `DATABASE_URL` and the fix).
+    #[error(transparent)]
+    Store(#[from] inventory_core::Error),
+}
+
+/// The store opened and seeded, the dispatcher running (unless `RUN_DISPATCHER=false`), and
+/// the API with its docs and standard layers, ready to [`serve`](super::serve) or to call
+/// in-process (`tower::ServiceExt::oneshot`).
+pub struct Service {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The API: [`router`] + [`docs`] + [`with_standard_layers`].
+    pub router: Router,
+    dispatcher: Option<JoinHandle<()>>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("dispatcher", &self.dispatcher.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Starts the service the settings describe. With a metrics handle, requests are counted
+    /// and `/metrics` answers.
+    pub async fn start(
+        settings: &Settings,
+        metrics: Option<PrometheusHandle>,
+    ) -> Result<Service, StartError> {
+        let store = settings.open_store().await?;
+        let created = SeedProduct::ensure_all(&settings.seed, store.as_ref()).await?;
+        if !settings.seed.is_empty() {
+            tracing::info!(
+                products = settings.seed.len(),
+                created,
+                "seed products ensured"
+            );
+        }
+        let auth = settings.auth(store.clone())?;
+        let shutdown = CancellationToken::new();
+        let dispatcher = if settings.run_dispatcher {
+            let mailer = settings.mail.build()?;
+            let dispatcher = Dispatcher::new(store.clone(), mailer, settings.dispatcher.clone());
+            Some(dispatcher.spawn(shutdown.clone()))
+        } else {
+            tracing::info!("RUN_DISPATCHER=false: run the listener to send confirmations");
+            None
+        };
+        let mut state = ApiState::from_settings(store.clone(), auth, &settings.http);
+        if let Some(handle) = metrics {
+            state = state.with_metrics(handle);
+        }
+        let router = with_standard_layers(router(state).merge(docs("")), &settings.http)?;
+        Ok(Service {
+            store,
+            router,
+            dispatcher,
+            shutdown,
+        })
+    }
+
+    /// Stops the dispatcher after its in-flight sends (waiting at most 30 s).
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(handle) = self.dispatcher.take()
+            && tokio::time::timeout(std::time::Duration::from_secs(30), handle)
+                .await
+                .is_err()
+        {
+            tracing::warn!("dispatcher did not stop within 30 s");
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
