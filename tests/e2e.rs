@@ -794,7 +794,7 @@ async fn every_error_body_has_a_stable_machine_code() {
         ),
         (
             409,
-            "conflict",
+            "already_exists",
             api.post(
                 "/auth/register",
                 None,
@@ -818,6 +818,31 @@ async fn every_error_body_has_a_stable_machine_code() {
         .await;
     let mut cases = cases;
     cases.push((409, "out_of_stock", (s, b)));
+    let keyed = |quantity: u32| {
+        let (api, token) = (api.clone(), token.clone());
+        async move {
+            let r = api
+                .send(
+                    reqwest::Method::POST,
+                    "/orders/place",
+                    &[("idempotency-key", "codes-1")],
+                    Some(&token),
+                    Some(json!({"product_id": "product-1", "quantity": quantity})),
+                )
+                .await;
+            (r.status, r.json())
+        }
+    };
+    let (s, first) = keyed(1).await;
+    assert_eq!(s, 200, "{first}");
+    cases.push((409, "idempotency_key_reused", keyed(2).await));
+    let cancel = format!("/orders/{}/cancel", first["order_id"].as_str().unwrap());
+    assert_eq!(api.post(&cancel, Some(&token), json!({})).await.0, 200);
+    cases.push((
+        409,
+        "already_cancelled",
+        api.post(&cancel, Some(&token), json!({})).await,
+    ));
     let m = reqwest::Method::from_bytes(b"DELETE").unwrap();
     cases.push((
         405,

@@ -346,7 +346,7 @@ impl Auth {
         let email = Email::parse(email)?;
         let password = Password::with_min(password, self.config.password_min_bytes)?;
         if self.users.find_user_by_email(&email).await?.is_some() {
-            return Err(Error::Conflict("email already registered".into()));
+            return Err(Error::AlreadyExists("email already registered".into()));
         }
         let user = User {
             id: Uuid::now_v7(),

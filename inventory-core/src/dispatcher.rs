@@ -232,8 +232,8 @@ impl Dispatcher {
         };
         match recorded {
             Ok(()) => Ok(outcome),
-            Err(Error::Conflict(msg)) => {
-                tracing::warn!(notification = %n.id, %msg, "lease lost before the result was recorded");
+            Err(Error::LeaseLost(_)) => {
+                tracing::warn!(notification = %n.id, "lease lost before the result was recorded");
                 Ok(Outcome::LeaseLost)
             }
             Err(e) => Err(e),
@@ -260,7 +260,7 @@ impl Dispatcher {
                         Ok(()) => {}
                         Err(e) => {
                             tracing::warn!(notification = %id, error = %e, "lease not renewed during a slow send");
-                            renewing = !matches!(e, Error::Conflict(_) | Error::NotFound(_));
+                            renewing = !matches!(e, Error::LeaseLost(_) | Error::NotFound(_));
                         }
                     }
                 }

@@ -12,8 +12,24 @@ pub enum Error {
     /// The thing asked for does not exist (HTTP 404).
     #[error("{0} not found")]
     NotFound(String),
-    /// The request clashes with existing state: an email already registered, an order already
-    /// cancelled, an idempotency key reused with other contents (HTTP 409).
+    /// A record with this identity exists already: an email registered, a product id taken,
+    /// an imported record present (HTTP 409, code `already_exists`).
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// An idempotency key was used before for an order with other contents (HTTP 409, code
+    /// `idempotency_key_reused`).
+    #[error("idempotency key reused with different order contents")]
+    IdempotencyKeyReused,
+    /// The order is cancelled already (HTTP 409, code `already_cancelled`).
+    #[error("order {0} is already cancelled")]
+    AlreadyCancelled(uuid::Uuid),
+    /// The caller no longer holds the lease on this notification: it expired and another
+    /// dispatcher took it, or the notification was cancelled with its order (HTTP 409, code
+    /// `lease_lost`).
+    #[error("lease on notification {0} lost")]
+    LeaseLost(uuid::Uuid),
+    /// A concurrent write won and the backend could not retry it away (HTTP 409, code
+    /// `conflict`); retrying the request may succeed.
     #[error("{0}")]
     Conflict(String),
     /// Not enough stock for the requested quantity (HTTP 409).
@@ -56,6 +72,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum ErrorKind {
     /// See [`Error::NotFound`].
     NotFound,
+    /// See [`Error::AlreadyExists`].
+    AlreadyExists,
+    /// See [`Error::IdempotencyKeyReused`].
+    IdempotencyKeyReused,
+    /// See [`Error::AlreadyCancelled`].
+    AlreadyCancelled,
+    /// See [`Error::LeaseLost`].
+    LeaseLost,
     /// See [`Error::Conflict`].
     Conflict,
     /// See [`Error::OutOfStock`].
@@ -73,11 +97,35 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// A stable machine code for API bodies and logs (`not_found`, `already_exists`,
+    /// `out_of_stock`, ...).
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorKind::AlreadyCancelled => "already_cancelled",
+            ErrorKind::LeaseLost => "lease_lost",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::OutOfStock => "out_of_stock",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Other => "internal",
+        }
+    }
+
     /// The HTTP status code a server should answer with.
     pub fn http_status(self) -> u16 {
         match self {
             ErrorKind::NotFound => 404,
-            ErrorKind::Conflict | ErrorKind::OutOfStock => 409,
+            ErrorKind::AlreadyExists
+            | ErrorKind::IdempotencyKeyReused
+            | ErrorKind::AlreadyCancelled
+            | ErrorKind::LeaseLost
+            | ErrorKind::Conflict
+            | ErrorKind::OutOfStock => 409,
             ErrorKind::InvalidInput => 422,
             ErrorKind::Unauthorized => 401,
             ErrorKind::Forbidden => 403,
@@ -92,6 +140,10 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::NotFound(_) => ErrorKind::NotFound,
+            Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
+            Error::IdempotencyKeyReused => ErrorKind::IdempotencyKeyReused,
+            Error::AlreadyCancelled(_) => ErrorKind::AlreadyCancelled,
+            Error::LeaseLost(_) => ErrorKind::LeaseLost,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::OutOfStock { .. } => ErrorKind::OutOfStock,
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,

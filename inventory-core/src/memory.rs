@@ -80,7 +80,7 @@ fn leased_notification<'a>(
         {
             Ok(n)
         }
-        Some(_) => Err(Error::Conflict(format!("lease on notification {id} lost"))),
+        Some(_) => Err(Error::LeaseLost(id)),
         None => Err(Error::NotFound(format!("notification {id}"))),
     }
 }
@@ -107,7 +107,7 @@ impl UserStore for MemoryStore {
     async fn create_user(&self, user: &User) -> Result<()> {
         self.with(|s| {
             if s.user_by_email.contains_key(&user.email) {
-                return Err(Error::Conflict("email already registered".into()));
+                return Err(Error::AlreadyExists("email already registered".into()));
             }
             s.user_by_email.insert(user.email.clone(), user.id);
             s.users.insert(user.id, user.clone());
@@ -145,7 +145,10 @@ impl ProductStore for MemoryStore {
     async fn create_product(&self, p: &NewProduct, now: DateTime<Utc>) -> Result<Product> {
         self.with(|s| {
             if s.products.contains_key(&p.id) {
-                return Err(Error::Conflict(format!("product {} already exists", p.id)));
+                return Err(Error::AlreadyExists(format!(
+                    "product {} already exists",
+                    p.id
+                )));
             }
             let product = Product {
                 id: p.id.clone(),
@@ -162,7 +165,7 @@ impl ProductStore for MemoryStore {
     async fn ensure_product(&self, p: &NewProduct, now: DateTime<Utc>) -> Result<bool> {
         match self.create_product(p, now).await {
             Ok(_) => Ok(true),
-            Err(Error::Conflict(_)) => Ok(false),
+            Err(Error::AlreadyExists(_)) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -203,9 +206,7 @@ impl OrderStore for MemoryStore {
             {
                 let order = s.orders[id].clone();
                 if !new.matches(&order) {
-                    return Err(Error::Conflict(
-                        "idempotency key reused with different order contents".into(),
-                    ));
+                    return Err(Error::IdempotencyKeyReused);
                 }
                 return Ok(Placed {
                     order,
@@ -271,7 +272,7 @@ impl OrderStore for MemoryStore {
                 .get_mut(&id)
                 .ok_or_else(|| Error::NotFound(format!("order {id}")))?;
             if order.status == OrderStatus::Cancelled {
-                return Err(Error::Conflict(format!("order {id} is already cancelled")));
+                return Err(Error::AlreadyCancelled(id));
             }
             order.status = OrderStatus::Cancelled;
             order.updated_at = now;
@@ -453,7 +454,7 @@ impl Transfer for MemoryStore {
     async fn import_product(&self, product: &Product) -> Result<()> {
         self.with(|s| {
             if s.products.contains_key(&product.id) {
-                return Err(Error::Conflict(format!(
+                return Err(Error::AlreadyExists(format!(
                     "product {} already exists",
                     product.id
                 )));
@@ -466,7 +467,7 @@ impl Transfer for MemoryStore {
     async fn import_order(&self, order: &Order) -> Result<()> {
         self.with(|s| {
             if s.orders.contains_key(&order.id) {
-                return Err(Error::Conflict(format!(
+                return Err(Error::AlreadyExists(format!(
                     "order {} already exists",
                     order.id
                 )));
@@ -483,7 +484,7 @@ impl Transfer for MemoryStore {
     async fn import_notification(&self, n: &Notification) -> Result<()> {
         self.with(|s| {
             if s.notifications.contains_key(&n.id) {
-                return Err(Error::Conflict(format!(
+                return Err(Error::AlreadyExists(format!(
                     "notification {} already exists",
                     n.id
                 )));

@@ -150,7 +150,10 @@ pub async fn users_email_is_unique_and_password_kept(store: TestStore) {
     second.id = Uuid::now_v7();
     second.password_hash = "$argon2id$other".into();
     let err = store.create_user(&second).await.unwrap_err();
-    assert!(matches!(err, Error::Conflict(_)), "got {err:?}");
+    assert!(
+        matches!(err, Error::AlreadyExists(_)),
+        "a second user with a taken email must be AlreadyExists, got {err:?}"
+    );
     let stored = store
         .find_user_by_email(&first.email)
         .await
@@ -179,7 +182,7 @@ pub async fn users_email_is_unique_and_password_kept(store: TestStore) {
     let ok = results.iter().filter(|r| matches!(r, Ok(Ok(())))).count();
     let conflicts = results
         .iter()
-        .filter(|r| matches!(r, Ok(Err(Error::Conflict(_)))))
+        .filter(|r| matches!(r, Ok(Err(Error::AlreadyExists(_)))))
         .count();
     assert_eq!((ok, conflicts), (1, 9));
 }
@@ -224,10 +227,11 @@ pub async fn products_create_list_restock(store: TestStore) {
     )
     .await;
     let dup = NewProduct::new(ids[0].clone(), "Other", 99).unwrap();
-    assert!(matches!(
-        store.create_product(&dup, t0()).await,
-        Err(Error::Conflict(_))
-    ));
+    let created = store.create_product(&dup, t0()).await;
+    assert!(
+        matches!(created, Err(Error::AlreadyExists(_))),
+        "creating a product with a taken id must be AlreadyExists, got {created:?}"
+    );
     assert!(
         !store.ensure_product(&dup, t0()).await.unwrap(),
         "existing id is not created"
@@ -381,7 +385,10 @@ pub async fn idempotency_replay_under_concurrency(store: TestStore) {
     assert_eq!(store.notification_counts().await.unwrap().pending, 1);
     let different = order(&u, &p, 2).with_idempotency_key(key);
     let err = store.place_order(&different).await.unwrap_err();
-    assert!(matches!(err, Error::Conflict(_)), "got {err:?}");
+    assert!(
+        matches!(err, Error::IdempotencyKeyReused),
+        "a key reused with other contents must be IdempotencyKeyReused, got {err:?}"
+    );
     assert_eq!(stock(&store, &p).await, 99);
 }
 
@@ -424,7 +431,10 @@ pub async fn cancel_restores_stock_exactly_once(store: TestStore) {
     assert_eq!(ok[0].status, OrderStatus::Cancelled);
     for r in results {
         if let Err(e) = r.unwrap() {
-            assert!(matches!(e, Error::Conflict(_)), "got {e:?}");
+            assert!(
+                matches!(e, Error::AlreadyCancelled(_)),
+                "a second cancel must be AlreadyCancelled, got {e:?}"
+            );
         }
     }
     assert_eq!(stock(&store, &p).await, 10);
@@ -465,7 +475,10 @@ pub async fn lease_claim_expiry_and_reclaim(store: TestStore) {
     assert_eq!(second[0].lease_owner.as_deref(), Some("b"));
     assert_eq!(second[0].attempts, 2);
     let stale = store.mark_sent(first[0].id, "a", after).await;
-    assert!(matches!(stale, Err(Error::Conflict(_))), "got {stale:?}");
+    assert!(
+        matches!(stale, Err(Error::LeaseLost(_))),
+        "mark_sent by the owner of an expired, re-claimed lease must be LeaseLost, got {stale:?}"
+    );
     store.mark_sent(second[0].id, "b", after).await.unwrap();
     assert!(
         store
@@ -497,10 +510,11 @@ pub async fn mark_sent_and_mark_failed(store: TestStore) {
     let sent = store.notification_for_order(o1.id).await.unwrap().unwrap();
     assert_eq!(sent.status, NotificationStatus::Sent);
     assert!(sent.sent_at.is_some());
-    assert!(matches!(
-        store.mark_sent(n1.id, "w", now).await,
-        Err(Error::Conflict(_))
-    ));
+    let again = store.mark_sent(n1.id, "w", now).await;
+    assert!(
+        matches!(again, Err(Error::LeaseLost(_))),
+        "marking a sent notification sent again must be LeaseLost, got {again:?}"
+    );
 
     let retry_at = now + chrono::Duration::seconds(100);
     store
@@ -870,8 +884,8 @@ pub async fn cancel_cancels_the_pending_confirmation(store: TestStore) {
     store.cancel_order(in_flight.id, t0()).await.unwrap();
     let result = store.mark_sent(claimed[0].id, owner, t0()).await;
     assert!(
-        matches!(result, Err(crate::Error::Conflict(_))),
-        "mark_sent after the order was cancelled must be a lost lease, got {result:?}"
+        matches!(result, Err(crate::Error::LeaseLost(_))),
+        "mark_sent after the order was cancelled must be LeaseLost, got {result:?}"
     );
     let o = store.get_order(in_flight.id).await.unwrap().unwrap();
     assert_eq!(
@@ -956,16 +970,16 @@ pub async fn extend_lease_keeps_a_claim(store: TestStore) {
         .extend_lease(id, "b", later + chrono::Duration::seconds(60))
         .await;
     assert!(
-        matches!(wrong, Err(crate::Error::Conflict(_))),
-        "extend_lease by a non-owner must be a Conflict, got {wrong:?}"
+        matches!(wrong, Err(crate::Error::LeaseLost(_))),
+        "extend_lease by a non-owner must be LeaseLost, got {wrong:?}"
     );
     store.cancel_order(placed.id, later).await.unwrap();
     let lost = store
         .extend_lease(id, "a", later + chrono::Duration::seconds(60))
         .await;
     assert!(
-        matches!(lost, Err(crate::Error::Conflict(_))),
-        "extend_lease of a cancelled notification must be a Conflict, got {lost:?}"
+        matches!(lost, Err(crate::Error::LeaseLost(_))),
+        "extend_lease of a cancelled notification must be LeaseLost, got {lost:?}"
     );
     let missing = store.extend_lease(Uuid::now_v7(), "a", later).await;
     assert!(
@@ -996,8 +1010,8 @@ pub async fn one_account_per_address_across_forms(store: TestStore) {
         };
         let result = store.create_user(&again).await;
         assert!(
-            matches!(result, Err(crate::Error::Conflict(_))),
-            "a second account for {form:?}: {result:?}"
+            matches!(result, Err(crate::Error::AlreadyExists(_))),
+            "a second account for {form:?} must be AlreadyExists, got {result:?}"
         );
         let found = store.find_user_by_email(&email).await.unwrap();
         assert_eq!(found.map(|u| u.id), Some(first.id), "{form:?} not found");

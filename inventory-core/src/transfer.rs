@@ -331,7 +331,7 @@ pub async fn import(store: &dyn Store, input: impl AsyncBufRead + Unpin) -> Resu
                 *count += 1;
                 Ok(())
             }
-            Err(Error::Conflict(reason)) => {
+            Err(Error::AlreadyExists(reason)) => {
                 skipped.push(Skipped {
                     what: format!("line {number}"),
                     reason,

@@ -47,7 +47,7 @@ async fn register_login_and_conflict_keeps_the_password() {
     assert_eq!(auth.verify(&token.access_token).unwrap().user_id, user.id);
 
     let again = auth.register("ann@example.com", "second-password").await;
-    assert_eq!(kind(again), ErrorKind::Conflict);
+    assert_eq!(kind(again), ErrorKind::AlreadyExists);
     auth.login("ANN@example.com", "first-password")
         .await
         .expect("old password still works");

@@ -406,7 +406,7 @@ impl FirestoreStore {
                     return abort(Error::NotFound(format!("notification {id}")));
                 };
                 if n.status != "pending" || n.lease_owner.as_deref() != Some(owner.as_str()) {
-                    return abort(Error::Conflict(format!("lease on notification {id} lost")));
+                    return abort(Error::LeaseLost(id));
                 }
                 let mut order = None;
                 if let Some(now) = confirm_order_at {
@@ -571,7 +571,7 @@ impl UserStore for FirestoreStore {
         // One account per address, also against the original's ids in another form (the
         // insert below refuses the normalised id itself).
         if self.find_user_in_index(&user.email).await?.is_some() {
-            return Err(Error::Conflict("email already registered".into()));
+            return Err(Error::AlreadyExists("email already registered".into()));
         }
         let result = self
             .db
@@ -585,7 +585,7 @@ impl UserStore for FirestoreStore {
         match result {
             Ok(_) => Ok(()),
             Err(FirestoreError::DataConflictError(_)) => {
-                Err(Error::Conflict("email already registered".into()))
+                Err(Error::AlreadyExists("email already registered".into()))
             }
             Err(e) => Err(map(e)),
         }
@@ -691,9 +691,10 @@ impl ProductStore for FirestoreStore {
             .await;
         match result {
             Ok(doc) => doc.into_product(),
-            Err(FirestoreError::DataConflictError(_)) => {
-                Err(Error::Conflict(format!("product {} already exists", p.id)))
-            }
+            Err(FirestoreError::DataConflictError(_)) => Err(Error::AlreadyExists(format!(
+                "product {} already exists",
+                p.id
+            ))),
             Err(e) => Err(map(e)),
         }
     }
@@ -701,7 +702,7 @@ impl ProductStore for FirestoreStore {
     async fn ensure_product(&self, p: &NewProduct, now: DateTime<Utc>) -> Result<bool> {
         match self.create_product(p, now).await {
             Ok(_) => Ok(true),
-            Err(Error::Conflict(_)) => Ok(false),
+            Err(Error::AlreadyExists(_)) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -805,9 +806,7 @@ impl OrderStore for FirestoreStore {
                                 .into_order()
                                 .map_err(|e| BackoffError::permanent(TxError::Abort(e)))?;
                             if !new.matches(&existing) {
-                                return abort(Error::Conflict(
-                                    "idempotency key reused with different order contents".into(),
-                                ));
+                                return abort(Error::IdempotencyKeyReused);
                             }
                             return Ok(Placed {
                                 order: existing,
@@ -1031,9 +1030,7 @@ impl OrderStore for FirestoreStore {
                             return abort(Error::NotFound(format!("order {id}")));
                         };
                         if order.status() == "cancelled" {
-                            return abort(Error::Conflict(format!(
-                                "order {id} is already cancelled"
-                            )));
+                            return abort(Error::AlreadyCancelled(id));
                         }
                         let product: Option<ProductDoc> =
                             read(&db, cols.products.as_str(), doc_id(&order.product_id)).await?;
@@ -1450,7 +1447,7 @@ impl FirestoreStore {
         match result {
             Ok(_) => Ok(()),
             Err(FirestoreError::DataConflictError(_)) => {
-                Err(Error::Conflict(format!("{what} already exists")))
+                Err(Error::AlreadyExists(format!("{what} already exists")))
             }
             Err(e) => Err(map(e)),
         }

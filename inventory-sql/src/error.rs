@@ -3,10 +3,12 @@
 use inventory_core::Error;
 
 /// Converts a sqlx error: connection trouble is retryable [`Error::Unavailable`]; a unique
-/// violation is [`Error::Conflict`] with `conflict` as its message.
-pub(crate) fn map(e: sqlx::Error, conflict: &str) -> Error {
+/// violation is [`Error::AlreadyExists`] with `exists` as its message.
+pub(crate) fn map(e: sqlx::Error, exists: &str) -> Error {
     match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict(conflict.into()),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            Error::AlreadyExists(exists.into())
+        }
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
             // PostgreSQL: class 08 (connection), 57P0x (shutdown), 53 (resources), 40001/40P01

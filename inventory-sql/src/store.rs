@@ -22,7 +22,7 @@ use sqlx::sqlite::{
 #[cfg(feature = "postgres")]
 const CHANNEL: &str = "inventory_outbox";
 
-const IDEMPOTENCY_CONFLICT: &str = "idempotency key reused with different order contents";
+const KEY_TAKEN: &str = "an order with this idempotency key was placed concurrently";
 
 /// Which SQL database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -448,7 +448,7 @@ impl SqlStore {
             ));
         };
         if path.exists() {
-            return Err(Error::Conflict(format!(
+            return Err(Error::AlreadyExists(format!(
                 "{} already exists",
                 path.display()
             )));
@@ -497,7 +497,7 @@ impl SqlStore {
             return Ok(None);
         };
         if !new.matches(&order) {
-            return Err(Error::Conflict(IDEMPOTENCY_CONFLICT.into()));
+            return Err(Error::IdempotencyKeyReused);
         }
         Ok(Some(Placed {
             order,
@@ -763,7 +763,7 @@ impl OrderStore for SqlStore {
             .bind(now)
             .execute(&mut *tx)
             .await
-            .map_err(|e| map(e, IDEMPOTENCY_CONFLICT))?;
+            .map_err(|e| map(e, KEY_TAKEN))?;
             sqlx::query(
                 "INSERT INTO notifications (id, order_id, recipient, product_id, product_name, quantity, status, attempts, next_attempt_at, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7)",
@@ -794,9 +794,12 @@ impl OrderStore for SqlStore {
                 })
             }
             // Lost a race with the same key: the winner's order is the answer.
-            Err(Error::Conflict(msg)) => match &new.idempotency_key {
-                Some(key) => self.replay(new, key).await?.ok_or(Error::Conflict(msg)),
-                None => Err(Error::Conflict(msg)),
+            Err(Error::AlreadyExists(msg)) => match &new.idempotency_key {
+                Some(key) => self
+                    .replay(new, key)
+                    .await?
+                    .ok_or(Error::AlreadyExists(msg)),
+                None => Err(Error::AlreadyExists(msg)),
             },
             Err(e) => Err(e),
         }
@@ -861,7 +864,7 @@ impl OrderStore for SqlStore {
                     .await
                     .map_err(db)?;
                 return Err(match exists {
-                    Some(_) => Error::Conflict(format!("order {id} is already cancelled")),
+                    Some(_) => Error::AlreadyCancelled(id),
                     None => Error::NotFound(format!("order {id}")),
                 });
             };
@@ -1082,7 +1085,7 @@ impl NotificationStore for SqlStore {
 impl SqlStore {
     async fn lease_error(&self, id: Uuid) -> Error {
         match self.notification_exists(id).await {
-            Ok(true) => Error::Conflict(format!("lease on notification {id} lost")),
+            Ok(true) => Error::LeaseLost(id),
             Ok(false) => Error::NotFound(format!("notification {id}")),
             Err(e) => e,
         }

@@ -28,8 +28,9 @@ pub(super) struct StatusBody {
 pub(super) struct ErrorBody {
     /// What went wrong, for people (the original service's field).
     detail: String,
-    /// A stable machine code: `unauthorized`, `forbidden`, `not_found`, `conflict`,
-    /// `out_of_stock`, `invalid_input`, `rate_limited`, `unavailable`, ...
+    /// A stable machine code: `unauthorized`, `forbidden`, `not_found`, `already_exists`,
+    /// `already_cancelled`, `idempotency_key_reused`, `out_of_stock`, `conflict`,
+    /// `invalid_input`, `rate_limited`, `payload_too_large`, `unavailable`, `internal`, ...
     code: String,
 }
 

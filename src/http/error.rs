@@ -81,8 +81,9 @@ impl From<Error> for ApiError {
         };
         let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1);
         let code = match e.kind() {
-            ErrorKind::OutOfStock => "out_of_stock",
-            _ => code_of(status),
+            // The status's code for these, so that every 5xx reads the same to a client.
+            ErrorKind::Other | ErrorKind::Unavailable => code_of(status),
+            kind => kind.code(),
         };
         ApiError {
             status,
