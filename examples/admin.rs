@@ -13,18 +13,22 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use inventory_kit::Settings;
 use inventory_kit::core::{
-    Email, HashParams, NotificationStatus, Page, Password, PasswordHasher, ProductId, Role, Store,
-    User, transfer,
+    Email, HashParams, NotificationStatus, Order, Page, Password, PasswordHasher, ProductId, Role,
+    Store, User, transfer,
 };
 use inventory_kit::settings::SeedProduct;
+use serde_json::json;
 
 #[derive(Parser)]
-#[command(about = "Administration of an inventory-kit store")]
+#[command(about = "Administration of an inventory-kit store", version)]
 struct Cli {
     /// The store (`sqlite://...`, `postgres://...`, `firestore://PROJECT`). Unset:
     /// `firestore://$GCP_PROJECT_ID` when that is set, else the local SQLite file.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Print listings and results as JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,12 +40,21 @@ enum Command {
     /// Creates the products of a JSON file (`[{"product_id","product_name","quantity"}]`) that do
     /// not exist yet.
     SeedProducts { file: PathBuf },
-    /// Makes a user admin; creates it first (password from `ADMIN_PASSWORD`) if it does not exist.
+    /// Users: list, grant and revoke admin rights, end tokens.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Orders: list, show, cancel.
+    Orders {
+        #[command(subcommand)]
+        command: OrdersCommand,
+    },
+    /// Same as `users grant-admin`.
     CreateAdmin { email: String },
-    /// Takes the stored admin role away (its tokens end at once). Addresses in the server's
-    /// `ADMIN_EMAILS` are admin while listed there.
+    /// Same as `users revoke-admin`.
     RevokeAdmin { email: String },
-    /// Ends every token issued to a user so far (they must log in again).
+    /// Same as `users revoke-tokens`.
     RevokeTokens { email: String },
     /// Products.
     Products {
@@ -66,8 +79,9 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Reads records written by `export` into this store. Records that exist already are
-    /// skipped and listed; exits 1 if any was skipped, unless `--partial`.
+    /// Reads records written by `export` into this store. Resumable: records that exist
+    /// already are skipped and listed, so after an interruption the same command continues
+    /// where it stopped; exits 1 if any was skipped, unless `--partial`.
     Import {
         file: PathBuf,
         /// Accept skipped records (for example when resuming an import).
@@ -76,6 +90,37 @@ enum Command {
     },
     /// SQLite only: an online, consistent copy of the database into FILE.
     Backup { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Lists users with their role.
+    List,
+    /// Makes a user admin (its earlier tokens end); creates it first, with the password in
+    /// `ADMIN_PASSWORD`, if it does not exist. Addresses in the server's `ADMIN_EMAILS` are
+    /// admin while listed there, whatever is stored.
+    GrantAdmin { email: String },
+    /// Takes the stored admin role away (its tokens end at once).
+    RevokeAdmin { email: String },
+    /// Ends every token issued to a user so far (they must log in again).
+    RevokeTokens { email: String },
+}
+
+#[derive(Subcommand)]
+enum OrdersCommand {
+    /// Lists orders, newest first.
+    List {
+        /// Only this buyer's orders.
+        #[arg(long)]
+        user: Option<String>,
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// One order and its confirmation email.
+    Show { id: uuid::Uuid },
+    /// Cancels an order: its units return to stock, an unsent confirmation is never sent.
+    Cancel { id: uuid::Uuid },
 }
 
 #[derive(Subcommand)]
@@ -101,6 +146,110 @@ enum NotificationsCommand {
         #[arg(long)]
         all: bool,
     },
+}
+
+/// Prints rows as an aligned table, or as a JSON array of objects with `--json` (numbers stay
+/// numbers there).
+fn print_rows(json: bool, header: &[&str], rows: Vec<Vec<serde_json::Value>>) {
+    if json {
+        let objects: Vec<serde_json::Value> = rows
+            .into_iter()
+            .map(|row| {
+                header
+                    .iter()
+                    .zip(row)
+                    .map(|(k, v)| ((*k).to_owned(), v))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into()
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&objects).expect("strings serialise")
+        );
+        return;
+    }
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_header(header.iter().copied())
+        .add_rows(rows.into_iter().map(|row| {
+            row.into_iter()
+                .map(|cell| match cell {
+                    serde_json::Value::String(s) => s,
+                    serde_json::Value::Null => String::new(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+        }));
+    println!("{table}");
+}
+
+/// Prints a one-line result, or `{"message": ...}` with `--json`.
+fn say(json: bool, message: impl std::fmt::Display) {
+    if json {
+        println!("{}", serde_json::json!({ "message": message.to_string() }));
+    } else {
+        println!("{message}");
+    }
+}
+
+fn order_rows(orders: &[Order]) -> Vec<Vec<serde_json::Value>> {
+    orders
+        .iter()
+        .map(|o| {
+            vec![
+                json!(o.id.to_string()),
+                json!(o.created_at.format("%Y-%m-%d %H:%M:%S").to_string()),
+                json!(o.status.to_string()),
+                json!(o.buyer_email.to_string()),
+                json!(o.product_id.to_string()),
+                json!(o.quantity.get()),
+            ]
+        })
+        .collect()
+}
+
+const ORDER_HEADER: [&str; 6] = [
+    "order_id",
+    "created_at",
+    "status",
+    "buyer_email",
+    "product_id",
+    "quantity",
+];
+
+fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    // Drawn on stderr, and only when it is a terminal: scripts and tests see none of it.
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{what} {{bar:40}} {{pos}}/{{len}} ({{eta}})"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+async fn grant_admin(store: &dyn Store, email: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let email = Email::parse(email)?;
+    if store.find_user_by_email(&email).await?.is_some() {
+        store.set_role(&email, Role::Admin).await?;
+        return Ok(format!("{email} is now admin"));
+    }
+    let password = std::env::var("ADMIN_PASSWORD")
+        .map_err(|_| format!("{email} does not exist: set ADMIN_PASSWORD to create it"))?;
+    let hasher = PasswordHasher::new(HashParams::default(), 1)?;
+    let user = User {
+        id: uuid::Uuid::now_v7(),
+        email: email.clone(),
+        password_hash: hasher.hash(&Password::new(password)?).await?,
+        role: Role::Admin,
+        created_at: inventory_kit::core::now(),
+        token_version: 0,
+    };
+    store.create_user(&user).await?;
+    Ok(format!("{email} created as admin"))
 }
 
 async fn all_pages<T, F, Fut>(fetch: F) -> inventory_kit::core::Result<Vec<T>>
@@ -140,72 +289,134 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         settings.open_store().await?
     };
+    let json = cli.json;
     match cli.command {
-        Command::Migrate => println!("schema is up to date"),
+        Command::Migrate => say(json, "schema is up to date"),
         Command::SeedProducts { file } => {
             let raw =
                 std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             let products = SeedProduct::parse_list(&raw)?;
             let created = SeedProduct::ensure_all(&products, store.as_ref()).await?;
-            println!(
-                "{created} created, {} already present",
-                products.len() - created
+            say(
+                json,
+                format!(
+                    "{created} created, {} already present",
+                    products.len() - created
+                ),
             );
         }
-        Command::RevokeAdmin { email } => {
+        Command::Users {
+            command: UsersCommand::List,
+        } => {
+            let users = all_pages(|page| store.list_users(page)).await?;
+            let rows = users
+                .iter()
+                .map(|u| {
+                    vec![
+                        json!(u.email.to_string()),
+                        json!(u.role.as_str()),
+                        json!(u.id.to_string()),
+                        json!(u.created_at.format("%Y-%m-%d %H:%M:%S").to_string()),
+                    ]
+                })
+                .collect();
+            print_rows(json, &["email", "role", "user_id", "created_at"], rows);
+        }
+        Command::CreateAdmin { email }
+        | Command::Users {
+            command: UsersCommand::GrantAdmin { email },
+        } => say(json, grant_admin(store.as_ref(), &email).await?),
+        Command::RevokeAdmin { email }
+        | Command::Users {
+            command: UsersCommand::RevokeAdmin { email },
+        } => {
             let user = store
                 .set_role(&Email::parse(&email)?, Role::Customer)
                 .await?;
-            println!(
-                "{} is no longer admin; its earlier tokens are revoked",
-                user.email
+            say(
+                json,
+                format!(
+                    "{} is no longer admin; its earlier tokens are revoked",
+                    user.email
+                ),
             );
         }
-        Command::RevokeTokens { email } => {
+        Command::RevokeTokens { email }
+        | Command::Users {
+            command: UsersCommand::RevokeTokens { email },
+        } => {
             let user = store.revoke_tokens(&Email::parse(&email)?).await?;
-            println!("every token issued to {} before now is revoked", user.email);
+            say(
+                json,
+                format!("every token issued to {} before now is revoked", user.email),
+            );
         }
-        Command::CreateAdmin { email } => {
-            let email = Email::parse(&email)?;
-            match store.find_user_by_email(&email).await? {
-                Some(_) => {
-                    store.set_role(&email, Role::Admin).await?;
-                    println!("{email} is now admin");
+        Command::Orders {
+            command: OrdersCommand::List { user, limit },
+        } => {
+            let page = Page::new(0, limit)?;
+            let orders = match user {
+                Some(email) => {
+                    let email = Email::parse(&email)?;
+                    let user = store
+                        .find_user_by_email(&email)
+                        .await?
+                        .ok_or_else(|| format!("no user {email}"))?;
+                    store.list_orders_for_user(user.id, page).await?
                 }
-                None => {
-                    let password = std::env::var("ADMIN_PASSWORD").map_err(|_| {
-                        format!("{email} does not exist: set ADMIN_PASSWORD to create it")
-                    })?;
-                    let hasher = PasswordHasher::new(HashParams::default(), 1)?;
-                    let user = User {
-                        id: uuid::Uuid::now_v7(),
-                        email: email.clone(),
-                        password_hash: hasher.hash(&Password::new(password)?).await?,
-                        role: Role::Admin,
-                        created_at: inventory_kit::core::now(),
-                        token_version: 0,
-                    };
-                    store.create_user(&user).await?;
-                    println!("{email} created as admin");
-                }
-            }
+                None => store.list_orders(page).await?,
+            };
+            print_rows(json, &ORDER_HEADER, order_rows(&orders));
+        }
+        Command::Orders {
+            command: OrdersCommand::Show { id },
+        } => {
+            let order = store
+                .get_order(id)
+                .await?
+                .ok_or_else(|| format!("order {id} not found"))?;
+            let mut rows = order_rows(std::slice::from_ref(&order));
+            let mut header = ORDER_HEADER.to_vec();
+            let n = store.notification_for_order(id).await?;
+            header.extend(["email", "attempts", "last_error"]);
+            rows[0].extend(match n {
+                Some(n) => [
+                    json!(n.status.to_string()),
+                    json!(n.attempts),
+                    json!(n.last_error),
+                ],
+                None => [json!("none"), json!(null), json!(null)],
+            });
+            print_rows(json, &header, rows);
+        }
+        Command::Orders {
+            command: OrdersCommand::Cancel { id },
+        } => {
+            let order = store.cancel_order(id, inventory_kit::core::now()).await?;
+            say(
+                json,
+                format!(
+                    "order {} cancelled; {} unit(s) of {} back in stock",
+                    order.id, order.quantity, order.product_id
+                ),
+            );
         }
         Command::Products {
             command: ProductsCommand::List,
         } => {
-            println!(
-                "{:<32} {:>12}  {:<12}  name",
-                "product_id", "quantity", "status"
-            );
-            for p in all_pages(|page| store.list_products(page)).await? {
-                println!(
-                    "{:<32} {:>12}  {:<12}  {}",
-                    p.id,
-                    p.quantity,
-                    p.status(),
-                    p.name
-                );
-            }
+            let rows = all_pages(|page| store.list_products(page))
+                .await?
+                .into_iter()
+                .map(|p| {
+                    vec![
+                        json!(p.id.to_string()),
+                        json!(p.quantity),
+                        json!(p.status().to_string()),
+                        json!(p.name),
+                    ]
+                })
+                .collect();
+            print_rows(json, &["product_id", "quantity", "status", "name"], rows);
         }
         Command::Products {
             command:
@@ -221,16 +432,23 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     inventory_kit::core::now(),
                 )
                 .await?;
-            println!("{}: {} in stock", p.id, p.quantity);
+            say(json, format!("{}: {} in stock", p.id, p.quantity));
         }
         Command::Notifications {
             command: NotificationsCommand::Counts,
         } => {
             let c = store.notification_counts().await?;
-            println!(
-                "pending {}\nsent {}\nfailed {}\ncancelled {}",
-                c.pending, c.sent, c.failed, c.cancelled
-            );
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"pending": c.pending, "sent": c.sent, "failed": c.failed, "cancelled": c.cancelled})
+                );
+            } else {
+                println!(
+                    "pending {}\nsent {}\nfailed {}\ncancelled {}",
+                    c.pending, c.sent, c.failed, c.cancelled
+                );
+            }
         }
         Command::Notifications {
             command: NotificationsCommand::Failed,
@@ -238,17 +456,32 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let failed =
                 all_pages(|page| store.list_notifications(NotificationStatus::Failed, page))
                     .await?;
-            for n in &failed {
-                println!(
-                    "{}  order {}  to {}  attempts {}  last error: {}",
-                    n.id,
-                    n.order_id,
-                    n.recipient,
-                    n.attempts,
-                    n.last_error.as_deref().unwrap_or("-")
-                );
+            let rows = failed
+                .iter()
+                .map(|n| {
+                    vec![
+                        json!(n.id.to_string()),
+                        json!(n.order_id.to_string()),
+                        json!(n.recipient.to_string()),
+                        json!(n.attempts),
+                        json!(n.last_error),
+                    ]
+                })
+                .collect();
+            print_rows(
+                json,
+                &[
+                    "notification_id",
+                    "order_id",
+                    "recipient",
+                    "attempts",
+                    "last_error",
+                ],
+                rows,
+            );
+            if !json {
+                println!("{} failed", failed.len());
             }
-            println!("{} failed", failed.len());
         }
         Command::Notifications {
             command: NotificationsCommand::Retry { id, all },
@@ -262,7 +495,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             {
                 return Err(format!("notification {id} does not exist or is not failed").into());
             }
-            println!("{n} notification(s) queued again");
+            say(json, format!("{n} notification(s) queued again"));
         }
         Command::Export {
             file,
@@ -293,16 +526,46 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     .await
                     .map_err(|e| format!("{}: {e}", file.display()))?;
             }
+            let held = store.count_records().await?;
+            let progress = bar(
+                held.users + held.products + held.orders + held.notifications,
+                "exporting",
+            );
             let mut out = tokio::io::BufWriter::new(f);
-            let report = transfer::export(store.as_ref(), &mut out).await?;
-            finish_transfer("exported", &report, partial, &file.display().to_string())?;
+            let tick = progress.clone();
+            let report =
+                transfer::export_with_progress(store.as_ref(), &mut out, &mut || tick.inc(1))
+                    .await?;
+            progress.finish_and_clear();
+            finish_transfer(
+                "exported",
+                &report,
+                partial,
+                &file.display().to_string(),
+                json,
+            )?;
         }
         Command::Import { file, partial } => {
             let f = tokio::fs::File::open(&file)
                 .await
                 .map_err(|e| format!("{}: {e}", file.display()))?;
-            let report = transfer::import(store.as_ref(), tokio::io::BufReader::new(f)).await?;
-            finish_transfer("imported", &report, partial, &file.display().to_string())?;
+            let size = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+            let progress = bar(size, "importing");
+            let tick = progress.clone();
+            let report = transfer::import_with_progress(
+                store.as_ref(),
+                tokio::io::BufReader::new(f),
+                &mut |bytes| tick.inc(bytes),
+            )
+            .await?;
+            progress.finish_and_clear();
+            finish_transfer(
+                "imported",
+                &report,
+                partial,
+                &file.display().to_string(),
+                json,
+            )?;
         }
         Command::Backup { file } => {
             if settings.database.scheme() != "sqlite" {
@@ -311,7 +574,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let sql =
                 inventory_kit::sql::SqlStore::connect(&settings.database.read_only_url()).await?;
             sql.backup_sqlite(&file).await?;
-            println!("backup written to {}", file.display());
+            say(json, format!("backup written to {}", file.display()));
         }
     }
     Ok(())
@@ -336,12 +599,24 @@ fn finish_transfer(
     report: &transfer::Report,
     partial: bool,
     file: &str,
+    json: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let c = &report.written;
-    println!(
-        "{verb} {} users, {} products, {} orders, {} notifications ({file})",
-        c.users, c.products, c.orders, c.notifications
-    );
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                verb: {"users": c.users, "products": c.products, "orders": c.orders, "notifications": c.notifications},
+                "file": file,
+                "skipped": report.skipped.iter().map(|s| serde_json::json!({"what": s.what, "reason": s.reason})).collect::<Vec<_>>(),
+            })
+        );
+    } else {
+        println!(
+            "{verb} {} users, {} products, {} orders, {} notifications ({file})",
+            c.users, c.products, c.orders, c.notifications
+        );
+    }
     for s in &report.skipped {
         eprintln!("skipped {}: {}", s.what, s.reason);
     }

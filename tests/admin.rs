@@ -114,6 +114,74 @@ async fn every_subcommand_on_sqlite() {
     );
     assert!(ok(&url, &["notifications", "counts"]).contains("pending 1"));
 
+    // Users and orders, as aligned tables and as JSON.
+    let users = ok(&url, &["users", "list"]);
+    let boss_line = users
+        .lines()
+        .find(|l| l.contains("boss@example.com"))
+        .unwrap();
+    assert!(boss_line.contains("admin"), "{users}");
+    let header = users.lines().next().unwrap();
+    let column = |line: &str, word: &str| line.find(word).unwrap();
+    assert_eq!(
+        column(header, "role"),
+        column(boss_line, "admin"),
+        "aligned columns:\n{users}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&url, &["--json", "users", "list"])).unwrap();
+    let roles: Vec<(&str, &str)> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["email"].as_str().unwrap(), u["role"].as_str().unwrap()))
+        .collect();
+    assert!(roles.contains(&("cust@example.com", "admin")), "{json}");
+    assert!(ok(&url, &["users", "revoke-admin", "cust@example.com"]).contains("no longer admin"));
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&url, &["users", "list", "--json"])).unwrap();
+    assert!(
+        json.as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["email"] == "cust@example.com" && u["role"] == "customer")
+    );
+    let (success, out) = admin(&url, &["users", "grant-admin", "ghost@example.com"], &[]);
+    assert!(!success && out.contains("ADMIN_PASSWORD"), "{out}");
+
+    let listed = ok(&url, &["orders", "list", "--user", "cust@example.com"]);
+    assert!(listed.contains(&order.id.to_string()), "{listed}");
+    assert!(
+        ok(&url, &["orders", "list", "--user", "boss@example.com"])
+            .lines()
+            .count()
+            <= 1
+    );
+    let shown: serde_json::Value = serde_json::from_str(&ok(
+        &url,
+        &["--json", "orders", "show", &order.id.to_string()],
+    ))
+    .unwrap();
+    assert_eq!(shown[0]["order_id"], order.id.to_string());
+    assert_eq!(shown[0]["email"], "pending", "{shown}");
+    let stock_before = store.get_product(&p).await.unwrap().unwrap().quantity;
+    assert!(ok(&url, &["orders", "cancel", &order.id.to_string()]).contains("back in stock"));
+    assert_eq!(
+        store.get_product(&p).await.unwrap().unwrap().quantity,
+        stock_before + 1
+    );
+    let (success, out) = admin(&url, &["orders", "cancel", &order.id.to_string()], &[]);
+    assert!(!success && out.contains("already cancelled"), "{out}");
+    let (success, out) = admin(
+        &url,
+        &["orders", "show", &uuid::Uuid::now_v7().to_string()],
+        &[],
+    );
+    assert!(!success && out.contains("not found"), "{out}");
+    let counts: serde_json::Value =
+        serde_json::from_str(&ok(&url, &["--json", "notifications", "counts"])).unwrap();
+    assert_eq!(counts["cancelled"], 1, "{counts}");
+
     let (success, out) = admin("mysql://x", &["migrate"], &[]);
     assert!(!success && out.contains("DATABASE_URL"), "{out}");
 }

@@ -813,9 +813,21 @@ pub async fn export_writes_every_record(store: TestStore) {
     let b = user(&store, "b@example.com").await;
     let p = product(&store, "product-1", 10).await;
     product(&store, "product-2", 0).await;
+    let mut placed = Vec::new();
     for u in [&a, &b, &a] {
-        store.place_order(&order(u, &p, 1)).await.expect("order");
+        placed.push(
+            store
+                .place_order(&order(u, &p, 1))
+                .await
+                .expect("order")
+                .order,
+        );
     }
+    // Every notification status is exported, cancelled ones too.
+    store
+        .cancel_order(placed[2].id, t0())
+        .await
+        .expect("cancel");
     let mut out = Vec::new();
     let report = crate::transfer::export(store.as_ref(), &mut out)
         .await

@@ -204,6 +204,16 @@ macro_rules! each_page {
 
 /// Writes every record of `store` to `out`.
 pub async fn export(store: &dyn Store, out: &mut (impl AsyncWrite + Unpin)) -> Result<Report> {
+    export_with_progress(store, out, &mut || {}).await
+}
+
+/// [`export`], calling `on_record` after each record written (for a progress bar: the total
+/// is [`Transfer::count_records`](crate::Transfer::count_records)).
+pub async fn export_with_progress(
+    store: &dyn Store,
+    out: &mut (impl AsyncWrite + Unpin),
+    on_record: &mut (dyn FnMut() + Send),
+) -> Result<Report> {
     let mut counts = Counts::default();
     each_page!(|page| store.list_users(page).await?, |u| {
         write_line(
@@ -219,6 +229,7 @@ pub async fn export(store: &dyn Store, out: &mut (impl AsyncWrite + Unpin)) -> R
         )
         .await?;
         counts.users += 1;
+        on_record();
     });
     each_page!(|page| store.list_products(page).await?, |p| {
         write_line(
@@ -233,6 +244,7 @@ pub async fn export(store: &dyn Store, out: &mut (impl AsyncWrite + Unpin)) -> R
         )
         .await?;
         counts.products += 1;
+        on_record();
     });
     let mut orders = Vec::new();
     each_page!(|page| store.list_orders(page).await?, |o| orders.push(o));
@@ -254,11 +266,13 @@ pub async fn export(store: &dyn Store, out: &mut (impl AsyncWrite + Unpin)) -> R
         )
         .await?;
         counts.orders += 1;
+        on_record();
     }
     for status in [
         NotificationStatus::Pending,
         NotificationStatus::Sent,
         NotificationStatus::Failed,
+        NotificationStatus::Cancelled,
     ] {
         each_page!(|page| store.list_notifications(status, page).await?, |n| {
             write_line(
@@ -282,6 +296,7 @@ pub async fn export(store: &dyn Store, out: &mut (impl AsyncWrite + Unpin)) -> R
             )
             .await?;
             counts.notifications += 1;
+            on_record();
         });
     }
     out.flush().await.map_err(Error::other)?;
@@ -313,12 +328,23 @@ pub async fn export(store: &dyn Store, out: &mut (impl AsyncWrite + Unpin)) -> R
 /// skipped and listed in the report with its line; a malformed line or any other store error
 /// stops the import (what was written so far stays).
 pub async fn import(store: &dyn Store, input: impl AsyncBufRead + Unpin) -> Result<Report> {
+    import_with_progress(store, input, &mut |_| {}).await
+}
+
+/// [`import`], calling `on_line` with the bytes of each line read, its newline included (for
+/// a progress bar over the file's size).
+pub async fn import_with_progress(
+    store: &dyn Store,
+    input: impl AsyncBufRead + Unpin,
+    on_line: &mut (dyn FnMut(u64) + Send),
+) -> Result<Report> {
     let mut counts = Counts::default();
     let mut skipped = Vec::new();
     let mut lines = input.lines();
     let mut number = 0u64;
     while let Some(line) = lines.next_line().await.map_err(Error::other)? {
         number += 1;
+        on_line(line.len() as u64 + 1);
         if line.trim().is_empty() {
             continue;
         }
