@@ -858,3 +858,62 @@ async fn every_error_body_has_a_stable_machine_code() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_nested_example_serves_the_api_under_a_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Proc::start(
+        "nested",
+        &[
+            ("APP_ENV", "dev".to_owned()),
+            ("SMTP_MODE", "mock".to_owned()),
+            (
+                "DATABASE_URL",
+                format!("sqlite://{}?mode=rwc", dir.path().join("n.db").display()),
+            ),
+        ],
+    );
+    let api = Client::new(&server.url);
+    let root = api.get("/", None).await;
+    assert_eq!(root.0, 200);
+    assert!(root.1.as_str().unwrap().contains("my application"));
+    let (status, products) = api.get("/shop/products", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(products[0]["product_id"], "product-1", "{products}");
+    let (status, registered) = api
+        .post(
+            "/shop/auth/register",
+            None,
+            json!({"email": "nested@example.com", "password": "nested-password"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{registered}");
+    let token = registered["access_token"].as_str().unwrap();
+    let (status, order) = api
+        .post(
+            "/shop/orders/place",
+            Some(token),
+            json!({"product_id": "product-1"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{order}");
+    let (status, spec) = api.get("/shop/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert!(spec["paths"]["/orders/place"].is_object());
+    let ui = api
+        .request(
+            reqwest::Method::GET,
+            "/shop/docs/swagger-initializer.js",
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(ui.status, 200);
+    assert!(
+        ui.text.contains("/shop/openapi.json"),
+        "the UI loads the document from under the prefix: {}",
+        ui.text
+    );
+    let (status, body) = api.get("/shop/no-such-route", None).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+}

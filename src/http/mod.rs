@@ -134,10 +134,12 @@ impl ApiState {
 }
 
 /// Every route of the API. Errors of any layer inside (unknown route, wrong method) are
-/// JSON; with metrics in the state, requests are counted and `/metrics` answers.
+/// JSON, also when the router is nested under a prefix of another; with metrics in the
+/// state, requests are counted and `/metrics` answers.
 pub fn router(state: ApiState) -> Router {
     let metrics = state.metrics.is_some();
-    let router = api::routes(state);
+    let router =
+        api::routes(state).fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not Found") });
     let router = if metrics {
         router.route_layer(middleware::from_fn(track_metrics))
     } else {
