@@ -16,7 +16,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use inventory_kit::Settings;
-use inventory_kit::core::Dispatcher;
 use inventory_kit::http;
 use tokio_util::sync::CancellationToken;
 
@@ -26,11 +25,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     common::init_tracing(&settings);
     let metrics = http::install_recorder()?;
     let store = settings.open_store().await?;
-    let mailer = settings.mail.build()?;
-
     let shutdown = CancellationToken::new();
-    let dispatcher =
-        Dispatcher::new(store.clone(), mailer, settings.dispatcher.clone()).spawn(shutdown.clone());
+    let dispatcher = settings.dispatcher(store.clone())?.spawn(shutdown.clone());
     let addr = settings.http.addr(9090);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

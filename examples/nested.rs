@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::routing::get;
 use inventory_kit::Settings;
-use inventory_kit::core::Dispatcher;
 use inventory_kit::http::{self, ApiState};
 use tokio_util::sync::CancellationToken;
 
@@ -28,12 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     inventory_kit::settings::SeedProduct::ensure_all(&settings.seed, store.as_ref()).await?;
     let auth = settings.auth(store.clone())?;
     let shutdown = CancellationToken::new();
-    let dispatcher = Dispatcher::new(
-        store.clone(),
-        settings.mail.build()?,
-        settings.dispatcher.clone(),
-    )
-    .spawn(shutdown.clone());
+    let dispatcher = settings.dispatcher(store.clone())?.spawn(shutdown.clone());
 
     // The kit's parts, taken one by one: its routes with rate limits from the settings, its
     // docs told where they are mounted. Metrics and the standard layers are left out here.

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use inventory_core::{
-    Auth, AuthConfig, DispatcherConfig, Email, FileMailer, HashParams, LogMailer, Mailer,
-    NewProduct, ProductId, Store,
+    Auth, AuthConfig, Dispatcher, DispatcherConfig, Email, FileMailer, HashParams, LogMailer,
+    Mailer, NewProduct, ProductId, Store, Templates,
 };
 
 /// A configuration error: the variable at fault and what is wrong with it.
@@ -79,6 +79,9 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Where confirmations go.
     pub mail: MailChoice,
+    /// The confirmation email's wording: `MAIL_TEMPLATE_DIR` (a folder with `subject.txt`,
+    /// `body.txt`, `body.html`; see [`Templates`]), else the kit's own.
+    pub templates: Templates,
     /// The outbox dispatcher (`DISPATCHER_*`).
     pub dispatcher: DispatcherConfig,
     /// `RUN_DISPATCHER` (default true): the server sends confirmations itself; false when
@@ -443,6 +446,11 @@ impl Settings {
             database: database(&vars)?,
             auth: auth(&vars, dev, &mut warnings)?,
             mail: mail(&vars)?,
+            templates: match vars.get("MAIL_TEMPLATE_DIR") {
+                Some(dir) => Templates::from_dir(std::path::Path::new(dir.trim()))
+                    .map_err(|e| SettingsError::invalid("MAIL_TEMPLATE_DIR", e))?,
+                None => Templates::default(),
+            },
             dispatcher: dispatcher(&vars)?,
             run_dispatcher: vars.flag("RUN_DISPATCHER", true)?,
             seed: seed(&vars, dev)?,
@@ -472,6 +480,15 @@ impl Settings {
         let store = crate::connect_with(url, options).await?;
         tracing::info!(backend = %self.database.scheme(), "store connected");
         Ok(store)
+    }
+
+    /// The confirmation dispatcher over `store`: the mailer, the `DISPATCHER_*` settings and
+    /// the templates.
+    pub fn dispatcher(&self, store: Arc<dyn Store>) -> Result<Dispatcher> {
+        Ok(
+            Dispatcher::new(store, self.mail.build()?, self.dispatcher.clone())
+                .with_templates(self.templates.clone()),
+        )
     }
 
     /// The auth service over `store`; needs `JWT_SECRET` (or dev mode).
@@ -793,6 +810,7 @@ mod tests {
             ("DATABASE_MAX_CONNECTIONS", "-1"),
             ("LOG_FORMAT", "xml"),
             ("CORS_ORIGINS", "shop.example"),
+            ("MAIL_TEMPLATE_DIR", "/nonexistent/templates"),
         ] {
             let err = Settings::from_vars([secret.clone(), (var, value.to_owned())]).unwrap_err();
             assert_eq!(err.var, var, "{var}={value}: {err}");

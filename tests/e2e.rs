@@ -917,3 +917,46 @@ async fn the_nested_example_serves_the_api_under_a_prefix() {
     let (status, body) = api.get("/shop/no-such-route", None).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
 }
+
+#[tokio::test]
+async fn mail_templates_from_a_folder_word_the_confirmation() {
+    let sink = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = support::sqlite_env(dir.path(), sink.addr().port());
+    let original = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/templates/original");
+    support::set(&mut env, "MAIL_TEMPLATE_DIR", original);
+    let app = App::start(&env).await;
+    let api = app.api.clone();
+    let token = api.token("words@example.com", "words-password").await;
+    let (status, order) = api
+        .post(
+            "/orders/place",
+            Some(&token),
+            json!({"product_id": "product-1"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{order}");
+    assert_eq!(sink.wait_for(1, WAIT).await, 1);
+    let mail = &sink.messages()[0];
+    assert_eq!(
+        mail.header("Subject").as_deref(),
+        Some("New order for product Demo Product")
+    );
+    assert!(
+        mail.text().contains("Buyer:    words@example.com"),
+        "{}",
+        mail.text()
+    );
+    app.stop().await;
+
+    // A broken template stops the start, naming the variable.
+    std::fs::write(dir.path().join("subject.txt"), "{{ product_nme }}").unwrap();
+    support::set(
+        &mut env,
+        "MAIL_TEMPLATE_DIR",
+        dir.path().display().to_string(),
+    );
+    let err = inventory_kit::Settings::from_vars(env.iter().cloned()).unwrap_err();
+    assert_eq!(err.var, "MAIL_TEMPLATE_DIR");
+    assert!(err.message.contains("subject.txt"), "{err}");
+}

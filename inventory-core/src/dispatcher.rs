@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use crate::domain::Notification;
 use crate::error::{Error, Result};
-use crate::mail::render_confirmation;
 use crate::ports::{Mailer, NotificationStore};
+use crate::templates::Templates;
 
 /// Settings of a [`Dispatcher`].
 #[derive(Debug, Clone)]
@@ -111,6 +111,7 @@ pub struct Dispatcher {
     store: Arc<dyn NotificationStore>,
     mailer: Arc<dyn Mailer>,
     config: DispatcherConfig,
+    templates: Templates,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -132,7 +133,14 @@ impl Dispatcher {
             store,
             mailer,
             config,
+            templates: Templates::default(),
         }
+    }
+
+    /// Renders confirmations with these templates instead of the kit's default wording.
+    pub fn with_templates(mut self, templates: Templates) -> Self {
+        self.templates = templates;
+        self
     }
 
     /// Its settings.
@@ -205,10 +213,15 @@ impl Dispatcher {
     /// Sends one notification and records the outcome, at time `at` (the real clock if
     /// `None`).
     async fn deliver(&self, n: Notification, at: Option<DateTime<Utc>>) -> Result<Outcome> {
-        let email = render_confirmation(&n);
         let now = || at.unwrap_or_else(Utc::now);
         let owner = &self.config.owner;
-        let (recorded, outcome) = match self.mailer.send(&email).await {
+        // A message that cannot be rendered fails like a permanent refusal (templates are
+        // checked when loaded, so this is a notification the templates cannot express).
+        let sent = match self.templates.render(&n) {
+            Ok(email) => self.mailer.send(&email).await,
+            Err(e) => Err(e),
+        };
+        let (recorded, outcome) = match sent {
             Ok(()) => {
                 tracing::info!(notification = %n.id, order = %n.order_id, "confirmation email sent");
                 (

@@ -59,6 +59,7 @@ pub mod mail;
 pub mod memory;
 pub mod orders;
 pub mod ports;
+pub mod templates;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod transfer;
@@ -71,3 +72,4 @@ pub use mail::{FileMailer, LogMailer, RecordingMailer, render_confirmation, to_m
 pub use memory::MemoryStore;
 pub use orders::{ListScope, OrderView, Orders, PlaceOrderRequest};
 pub use ports::*;
+pub use templates::Templates;

@@ -13,45 +13,15 @@ use crate::domain::Notification;
 use crate::error::MailError;
 use crate::ports::{Mailer, OutgoingEmail};
 
-/// Renders the confirmation email of a notification: product name, quantity and order id in
-/// a plain-text and an (escaped) HTML part. The `Message-ID` derives from the notification id.
+/// Renders the confirmation email of a notification with the default
+/// [`Templates`](crate::templates::Templates): product name, quantity and order id in a
+/// plain-text and an (escaped) HTML part. The `Message-ID` derives from the notification id.
 pub fn render_confirmation(n: &Notification) -> OutgoingEmail {
-    // Names stored before control characters were refused (or by another writer) never put
-    // one into a message: each becomes U+FFFD.
-    let name: String = n
-        .product_name
-        .chars()
-        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
-        .collect();
-    let subject = format!("Order confirmed: {name}");
-    let text = format!(
-        "Thank you for your order.\n\n\
-         Product:  {} ({})\n\
-         Quantity: {}\n\
-         Order id: {}\n",
-        name,
-        n.product_id,
-        n.quantity.get(),
-        n.order_id
-    );
-    let html = format!(
-        "<!DOCTYPE html>\n<html><body>\n<p>Thank you for your order.</p>\n<table>\n\
-         <tr><th align=\"left\">Product</th><td>{} ({})</td></tr>\n\
-         <tr><th align=\"left\">Quantity</th><td>{}</td></tr>\n\
-         <tr><th align=\"left\">Order id</th><td>{}</td></tr>\n\
-         </table>\n</body></html>\n",
-        html_escape::encode_text(&name),
-        html_escape::encode_text(n.product_id.as_str()),
-        n.quantity.get(),
-        n.order_id
-    );
-    OutgoingEmail {
-        message_id: format!("{}@inventory-kit", n.id),
-        to: n.recipient.clone(),
-        subject,
-        text,
-        html,
-    }
+    crate::templates::Templates::default()
+        .render(n)
+        // The default templates use only variables every notification has, and were rendered
+        // when loaded: this cannot fail.
+        .expect("the default templates render every notification")
 }
 
 /// Builds the MIME message (multipart/alternative, `Date`, stable `Message-ID`).

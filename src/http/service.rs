@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use inventory_core::{Dispatcher, Store};
+use inventory_core::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -64,9 +64,7 @@ impl Service {
         let auth = settings.auth(store.clone())?;
         let shutdown = CancellationToken::new();
         let dispatcher = if settings.run_dispatcher {
-            let mailer = settings.mail.build()?;
-            let dispatcher = Dispatcher::new(store.clone(), mailer, settings.dispatcher.clone());
-            Some(dispatcher.spawn(shutdown.clone()))
+            Some(settings.dispatcher(store.clone())?.spawn(shutdown.clone()))
         } else {
             tracing::info!("RUN_DISPATCHER=false: run the listener to send confirmations");
             None

@@ -1,0 +1,251 @@
+//! The confirmation email's wording: subject, plain text and HTML from templates
+//! ([minijinja](https://docs.rs/minijinja), Jinja2 syntax).
+//!
+//! The defaults are the kit's own wording; a shop passes its own (name, wording, language) to
+//! [`Templates::new`], or an operator points `MAIL_TEMPLATE_DIR` at a folder with
+//! `subject.txt`, `body.txt` and `body.html` ([`Templates::from_dir`]). Templates are checked
+//! when they are loaded, by rendering a sample order, so a typo stops the program at start-up
+//! instead of failing every send. In `body.html` every value is HTML-escaped.
+//!
+//! The variables: `product_name`, `product_id`, `quantity`, `order_id`, `recipient`,
+//! `notification_id`.
+//!
+//! The original service's wording, as a folder for `MAIL_TEMPLATE_DIR`:
+//!
+//! ```
+//! use inventory_core::{Email, NewOrder, ProductId, Quantity, Templates};
+//!
+//! let templates = Templates::new(
+//!     "New order for product {{ product_name }}",
+//!     "A new order was placed for {{ product_name }} ({{ product_id }}) by {{ recipient }}.",
+//!     "<p>A new order was placed for <b>{{ product_name }}</b> by {{ recipient }}.</p>",
+//! )?;
+//! let order = NewOrder::new(
+//!     uuid::Uuid::now_v7(),
+//!     Email::parse("ann@example.com")?,
+//!     ProductId::new("tea")?,
+//!     Quantity::new(1)?,
+//! );
+//! let email = templates.render(&order.notification("Tea <green>"))?;
+//! assert_eq!(email.subject, "New order for product Tea <green>");
+//! assert!(email.html.contains("Tea &lt;green&gt;"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
+
+use crate::domain::Notification;
+use crate::error::{Error, MailError, Result};
+use crate::ports::OutgoingEmail;
+
+const SUBJECT: &str = "subject.txt";
+const TEXT: &str = "body.txt";
+const HTML: &str = "body.html";
+
+const DEFAULT_SUBJECT: &str = "Order confirmed: {{ product_name }}";
+const DEFAULT_TEXT: &str = "Thank you for your order.
+
+Product:  {{ product_name }} ({{ product_id }})
+Quantity: {{ quantity }}
+Order id: {{ order_id }}
+";
+const DEFAULT_HTML: &str = r#"<!DOCTYPE html>
+<html><body>
+<p>Thank you for your order.</p>
+<table>
+<tr><th align="left">Product</th><td>{{ product_name }} ({{ product_id }})</td></tr>
+<tr><th align="left">Quantity</th><td>{{ quantity }}</td></tr>
+<tr><th align="left">Order id</th><td>{{ order_id }}</td></tr>
+</table>
+</body></html>
+"#;
+
+/// The three templates of the confirmation email, compiled and checked.
+#[derive(Clone, Debug)]
+pub struct Templates {
+    env: Arc<Environment<'static>>,
+}
+
+impl Default for Templates {
+    /// The kit's own wording.
+    fn default() -> Self {
+        static DEFAULT: OnceLock<Templates> = OnceLock::new();
+        DEFAULT
+            .get_or_init(|| {
+                Templates::new(DEFAULT_SUBJECT, DEFAULT_TEXT, DEFAULT_HTML)
+                    .expect("the default templates are valid")
+            })
+            .clone()
+    }
+}
+
+impl Templates {
+    /// Compiles and checks a subject, a plain-text and an HTML template. A syntax error or an
+    /// unknown variable is [`Error::InvalidInput`] naming the template.
+    pub fn new(
+        subject: impl Into<String>,
+        text: impl Into<String>,
+        html: impl Into<String>,
+    ) -> Result<Self> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                AutoEscape::Html
+            } else {
+                AutoEscape::None
+            }
+        });
+        for (name, source) in [
+            (SUBJECT, subject.into()),
+            (TEXT, text.into()),
+            (HTML, html.into()),
+        ] {
+            env.add_template_owned(name, source)
+                .map_err(|e| Error::invalid("template", format!("{name}: {e}")))?;
+        }
+        let templates = Templates { env: Arc::new(env) };
+        templates.check()?;
+        Ok(templates)
+    }
+
+    /// Loads `subject.txt`, `body.txt` and `body.html` from a folder (`MAIL_TEMPLATE_DIR`);
+    /// a file that is missing keeps the default wording for that part.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::invalid(
+                "MAIL_TEMPLATE_DIR",
+                format!("{} is not a folder", dir.display()),
+            ));
+        }
+        let read = |name: &str, default: &str| -> Result<String> {
+            let path = dir.join(name);
+            match std::fs::read_to_string(&path) {
+                Ok(source) => Ok(source),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(default.to_owned()),
+                Err(e) => Err(Error::invalid(
+                    "MAIL_TEMPLATE_DIR",
+                    format!("{}: {e}", path.display()),
+                )),
+            }
+        };
+        Templates::new(
+            read(SUBJECT, DEFAULT_SUBJECT)?,
+            read(TEXT, DEFAULT_TEXT)?,
+            read(HTML, DEFAULT_HTML)?,
+        )
+    }
+
+    /// Renders a sample order, so that an unknown variable or a failing filter is found now.
+    fn check(&self) -> Result<()> {
+        let sample = context! {
+            product_name => "Sample product",
+            product_id => "sample-1",
+            quantity => 1,
+            order_id => "00000000-0000-0000-0000-000000000000",
+            recipient => "buyer@example.com",
+            notification_id => "00000000-0000-0000-0000-000000000000",
+        };
+        for name in [SUBJECT, TEXT, HTML] {
+            self.env
+                .get_template(name)
+                .and_then(|t| t.render(&sample))
+                .map_err(|e| Error::invalid("template", format!("{name}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The confirmation email of a notification. The `Message-ID` derives from the
+    /// notification id; control characters in the product name (stored before they were
+    /// refused, or by another writer) become U+FFFD, and the subject is one line.
+    pub fn render(&self, n: &Notification) -> std::result::Result<OutgoingEmail, MailError> {
+        let product_name: String = n
+            .product_name
+            .chars()
+            .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+            .collect();
+        let ctx = context! {
+            product_name,
+            product_id => n.product_id.as_str(),
+            quantity => n.quantity.get(),
+            order_id => n.order_id.to_string(),
+            recipient => n.recipient.as_str(),
+            notification_id => n.id.to_string(),
+        };
+        let render = |name: &str| {
+            self.env
+                .get_template(name)
+                .and_then(|t| t.render(&ctx))
+                .map_err(|e| MailError::Permanent(format!("template {name}: {e}")))
+        };
+        let subject: String = render(SUBJECT)?
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        Ok(OutgoingEmail {
+            message_id: format!("{}@inventory-kit", n.id),
+            to: n.recipient.clone(),
+            subject: subject.trim().to_owned(),
+            text: render(TEXT)?,
+            html: render(HTML)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::*;
+
+    fn notification(name: &str) -> Notification {
+        NewOrder::new(
+            uuid::Uuid::now_v7(),
+            Email::parse("ann@example.com").unwrap(),
+            ProductId::new("p-1").unwrap(),
+            Quantity::new(2).unwrap(),
+        )
+        .notification(name)
+    }
+
+    #[test]
+    fn mistakes_are_found_when_loading_not_when_sending() {
+        let syntax = Templates::new("{{ product_name", "", "").unwrap_err();
+        assert!(syntax.to_string().contains("subject.txt"), "{syntax}");
+        let unknown = Templates::new("ok", "{{ prodcut_name }}", "").unwrap_err();
+        assert!(unknown.to_string().contains("body.txt"), "{unknown}");
+    }
+
+    #[test]
+    fn html_is_escaped_text_is_not_and_the_subject_is_one_line() {
+        let t = Templates::new(
+            "{{ product_name }}\nBcc: x@evil.example",
+            "{{ product_name }}",
+            "<b>{{ product_name }}</b>",
+        )
+        .unwrap();
+        let email = t.render(&notification("<script>&")).unwrap();
+        assert_eq!(email.html, "<b>&lt;script&gt;&amp;</b>");
+        assert_eq!(email.text, "<script>&");
+        assert!(!email.subject.contains('\n'), "{:?}", email.subject);
+    }
+
+    #[test]
+    fn a_folder_overrides_what_it_has() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("subject.txt"),
+            "Neue Bestellung: {{ product_name }}",
+        )
+        .unwrap();
+        let t = Templates::from_dir(dir.path()).unwrap();
+        let email = t.render(&notification("Tee")).unwrap();
+        assert_eq!(email.subject, "Neue Bestellung: Tee");
+        assert!(email.text.contains("Quantity: 2"), "default body kept");
+        std::fs::write(dir.path().join("body.html"), "{% if %}").unwrap();
+        assert!(Templates::from_dir(dir.path()).is_err());
+        assert!(Templates::from_dir(&dir.path().join("missing")).is_err());
+    }
+}
