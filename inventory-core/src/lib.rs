@@ -73,3 +73,12 @@ pub use memory::MemoryStore;
 pub use orders::{ListScope, OrderView, Orders, PlaceOrderRequest};
 pub use ports::*;
 pub use templates::Templates;
+
+// Types of other crates that appear in the public API, so that an embedder needs no
+// dependency of their own (and no guess at a compatible version) to name them. Implement the
+// ports with `#[async_trait]`; see [`delegate!`] for a decorator.
+pub use async_trait::async_trait;
+pub use chrono::{DateTime, Utc};
+pub use tokio::sync::watch;
+pub use tokio_util::sync::CancellationToken;
+pub use uuid::Uuid;

@@ -187,149 +187,215 @@ pub trait Mailer: Send + Sync {
     async fn send(&self, email: &OutgoingEmail) -> std::result::Result<(), MailError>;
 }
 
-/// Implements the ports for a smart pointer by delegating every method to the pointee, so an
-/// `Arc<MyStore>` or `Box<dyn Store>` is a store wherever one is expected. Every method is
-/// listed once here: a port that gains a method fails to compile until it is added.
-macro_rules! delegate_ports {
-    ($($ptr:ident),+) => {$(
-        #[async_trait]
-        impl<T: UserStore + ?Sized> UserStore for $ptr<T> {
-            async fn create_user(&self, user: &User) -> Result<()> {
-                (**self).create_user(user).await
-            }
-            async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>> {
-                (**self).find_user_by_email(email).await
-            }
-            async fn get_user(&self, id: Uuid) -> Result<Option<User>> {
-                (**self).get_user(id).await
-            }
-            async fn set_role(&self, email: &Email, role: Role) -> Result<User> {
-                (**self).set_role(email, role).await
-            }
-            async fn revoke_tokens(&self, email: &Email) -> Result<User> {
-                (**self).revoke_tokens(email).await
-            }
+/// Implements ports for a wrapper by handing every method to an inner value: the delegation a
+/// store decorator (metrics, caching, fault injection) needs for the ports it does not change.
+/// Implement the port you change by hand, and let this write the others.
+///
+/// The form is `delegate!(impl[GENERICS] TYPE => |s| INNER; PORT, PORT, ...)`, where `INNER`
+/// is an expression of `s` (the `&self` of each method) that reaches the inner value.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use inventory_core::*;
+///
+/// /// Counts orders; everything else is the inner store's.
+/// struct Counting<S> {
+///     inner: S,
+///     orders: AtomicU64,
+/// }
+///
+/// #[async_trait]
+/// impl<S: OrderStore> OrderStore for Counting<S> {
+///     async fn place_order(&self, order: &NewOrder) -> Result<Placed> {
+///         self.orders.fetch_add(1, Ordering::Relaxed);
+///         self.inner.place_order(order).await
+///     }
+///     async fn get_order(&self, id: Uuid) -> Result<Option<Order>> {
+///         self.inner.get_order(id).await
+///     }
+///     async fn list_orders_for_user(&self, user_id: Uuid, page: Page) -> Result<Vec<Order>> {
+///         self.inner.list_orders_for_user(user_id, page).await
+///     }
+///     async fn list_orders(&self, page: Page) -> Result<Vec<Order>> {
+///         self.inner.list_orders(page).await
+///     }
+///     async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Order> {
+///         self.inner.cancel_order(id, now).await
+///     }
+/// }
+///
+/// inventory_core::delegate!(impl[S: Store] Counting<S> => |s| s.inner;
+///     UserStore, ProductStore, NotificationStore, Transfer, Health);
+///
+/// let store: Arc<dyn Store> = Arc::new(Counting { inner: MemoryStore::new(), orders: AtomicU64::new(0) });
+/// # let _ = store;
+/// ```
+#[macro_export]
+macro_rules! delegate {
+    (impl $gen:tt $ty:ty => |$s:ident| $inner:expr; $($port:ident),+ $(,)?) => {
+        $( $crate::delegate!(@port $port $gen $ty, $s, $inner); )+
+    };
+    (@port UserStore [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
+        #[$crate::async_trait]
+        impl<$($gen)*> $crate::UserStore for $ty {
+                async fn create_user(&self, user: &$crate::User) -> $crate::Result<()> {
+                    { let $s = self; &$inner }.create_user(user).await
+                }
+                async fn find_user_by_email(&self, email: &$crate::Email) -> $crate::Result<Option<$crate::User>> {
+                    { let $s = self; &$inner }.find_user_by_email(email).await
+                }
+                async fn get_user(&self, id: $crate::Uuid) -> $crate::Result<Option<$crate::User>> {
+                    { let $s = self; &$inner }.get_user(id).await
+                }
+                async fn set_role(&self, email: &$crate::Email, role: $crate::Role) -> $crate::Result<$crate::User> {
+                    { let $s = self; &$inner }.set_role(email, role).await
+                }
+                async fn revoke_tokens(&self, email: &$crate::Email) -> $crate::Result<$crate::User> {
+                    { let $s = self; &$inner }.revoke_tokens(email).await
+                }
         }
-
-        #[async_trait]
-        impl<T: ProductStore + ?Sized> ProductStore for $ptr<T> {
-            async fn create_product(&self, p: &NewProduct, now: DateTime<Utc>) -> Result<Product> {
-                (**self).create_product(p, now).await
-            }
-            async fn ensure_product(&self, p: &NewProduct, now: DateTime<Utc>) -> Result<bool> {
-                (**self).ensure_product(p, now).await
-            }
-            async fn get_product(&self, id: &ProductId) -> Result<Option<Product>> {
-                (**self).get_product(id).await
-            }
-            async fn list_products(&self, page: Page) -> Result<Vec<Product>> {
-                (**self).list_products(page).await
-            }
-            async fn restock(&self, id: &ProductId, add: u64, now: DateTime<Utc>) -> Result<Product> {
-                (**self).restock(id, add, now).await
-            }
+    };
+    (@port ProductStore [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
+        #[$crate::async_trait]
+        impl<$($gen)*> $crate::ProductStore for $ty {
+                async fn create_product(&self, p: &$crate::NewProduct, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<$crate::Product> {
+                    { let $s = self; &$inner }.create_product(p, now).await
+                }
+                async fn ensure_product(&self, p: &$crate::NewProduct, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<bool> {
+                    { let $s = self; &$inner }.ensure_product(p, now).await
+                }
+                async fn get_product(&self, id: &$crate::ProductId) -> $crate::Result<Option<$crate::Product>> {
+                    { let $s = self; &$inner }.get_product(id).await
+                }
+                async fn list_products(&self, page: $crate::Page) -> $crate::Result<Vec<$crate::Product>> {
+                    { let $s = self; &$inner }.list_products(page).await
+                }
+                async fn restock(&self, id: &$crate::ProductId, add: u64, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<$crate::Product> {
+                    { let $s = self; &$inner }.restock(id, add, now).await
+                }
         }
-
-        #[async_trait]
-        impl<T: OrderStore + ?Sized> OrderStore for $ptr<T> {
-            async fn place_order(&self, order: &NewOrder) -> Result<Placed> {
-                (**self).place_order(order).await
-            }
-            async fn get_order(&self, id: Uuid) -> Result<Option<Order>> {
-                (**self).get_order(id).await
-            }
-            async fn list_orders_for_user(&self, user_id: Uuid, page: Page) -> Result<Vec<Order>> {
-                (**self).list_orders_for_user(user_id, page).await
-            }
-            async fn list_orders(&self, page: Page) -> Result<Vec<Order>> {
-                (**self).list_orders(page).await
-            }
-            async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Order> {
-                (**self).cancel_order(id, now).await
-            }
+    };
+    (@port OrderStore [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
+        #[$crate::async_trait]
+        impl<$($gen)*> $crate::OrderStore for $ty {
+                async fn place_order(&self, order: &$crate::NewOrder) -> $crate::Result<$crate::Placed> {
+                    { let $s = self; &$inner }.place_order(order).await
+                }
+                async fn get_order(&self, id: $crate::Uuid) -> $crate::Result<Option<$crate::Order>> {
+                    { let $s = self; &$inner }.get_order(id).await
+                }
+                async fn list_orders_for_user(&self, user_id: $crate::Uuid, page: $crate::Page) -> $crate::Result<Vec<$crate::Order>> {
+                    { let $s = self; &$inner }.list_orders_for_user(user_id, page).await
+                }
+                async fn list_orders(&self, page: $crate::Page) -> $crate::Result<Vec<$crate::Order>> {
+                    { let $s = self; &$inner }.list_orders(page).await
+                }
+                async fn cancel_order(&self, id: $crate::Uuid, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<$crate::Order> {
+                    { let $s = self; &$inner }.cancel_order(id, now).await
+                }
         }
-
-        #[async_trait]
-        impl<T: NotificationStore + ?Sized> NotificationStore for $ptr<T> {
-            async fn claim_due(
-                &self,
-                owner: &str,
-                now: DateTime<Utc>,
-                lease: Duration,
-                limit: u32,
-            ) -> Result<Vec<Notification>> {
-                (**self).claim_due(owner, now, lease, limit).await
-            }
-            async fn extend_lease(&self, id: Uuid, owner: &str, until: DateTime<Utc>) -> Result<()> {
-                (**self).extend_lease(id, owner, until).await
-            }
-            async fn mark_sent(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> Result<()> {
-                (**self).mark_sent(id, owner, now).await
-            }
-            async fn mark_failed(
-                &self,
-                id: Uuid,
-                owner: &str,
-                error: &str,
-                next_attempt_at: Option<DateTime<Utc>>,
-            ) -> Result<()> {
-                (**self).mark_failed(id, owner, error, next_attempt_at).await
-            }
-            async fn notification_for_order(&self, order_id: Uuid) -> Result<Option<Notification>> {
-                (**self).notification_for_order(order_id).await
-            }
-            async fn list_notifications(
-                &self,
-                status: NotificationStatus,
-                page: Page,
-            ) -> Result<Vec<Notification>> {
-                (**self).list_notifications(status, page).await
-            }
-            async fn notification_counts(&self) -> Result<NotificationCounts> {
-                (**self).notification_counts().await
-            }
-            async fn retry_failed(&self, id: Option<Uuid>, now: DateTime<Utc>) -> Result<u64> {
-                (**self).retry_failed(id, now).await
-            }
-            fn subscribe(&self) -> watch::Receiver<u64> {
-                (**self).subscribe()
-            }
+    };
+    (@port NotificationStore [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
+        #[$crate::async_trait]
+        impl<$($gen)*> $crate::NotificationStore for $ty {
+                async fn claim_due(
+                    &self,
+                    owner: &str,
+                    now: $crate::DateTime<$crate::Utc>,
+                    lease: ::std::time::Duration,
+                    limit: u32,
+                ) -> $crate::Result<Vec<$crate::Notification>> {
+                    { let $s = self; &$inner }.claim_due(owner, now, lease, limit).await
+                }
+                async fn extend_lease(&self, id: $crate::Uuid, owner: &str, until: $crate::DateTime<$crate::Utc>) -> $crate::Result<()> {
+                    { let $s = self; &$inner }.extend_lease(id, owner, until).await
+                }
+                async fn mark_sent(&self, id: $crate::Uuid, owner: &str, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<()> {
+                    { let $s = self; &$inner }.mark_sent(id, owner, now).await
+                }
+                async fn mark_failed(
+                    &self,
+                    id: $crate::Uuid,
+                    owner: &str,
+                    error: &str,
+                    next_attempt_at: Option<$crate::DateTime<$crate::Utc>>,
+                ) -> $crate::Result<()> {
+                    { let $s = self; &$inner }.mark_failed(id, owner, error, next_attempt_at).await
+                }
+                async fn notification_for_order(&self, order_id: $crate::Uuid) -> $crate::Result<Option<$crate::Notification>> {
+                    { let $s = self; &$inner }.notification_for_order(order_id).await
+                }
+                async fn list_notifications(
+                    &self,
+                    status: $crate::NotificationStatus,
+                    page: $crate::Page,
+                ) -> $crate::Result<Vec<$crate::Notification>> {
+                    { let $s = self; &$inner }.list_notifications(status, page).await
+                }
+                async fn notification_counts(&self) -> $crate::Result<$crate::NotificationCounts> {
+                    { let $s = self; &$inner }.notification_counts().await
+                }
+                async fn retry_failed(&self, id: Option<$crate::Uuid>, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<u64> {
+                    { let $s = self; &$inner }.retry_failed(id, now).await
+                }
+                fn subscribe(&self) -> $crate::watch::Receiver<u64> {
+                    { let $s = self; &$inner }.subscribe()
+                }
         }
-
-        #[async_trait]
-        impl<T: Health + ?Sized> Health for $ptr<T> {
-            async fn ping(&self) -> Result<()> {
-                (**self).ping().await
-            }
+    };
+    (@port Health [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
+        #[$crate::async_trait]
+        impl<$($gen)*> $crate::Health for $ty {
+                async fn ping(&self) -> $crate::Result<()> {
+                    { let $s = self; &$inner }.ping().await
+                }
         }
-
-        #[async_trait]
-        impl<T: Transfer + ?Sized> Transfer for $ptr<T> {
-            async fn list_users(&self, page: Page) -> Result<Vec<User>> {
-                (**self).list_users(page).await
-            }
-            async fn import_product(&self, product: &Product) -> Result<()> {
-                (**self).import_product(product).await
-            }
-            async fn import_order(&self, order: &Order) -> Result<()> {
-                (**self).import_order(order).await
-            }
-            async fn import_notification(&self, notification: &Notification) -> Result<()> {
-                (**self).import_notification(notification).await
-            }
-            async fn count_records(&self) -> Result<crate::transfer::Counts> {
-                (**self).count_records().await
-            }
+    };
+    (@port Transfer [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
+        #[$crate::async_trait]
+        impl<$($gen)*> $crate::Transfer for $ty {
+                async fn list_users(&self, page: $crate::Page) -> $crate::Result<Vec<User>> {
+                    { let $s = self; &$inner }.list_users(page).await
+                }
+                async fn import_product(&self, product: &$crate::Product) -> $crate::Result<()> {
+                    { let $s = self; &$inner }.import_product(product).await
+                }
+                async fn import_order(&self, order: &$crate::Order) -> $crate::Result<()> {
+                    { let $s = self; &$inner }.import_order(order).await
+                }
+                async fn import_notification(&self, notification: &$crate::Notification) -> $crate::Result<()> {
+                    { let $s = self; &$inner }.import_notification(notification).await
+                }
+                async fn count_records(&self) -> Result<$crate::transfer::Counts> {
+                    { let $s = self; &$inner }.count_records().await
+                }
         }
-
-        #[async_trait]
-        impl<T: Mailer + ?Sized> Mailer for $ptr<T> {
-            async fn send(&self, email: &OutgoingEmail) -> std::result::Result<(), MailError> {
-                (**self).send(email).await
-            }
+    };
+    (@port Mailer [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
+        #[$crate::async_trait]
+        impl<$($gen)*> $crate::Mailer for $ty {
+                async fn send(&self, email: &$crate::OutgoingEmail) -> ::std::result::Result<(), $crate::MailError> {
+                    { let $s = self; &$inner }.send(email).await
+                }
         }
-    )+};
+    };
 }
 
+// Smart pointers are ports wherever their pointee is: `Arc<MyStore>`, `Box<dyn Store>`.
+delegate!(impl[T: UserStore + ?Sized] Arc<T> => |s| **s; UserStore);
+delegate!(impl[T: ProductStore + ?Sized] Arc<T> => |s| **s; ProductStore);
+delegate!(impl[T: OrderStore + ?Sized] Arc<T> => |s| **s; OrderStore);
+delegate!(impl[T: NotificationStore + ?Sized] Arc<T> => |s| **s; NotificationStore);
+delegate!(impl[T: Transfer + ?Sized] Arc<T> => |s| **s; Transfer);
+delegate!(impl[T: Health + ?Sized] Arc<T> => |s| **s; Health);
+delegate!(impl[T: Mailer + ?Sized] Arc<T> => |s| **s; Mailer);
+delegate!(impl[T: UserStore + ?Sized] Box<T> => |s| **s; UserStore);
+delegate!(impl[T: ProductStore + ?Sized] Box<T> => |s| **s; ProductStore);
+delegate!(impl[T: OrderStore + ?Sized] Box<T> => |s| **s; OrderStore);
+delegate!(impl[T: NotificationStore + ?Sized] Box<T> => |s| **s; NotificationStore);
+delegate!(impl[T: Transfer + ?Sized] Box<T> => |s| **s; Transfer);
+delegate!(impl[T: Health + ?Sized] Box<T> => |s| **s; Health);
+delegate!(impl[T: Mailer + ?Sized] Box<T> => |s| **s; Mailer);
+
 use std::sync::Arc;
-delegate_ports!(Arc, Box);
