@@ -156,6 +156,7 @@ fn tokens(c: &mut Criterion) {
         role: Role::Customer,
         created_at: now(),
         token_version: 0,
+        email_verified: false,
     };
     let token = auth.issue(&user).unwrap().access_token;
     let _guard = rt.enter();

@@ -247,6 +247,7 @@ async fn grant_admin(store: &dyn Store, email: &str) -> Result<String, Box<dyn s
         role: Role::Admin,
         created_at: inventory_kit::core::now(),
         token_version: 0,
+        email_verified: false,
     };
     store.create_user(&user).await?;
     Ok(format!("{email} created as admin"))
@@ -461,7 +462,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .map(|n| {
                     vec![
                         json!(n.id.to_string()),
-                        json!(n.order_id.to_string()),
+                        json!(n.message.kind()),
+                        json!(n.order_id().map(|id| id.to_string())),
                         json!(n.recipient.to_string()),
                         json!(n.attempts),
                         json!(n.last_error),
@@ -472,6 +474,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 json,
                 &[
                     "notification_id",
+                    "kind",
                     "order_id",
                     "recipient",
                     "attempts",

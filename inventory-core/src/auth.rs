@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OnceCell, Semaphore};
 use uuid::Uuid;
 
-use crate::domain::{Email, Password, Role, User};
+use crate::domain::{Email, Notification, Password, Role, User};
 use crate::error::{Error, Result};
 use crate::ports::UserStore;
 
@@ -66,8 +66,14 @@ pub struct AuthConfig {
     pub hash_params: HashParams,
     /// How many hashes may run at once (defaults to the number of cores).
     pub max_concurrent_hashes: usize,
-    /// Emails that get the admin role.
+    /// Emails that get the admin role (once verified, see `admins_need_verified_email`).
     pub admin_emails: HashSet<Email>,
+    /// Whether an address of `admin_emails` makes its user admin only once the user verified
+    /// it (default true): otherwise whoever registers the address first is admin. Roles
+    /// stored by the admin tool do not depend on it.
+    pub admins_need_verified_email: bool,
+    /// Lifetime of address verification codes (default 24 hours).
+    pub verification_ttl: Duration,
     /// Shortest password accepted at registration, in bytes (default
     /// [`PASSWORD_MIN_BYTES`](crate::domain::PASSWORD_MIN_BYTES); the original service
     /// accepted 6). Login never checks it, so existing accounts keep working.
@@ -82,6 +88,11 @@ impl fmt::Debug for AuthConfig {
             .field("hash_params", &self.hash_params)
             .field("max_concurrent_hashes", &self.max_concurrent_hashes)
             .field("admin_emails", &self.admin_emails)
+            .field(
+                "admins_need_verified_email",
+                &self.admins_need_verified_email,
+            )
+            .field("verification_ttl", &self.verification_ttl)
             .field("password_min_bytes", &self.password_min_bytes)
             .finish()
     }
@@ -122,6 +133,8 @@ impl AuthConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             admin_emails: HashSet::new(),
+            admins_need_verified_email: true,
+            verification_ttl: Duration::from_secs(24 * 60 * 60),
             password_min_bytes: crate::domain::PASSWORD_MIN_BYTES,
         }
     }
@@ -156,6 +169,12 @@ impl AuthConfig {
         self.admin_emails = admins.into_iter().collect();
         self
     }
+
+    /// Whether admin emails need a verified address (default true).
+    pub fn with_admins_needing_verified_email(mut self, needed: bool) -> Self {
+        self.admins_need_verified_email = needed;
+        self
+    }
 }
 
 /// The claims of our bearer tokens.
@@ -176,6 +195,19 @@ pub struct Claims {
     pub ver: u32,
 }
 
+const VERIFY_PURPOSE: &str = "verify_email";
+
+/// The claims of an address verification code: no `role`, so it never passes as an access
+/// token, and a `purpose` an access token lacks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct VerifyClaims {
+    sub: String,
+    email: String,
+    purpose: String,
+    iat: i64,
+    exp: i64,
+}
+
 /// Who is making a request, as proven by a verified token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -185,6 +217,9 @@ pub struct Principal {
     pub email: Email,
     /// Role.
     pub role: Role,
+    /// Whether the user verified their address (false for a principal from
+    /// [`Auth::verify`], which does not read the user).
+    pub email_verified: bool,
 }
 
 impl Principal {
@@ -332,11 +367,12 @@ impl Auth {
         &self.hasher
     }
 
-    fn role_for(&self, email: &Email, stored: Role) -> Role {
-        if self.config.admin_emails.contains(email) {
+    fn role_for(&self, user: &User) -> Role {
+        let listed = self.config.admin_emails.contains(&user.email);
+        if listed && (user.email_verified || !self.config.admins_need_verified_email) {
             Role::Admin
         } else {
-            stored
+            user.role
         }
     }
 
@@ -357,6 +393,7 @@ impl Auth {
             password_hash: self.hasher.hash(&password).await?,
             created_at: crate::domain::now(),
             token_version: 0,
+            email_verified: false,
         };
         self.users.create_user(&user).await?;
         let token = self.issue(&user)?;
@@ -391,7 +428,7 @@ impl Auth {
         let claims = Claims {
             sub: user.id.to_string(),
             email: user.email.to_string(),
-            role: self.role_for(&user.email, user.role),
+            role: self.role_for(user),
             iat: now,
             exp: now + ttl as i64,
             ver: user.token_version,
@@ -430,6 +467,7 @@ impl Auth {
             user_id,
             email,
             role: claims.role,
+            email_verified: false,
         })
     }
 
@@ -448,8 +486,66 @@ impl Auth {
             return Err(Error::Unauthorized("the token was revoked".into()));
         }
         Ok(Principal {
-            role: self.role_for(&user.email, user.role),
+            role: self.role_for(&user),
+            email_verified: user.email_verified,
             ..principal
         })
+    }
+
+    /// A signed code that proves, until it expires, that whoever holds it receives mail at
+    /// `user`'s address. It is no access token (and no access token is such a code).
+    pub fn verification_code(&self, user: &User) -> Result<String> {
+        let now = Utc::now().timestamp();
+        let claims = VerifyClaims {
+            sub: user.id.to_string(),
+            email: user.email.to_string(),
+            purpose: VERIFY_PURPOSE.to_owned(),
+            iat: now,
+            exp: now + self.config.verification_ttl.as_secs() as i64,
+        };
+        jsonwebtoken::encode(
+            &Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )
+        .map_err(Error::other)
+    }
+
+    /// Puts a verification email for `user` in the outbox (sent by the dispatcher, like
+    /// confirmations).
+    pub async fn request_verification(
+        &self,
+        outbox: &dyn crate::NotificationStore,
+        user: &User,
+    ) -> Result<()> {
+        let code = self.verification_code(user)?;
+        outbox
+            .enqueue(&Notification::email_verification(
+                user,
+                code,
+                crate::domain::now(),
+            ))
+            .await
+    }
+
+    /// Checks a verification code and marks its user's address verified. A code that is not
+    /// one, is forged or expired, or names an address the user no longer has, is
+    /// [`Error::Unauthorized`]. Verifying twice is harmless.
+    pub async fn verify_email(&self, code: &str) -> Result<User> {
+        let invalid = || Error::Unauthorized("invalid or expired verification code".into());
+        let claims =
+            jsonwebtoken::decode::<VerifyClaims>(code.trim(), &self.decoding, &self.validation)
+                .map_err(|_| invalid())?
+                .claims;
+        if claims.purpose != VERIFY_PURPOSE {
+            return Err(invalid());
+        }
+        let id = Uuid::parse_str(&claims.sub).map_err(|_| invalid())?;
+        let email = Email::parse(&claims.email).map_err(|_| invalid())?;
+        match self.users.get_user(id).await? {
+            Some(user) if user.email == email => {}
+            _ => return Err(invalid()),
+        }
+        self.users.mark_email_verified(&email).await
     }
 }

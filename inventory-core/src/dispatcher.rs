@@ -223,7 +223,7 @@ impl Dispatcher {
         };
         let (recorded, outcome) = match sent {
             Ok(()) => {
-                tracing::info!(notification = %n.id, order = %n.order_id, "confirmation email sent");
+                tracing::info!(notification = %n.id, kind = n.message.kind(), order = ?n.order_id(), "email sent");
                 (
                     self.store.mark_sent(n.id, owner, now()).await,
                     Outcome::Sent,
@@ -233,8 +233,8 @@ impl Dispatcher {
                 let next = (!err.is_permanent() && n.attempts < self.config.max_attempts)
                     .then(|| now() + self.config.retry_delay(n.attempts));
                 tracing::warn!(
-                    notification = %n.id, order = %n.order_id, attempt = n.attempts,
-                    error = %err, retry_at = ?next, "confirmation email not sent"
+                    notification = %n.id, kind = n.message.kind(), order = ?n.order_id(),
+                    attempt = n.attempts, error = %err, retry_at = ?next, "email not sent"
                 );
                 let recorded = self
                     .store

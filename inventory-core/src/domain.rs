@@ -202,6 +202,10 @@ pub struct User {
     /// Carried by every token issued to the user; raising it (a role change, or
     /// [`UserStore::revoke_tokens`](crate::UserStore::revoke_tokens)) ends every earlier token.
     pub token_version: u32,
+    /// Whether the user proved they receive mail at `email` (the code of a verification
+    /// email). Users written by the original service, and all before verification existed,
+    /// are unverified.
+    pub email_verified: bool,
 }
 
 impl fmt::Debug for User {
@@ -211,6 +215,7 @@ impl fmt::Debug for User {
             .field("email", &self.email)
             .field("role", &self.role)
             .field("created_at", &self.created_at)
+            .field("email_verified", &self.email_verified)
             .finish_non_exhaustive()
     }
 }
@@ -526,11 +531,13 @@ impl NewOrder {
     pub fn notification(&self, product_name: impl Into<String>) -> Notification {
         Notification {
             id: self.notification_id,
-            order_id: self.id,
             recipient: self.buyer_email.clone(),
-            product_id: self.product_id.clone(),
-            product_name: product_name.into(),
-            quantity: self.quantity,
+            message: Message::OrderConfirmation {
+                order_id: self.id,
+                product_id: self.product_id.clone(),
+                product_name: product_name.into(),
+                quantity: self.quantity,
+            },
             status: NotificationStatus::Pending,
             attempts: 0,
             next_attempt_at: self.now,
@@ -575,21 +582,73 @@ pub enum NotificationStatus {
 
 text_enum!(NotificationStatus, "status" { Pending => "pending", Sent => "sent", Failed => "failed", Cancelled => "cancelled" });
 
-/// An order-confirmation email waiting in the outbox, with everything needed to render it.
+/// What an email of the outbox says.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Message {
+    /// The confirmation of an order, enqueued with it.
+    OrderConfirmation {
+        /// The order it confirms.
+        order_id: Uuid,
+        /// The product ordered.
+        product_id: ProductId,
+        /// The product's name at the time of ordering.
+        product_name: String,
+        /// Units ordered.
+        quantity: Quantity,
+    },
+    /// A code that proves the recipient receives mail at their address
+    /// ([`Auth::verify_email`](crate::Auth::verify_email)).
+    EmailVerification {
+        /// The user whose address it verifies.
+        user_id: Uuid,
+        /// The signed, expiring code (hidden in `Debug`).
+        code: String,
+    },
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Message::OrderConfirmation {
+                order_id,
+                product_id,
+                product_name,
+                quantity,
+            } => f
+                .debug_struct("OrderConfirmation")
+                .field("order_id", order_id)
+                .field("product_id", product_id)
+                .field("product_name", product_name)
+                .field("quantity", quantity)
+                .finish(),
+            Message::EmailVerification { user_id, .. } => f
+                .debug_struct("EmailVerification")
+                .field("user_id", user_id)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl Message {
+    /// The stored name of the kind: `order_confirmation` or `email_verification`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::OrderConfirmation { .. } => "order_confirmation",
+            Message::EmailVerification { .. } => "email_verification",
+        }
+    }
+}
+
+/// An email waiting in the outbox (an order confirmation or an address verification), with
+/// everything needed to render it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
     /// Stable id; also the base of the email's `Message-ID`.
     pub id: Uuid,
-    /// The order it confirms.
-    pub order_id: Uuid,
     /// Who receives it.
     pub recipient: Email,
-    /// The product ordered.
-    pub product_id: ProductId,
-    /// The product's name at the time of ordering.
-    pub product_name: String,
-    /// Units ordered.
-    pub quantity: Quantity,
+    /// What it says.
+    pub message: Message,
     /// Delivery state.
     pub status: NotificationStatus,
     /// Attempts started so far (counted when claimed).
@@ -606,6 +665,36 @@ pub struct Notification {
     pub created_at: DateTime<Utc>,
     /// When the mail server accepted it.
     pub sent_at: Option<DateTime<Utc>>,
+}
+
+impl Notification {
+    /// The order it confirms, if it is an order confirmation.
+    pub fn order_id(&self) -> Option<Uuid> {
+        match &self.message {
+            Message::OrderConfirmation { order_id, .. } => Some(*order_id),
+            Message::EmailVerification { .. } => None,
+        }
+    }
+
+    /// A verification email for `user` with this code, due at `now`.
+    pub fn email_verification(user: &User, code: String, now: DateTime<Utc>) -> Notification {
+        Notification {
+            id: Uuid::now_v7(),
+            recipient: user.email.clone(),
+            message: Message::EmailVerification {
+                user_id: user.id,
+                code,
+            },
+            status: NotificationStatus::Pending,
+            attempts: 0,
+            next_attempt_at: now,
+            lease_owner: None,
+            lease_until: None,
+            last_error: None,
+            created_at: now,
+            sent_at: None,
+        }
+    }
 }
 
 /// Counts of notifications by status.

@@ -138,6 +138,10 @@ impl UserStore for MemoryStore {
     async fn revoke_tokens(&self, email: &Email) -> Result<User> {
         self.change_user(email, |user| user.token_version += 1)
     }
+
+    async fn mark_email_verified(&self, email: &Email) -> Result<User> {
+        self.change_user(email, |user| user.email_verified = true)
+    }
 }
 
 #[async_trait]
@@ -346,8 +350,8 @@ impl NotificationStore for MemoryStore {
             n.last_error = None;
             n.lease_owner = None;
             n.lease_until = None;
-            let order_id = n.order_id;
-            if let Some(order) = s.orders.get_mut(&order_id)
+            if let Some(order_id) = n.order_id()
+                && let Some(order) = s.orders.get_mut(&order_id)
                 && order.status == OrderStatus::Pending
             {
                 order.status = OrderStatus::Confirmed;
@@ -375,6 +379,22 @@ impl NotificationStore for MemoryStore {
             }
             Ok(())
         })
+    }
+
+    async fn enqueue(&self, n: &Notification) -> Result<()> {
+        crate::ports::check_enqueued(n)?;
+        self.with(|s| {
+            if s.notifications.contains_key(&n.id) {
+                return Err(Error::AlreadyExists(format!(
+                    "notification {} already exists",
+                    n.id
+                )));
+            }
+            s.notifications.insert(n.id, n.clone());
+            Ok(())
+        })?;
+        self.signal.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(())
     }
 
     async fn notification_for_order(&self, order_id: Uuid) -> Result<Option<Notification>> {
@@ -489,7 +509,9 @@ impl Transfer for MemoryStore {
                     n.id
                 )));
             }
-            s.notification_by_order.insert(n.order_id, n.id);
+            if let Some(order_id) = n.order_id() {
+                s.notification_by_order.insert(order_id, n.id);
+            }
             s.notifications.insert(n.id, n.clone());
             Ok(())
         })

@@ -47,6 +47,7 @@ pub struct OrderView {
 pub struct Orders {
     orders: Arc<dyn OrderStore>,
     notifications: Arc<dyn NotificationStore>,
+    require_verified_email: bool,
 }
 
 impl std::fmt::Debug for Orders {
@@ -61,12 +62,27 @@ impl Orders {
         Orders {
             orders,
             notifications,
+            require_verified_email: false,
         }
     }
 
+    /// Only callers with a verified address may order (`REQUIRE_VERIFIED_EMAIL`): then nobody
+    /// can have confirmations sent to an address they do not read. Off by default, as the
+    /// original service's clients know no verification.
+    pub fn require_verified_email(mut self, required: bool) -> Self {
+        self.require_verified_email = required;
+        self
+    }
+
     /// Validates and places an order. The buyer must be the caller unless the caller is admin
-    /// ([`Error::Forbidden`]).
+    /// ([`Error::Forbidden`]), and with [`Orders::require_verified_email`] the caller's
+    /// address must be verified ([`Error::Forbidden`]).
     pub async fn place(&self, who: &Principal, req: PlaceOrderRequest) -> Result<Placed> {
+        if self.require_verified_email && !who.email_verified {
+            return Err(Error::Forbidden(
+                "verify your email address before ordering (POST /auth/verify)".into(),
+            ));
+        }
         let buyer = match req.buyer_email.as_deref() {
             None => who.email.clone(),
             Some(raw) => Email::parse(raw)?,

@@ -30,6 +30,9 @@ pub trait UserStore: Send + Sync {
     /// Raises a user's `token_version`, ending every token issued before;
     /// [`Error::NotFound`](crate::Error) for an unknown email.
     async fn revoke_tokens(&self, email: &Email) -> Result<User>;
+    /// Records that the user receives mail at their address (`email_verified`), leaving
+    /// everything else as it is; [`Error::NotFound`](crate::Error) for an unknown email.
+    async fn mark_email_verified(&self, email: &Email) -> Result<User>;
 }
 
 /// Products and their stock.
@@ -110,6 +113,12 @@ pub trait NotificationStore: Send + Sync {
         error: &str,
         next_attempt_at: Option<DateTime<Utc>>,
     ) -> Result<()>;
+    /// Adds a message that belongs to no order (an address verification) to the outbox, due
+    /// at its `next_attempt_at`, and raises the outbox signal. Order confirmations are
+    /// enqueued by [`OrderStore::place_order`] only: one given here is
+    /// [`Error::InvalidInput`](crate::Error); an existing id is
+    /// [`Error::AlreadyExists`](crate::Error).
+    async fn enqueue(&self, notification: &Notification) -> Result<()>;
     /// The notification of an order.
     async fn notification_for_order(&self, order_id: Uuid) -> Result<Option<Notification>>;
     /// Notifications with a status, oldest first.
@@ -126,6 +135,17 @@ pub trait NotificationStore: Send + Sync {
     /// A receiver whose value changes whenever new work may be due (an order placed here or,
     /// for shared databases, in another process). A hint only: the dispatcher also sweeps.
     fn subscribe(&self) -> watch::Receiver<u64>;
+}
+
+/// The check every [`NotificationStore::enqueue`] makes first.
+pub fn check_enqueued(n: &Notification) -> Result<()> {
+    match n.message {
+        Message::OrderConfirmation { .. } => Err(crate::Error::invalid(
+            "notification",
+            "order confirmations are enqueued with their order",
+        )),
+        Message::EmailVerification { .. } => Ok(()),
+    }
 }
 
 /// Liveness of the store.
@@ -254,6 +274,9 @@ macro_rules! delegate {
                 async fn revoke_tokens(&self, email: &$crate::Email) -> $crate::Result<$crate::User> {
                     { let $s = self; &$inner }.revoke_tokens(email).await
                 }
+                async fn mark_email_verified(&self, email: &$crate::Email) -> $crate::Result<$crate::User> {
+                    { let $s = self; &$inner }.mark_email_verified(email).await
+                }
         }
     };
     (@port ProductStore [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
@@ -322,6 +345,9 @@ macro_rules! delegate {
                     next_attempt_at: Option<$crate::DateTime<$crate::Utc>>,
                 ) -> $crate::Result<()> {
                     { let $s = self; &$inner }.mark_failed(id, owner, error, next_attempt_at).await
+                }
+                async fn enqueue(&self, n: &$crate::Notification) -> $crate::Result<()> {
+                    { let $s = self; &$inner }.enqueue(n).await
                 }
                 async fn notification_for_order(&self, order_id: $crate::Uuid) -> $crate::Result<Option<$crate::Notification>> {
                     { let $s = self; &$inner }.notification_for_order(order_id).await

@@ -8,7 +8,8 @@
 //! instead of failing every send. In `body.html` every value is HTML-escaped.
 //!
 //! The variables: `product_name`, `product_id`, `quantity`, `order_id`, `recipient`,
-//! `notification_id`.
+//! `notification_id`. The address verification email has its own three
+//! (`verify_subject.txt`, `verify_body.txt`, `verify_body.html`) with `recipient` and `code`.
 //!
 //! The original service's wording, as a folder for `MAIL_TEMPLATE_DIR`:
 //!
@@ -37,13 +38,16 @@ use std::sync::{Arc, OnceLock};
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
 
-use crate::domain::Notification;
+use crate::domain::{Message, Notification};
 use crate::error::{Error, MailError, Result};
 use crate::ports::OutgoingEmail;
 
 const SUBJECT: &str = "subject.txt";
 const TEXT: &str = "body.txt";
 const HTML: &str = "body.html";
+const VERIFY_SUBJECT: &str = "verify_subject.txt";
+const VERIFY_TEXT: &str = "verify_body.txt";
+const VERIFY_HTML: &str = "verify_body.html";
 
 const DEFAULT_SUBJECT: &str = "Order confirmed: {{ product_name }}";
 const DEFAULT_TEXT: &str = "Thank you for your order.
@@ -63,7 +67,24 @@ const DEFAULT_HTML: &str = r#"<!DOCTYPE html>
 </body></html>
 "#;
 
-/// The three templates of the confirmation email, compiled and checked.
+const DEFAULT_VERIFY_SUBJECT: &str = "Confirm your email address";
+const DEFAULT_VERIFY_TEXT: &str =
+    "Please confirm that {{ recipient }} is your address with this code:
+
+{{ code }}
+
+It expires in 24 hours. If you did not ask for it, ignore this email.
+";
+const DEFAULT_VERIFY_HTML: &str = r#"<!DOCTYPE html>
+<html><body>
+<p>Please confirm that {{ recipient }} is your address with this code:</p>
+<p><code>{{ code }}</code></p>
+<p>It expires in 24 hours. If you did not ask for it, ignore this email.</p>
+</body></html>
+"#;
+
+/// The templates of the confirmation email (and of the address verification email),
+/// compiled and checked.
 #[derive(Clone, Debug)]
 pub struct Templates {
     env: Arc<Environment<'static>>,
@@ -83,12 +104,34 @@ impl Default for Templates {
 }
 
 impl Templates {
-    /// Compiles and checks a subject, a plain-text and an HTML template. A syntax error or an
+    /// Compiles and checks a subject, a plain-text and an HTML template of the order
+    /// confirmation (the verification email keeps its default wording). A syntax error or an
     /// unknown variable is [`Error::InvalidInput`] naming the template.
     pub fn new(
         subject: impl Into<String>,
         text: impl Into<String>,
         html: impl Into<String>,
+    ) -> Result<Self> {
+        Self::with_verification(
+            subject,
+            text,
+            html,
+            [
+                DEFAULT_VERIFY_SUBJECT,
+                DEFAULT_VERIFY_TEXT,
+                DEFAULT_VERIFY_HTML,
+            ]
+            .map(String::from),
+        )
+    }
+
+    /// [`Templates::new`] with the verification email's subject, text and HTML too
+    /// (variables `recipient` and `code`).
+    pub fn with_verification(
+        subject: impl Into<String>,
+        text: impl Into<String>,
+        html: impl Into<String>,
+        [verify_subject, verify_text, verify_html]: [String; 3],
     ) -> Result<Self> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -103,6 +146,9 @@ impl Templates {
             (SUBJECT, subject.into()),
             (TEXT, text.into()),
             (HTML, html.into()),
+            (VERIFY_SUBJECT, verify_subject),
+            (VERIFY_TEXT, verify_text),
+            (VERIFY_HTML, verify_html),
         ] {
             env.add_template_owned(name, source)
                 .map_err(|e| Error::invalid("template", format!("{name}: {e}")))?;
@@ -132,10 +178,15 @@ impl Templates {
                 )),
             }
         };
-        Templates::new(
+        Templates::with_verification(
             read(SUBJECT, DEFAULT_SUBJECT)?,
             read(TEXT, DEFAULT_TEXT)?,
             read(HTML, DEFAULT_HTML)?,
+            [
+                read(VERIFY_SUBJECT, DEFAULT_VERIFY_SUBJECT)?,
+                read(VERIFY_TEXT, DEFAULT_VERIFY_TEXT)?,
+                read(VERIFY_HTML, DEFAULT_VERIFY_HTML)?,
+            ],
         )
     }
 
@@ -149,31 +200,59 @@ impl Templates {
             recipient => "buyer@example.com",
             notification_id => "00000000-0000-0000-0000-000000000000",
         };
-        for name in [SUBJECT, TEXT, HTML] {
-            self.env
-                .get_template(name)
-                .and_then(|t| t.render(&sample))
-                .map_err(|e| Error::invalid("template", format!("{name}: {e}")))?;
+        let verification = context! {
+            recipient => "buyer@example.com",
+            code => "sample-code",
+        };
+        for (names, ctx) in [
+            ([SUBJECT, TEXT, HTML], &sample),
+            ([VERIFY_SUBJECT, VERIFY_TEXT, VERIFY_HTML], &verification),
+        ] {
+            for name in names {
+                self.env
+                    .get_template(name)
+                    .and_then(|t| t.render(ctx))
+                    .map_err(|e| Error::invalid("template", format!("{name}: {e}")))?;
+            }
         }
         Ok(())
     }
 
-    /// The confirmation email of a notification. The `Message-ID` derives from the
-    /// notification id; control characters in the product name (stored before they were
-    /// refused, or by another writer) become U+FFFD, and the subject is one line.
+    /// The email of a notification: the order confirmation or the address verification.
+    /// The `Message-ID` derives from the notification id; control characters in the product
+    /// name (stored before they were refused, or by another writer) become U+FFFD, and the
+    /// subject is one line.
     pub fn render(&self, n: &Notification) -> std::result::Result<OutgoingEmail, MailError> {
-        let product_name: String = n
-            .product_name
-            .chars()
-            .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
-            .collect();
-        let ctx = context! {
-            product_name,
-            product_id => n.product_id.as_str(),
-            quantity => n.quantity.get(),
-            order_id => n.order_id.to_string(),
-            recipient => n.recipient.as_str(),
-            notification_id => n.id.to_string(),
+        let (names, ctx) = match &n.message {
+            Message::OrderConfirmation {
+                order_id,
+                product_id,
+                product_name,
+                quantity,
+            } => {
+                let product_name: String = product_name
+                    .chars()
+                    .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+                    .collect();
+                (
+                    [SUBJECT, TEXT, HTML],
+                    context! {
+                        product_name,
+                        product_id => product_id.as_str(),
+                        quantity => quantity.get(),
+                        order_id => order_id.to_string(),
+                        recipient => n.recipient.as_str(),
+                        notification_id => n.id.to_string(),
+                    },
+                )
+            }
+            Message::EmailVerification { code, .. } => (
+                [VERIFY_SUBJECT, VERIFY_TEXT, VERIFY_HTML],
+                context! {
+                    recipient => n.recipient.as_str(),
+                    code => code.as_str(),
+                },
+            ),
         };
         let render = |name: &str| {
             self.env
@@ -181,7 +260,7 @@ impl Templates {
                 .and_then(|t| t.render(&ctx))
                 .map_err(|e| MailError::Permanent(format!("template {name}: {e}")))
         };
-        let subject: String = render(SUBJECT)?
+        let subject: String = render(names[0])?
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
@@ -189,8 +268,8 @@ impl Templates {
             message_id: format!("{}@inventory-kit", n.id),
             to: n.recipient.clone(),
             subject: subject.trim().to_owned(),
-            text: render(TEXT)?,
-            html: render(HTML)?,
+            text: render(names[1])?,
+            html: render(names[2])?,
         })
     }
 }

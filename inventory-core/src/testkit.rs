@@ -66,6 +66,7 @@ macro_rules! store_conformance {
             one_account_per_address_across_forms,
             revoking_tokens_raises_the_version,
             claim_due_respects_its_limit_and_order,
+            verification_emails_share_the_outbox,
         );
     };
 }
@@ -107,6 +108,7 @@ pub async fn user(store: &TestStore, email: &str) -> User {
         role: Role::Customer,
         created_at: now(),
         token_version: 0,
+        email_verified: false,
     };
     store.create_user(&user).await.expect("create user");
     user
@@ -174,6 +176,7 @@ pub async fn users_email_is_unique_and_password_kept(store: TestStore) {
                 role: Role::Customer,
                 created_at: Utc::now(),
                 token_version: 0,
+                email_verified: false,
             };
             store.create_user(&u).await
         })
@@ -215,6 +218,83 @@ pub async fn users_lookup_and_roles(store: TestStore) {
         .set_role(&Email::parse("x@example.com").unwrap(), Role::Admin)
         .await;
     assert!(matches!(missing, Err(Error::NotFound(_))));
+}
+
+/// Address verification: `mark_email_verified` sets the flag only (tokens survive); a
+/// verification email is enqueued, claimed, sent and exported like a confirmation, touches
+/// no order, and an order confirmation cannot be enqueued on its own.
+pub async fn verification_emails_share_the_outbox(store: TestStore) {
+    let u = user(&store, "vera@example.com").await;
+    assert!(!u.email_verified);
+    let verified = store.mark_email_verified(&u.email).await.unwrap();
+    assert!(
+        verified.email_verified && verified.token_version == u.token_version,
+        "mark_email_verified must set the flag and nothing else, got {verified:?}"
+    );
+    assert!(store.get_user(u.id).await.unwrap().unwrap().email_verified);
+    let missing = store
+        .mark_email_verified(&Email::parse("nobody@example.com").unwrap())
+        .await;
+    assert!(
+        matches!(missing, Err(Error::NotFound(_))),
+        "mark_email_verified of an unknown address must be NotFound, got {missing:?}"
+    );
+
+    let mut signal = store.subscribe();
+    signal.borrow_and_update();
+    let n = Notification::email_verification(&u, "signed.code.here".into(), t0());
+    store.enqueue(&n).await.expect("enqueue");
+    assert!(
+        signal.has_changed().unwrap_or(false),
+        "enqueue must raise the outbox signal"
+    );
+    let again = store.enqueue(&n).await;
+    assert!(
+        matches!(again, Err(Error::AlreadyExists(_))),
+        "enqueueing an existing id must be AlreadyExists, got {again:?}"
+    );
+    let p = product(&store, "product-1", 5).await;
+    let order = store.place_order(&order(&u, &p, 1)).await.unwrap().order;
+    let confirmation = store
+        .notification_for_order(order.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let refused = store.enqueue(&confirmation).await;
+    assert!(
+        matches!(refused, Err(Error::InvalidInput { .. })),
+        "an order confirmation enqueued on its own must be InvalidInput, got {refused:?}"
+    );
+
+    let lease = Duration::from_secs(30);
+    let claimed = store.claim_due("w", t0(), lease, 10).await.unwrap();
+    let mine = claimed
+        .iter()
+        .find(|c| c.id == n.id)
+        .expect("the verification email is claimed like a confirmation");
+    assert_eq!(
+        mine.message, n.message,
+        "the message comes back as it was stored"
+    );
+    assert_eq!(mine.order_id(), None);
+    store.mark_sent(n.id, "w", t0()).await.unwrap();
+    assert_eq!(
+        store.get_order(order.id).await.unwrap().unwrap().status,
+        OrderStatus::Pending,
+        "sending a verification email confirmed an order"
+    );
+
+    let mut out = Vec::new();
+    let report = crate::transfer::export(store.as_ref(), &mut out)
+        .await
+        .unwrap();
+    assert!(report.is_complete(), "{:?}", report.skipped);
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("\"kind\":\"email_verification\"")
+            && text.contains("\"email_verified\":true"),
+        "the export keeps verification emails and flags: {text}"
+    );
 }
 
 /// Products: create, duplicate conflict, idempotent ensure, ordered pages, restock.
@@ -321,8 +401,21 @@ pub async fn place_order_success_takes_stock_and_enqueues(store: TestStore) {
     assert_eq!(n.id, new.notification_id);
     assert_eq!(n.status, NotificationStatus::Pending);
     assert_eq!(n.recipient, u.email);
-    assert_eq!(n.product_name, "Product product-1");
-    assert_eq!((n.quantity.get(), n.attempts), (2, 0));
+    let Message::OrderConfirmation {
+        order_id,
+        product_name,
+        quantity,
+        ..
+    } = &n.message
+    else {
+        panic!(
+            "place_order enqueued {:?}, not an order confirmation",
+            n.message
+        );
+    };
+    assert_eq!(*order_id, o.id);
+    assert_eq!(product_name, "Product product-1");
+    assert_eq!((quantity.get(), n.attempts), (2, 0));
     assert_eq!(store.notification_counts().await.unwrap().pending, 1);
 }
 
@@ -461,7 +554,7 @@ pub async fn lease_claim_expiry_and_reclaim(store: TestStore) {
     let lease = Duration::from_secs(30);
     let first = store.claim_due("a", now, lease, 10).await.unwrap();
     assert_eq!(first.len(), 1);
-    assert_eq!(first[0].order_id, placed.order.id);
+    assert_eq!(first[0].order_id(), Some(placed.order.id));
     assert_eq!(first[0].lease_owner.as_deref(), Some("a"));
     assert_eq!(first[0].attempts, 1);
     let during = store
@@ -499,8 +592,14 @@ pub async fn mark_sent_and_mark_failed(store: TestStore) {
     let lease = Duration::from_secs(60);
     let claimed = store.claim_due("w", now, lease, 10).await.unwrap();
     assert_eq!(claimed.len(), 2);
-    let n1 = claimed.iter().find(|n| n.order_id == o1.id).unwrap();
-    let n2 = claimed.iter().find(|n| n.order_id == o2.id).unwrap();
+    let n1 = claimed
+        .iter()
+        .find(|n| n.order_id() == Some(o1.id))
+        .unwrap();
+    let n2 = claimed
+        .iter()
+        .find(|n| n.order_id() == Some(o2.id))
+        .unwrap();
 
     store.mark_sent(n1.id, "w", now).await.unwrap();
     assert_eq!(
@@ -1019,6 +1118,7 @@ pub async fn one_account_per_address_across_forms(store: TestStore) {
             role: Role::Customer,
             created_at: now(),
             token_version: 0,
+            email_verified: false,
         };
         let result = store.create_user(&again).await;
         assert!(
@@ -1088,7 +1188,11 @@ pub async fn claim_due_respects_its_limit_and_order(store: TestStore) {
     );
     let rest = store.claim_due("b", now, lease, 10).await.unwrap();
     assert_eq!(rest.len(), 3, "the other three were not claimable");
-    let claimed: Vec<Uuid> = first.iter().chain(&rest).map(|n| n.order_id).collect();
+    let claimed: Vec<Uuid> = first
+        .iter()
+        .chain(&rest)
+        .filter_map(|n| n.order_id())
+        .collect();
     assert_eq!(
         &claimed[..2],
         &ids[..2],

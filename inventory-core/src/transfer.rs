@@ -34,6 +34,9 @@ pub enum Record {
         /// Version carried by the user's tokens (0 in exports made before it existed).
         #[serde(default)]
         token_version: u32,
+        /// Whether the address was verified (false in exports made before it existed).
+        #[serde(default)]
+        email_verified: bool,
     },
     /// A product.
     Product {
@@ -69,20 +72,35 @@ pub enum Record {
         /// Last change.
         updated_at: DateTime<Utc>,
     },
-    /// A notification.
+    /// A notification: an order confirmation (`order_id`, `product_*`, `quantity`; no `kind`,
+    /// as exports before verification emails wrote it) or `kind: "email_verification"` with
+    /// `user_id` and `code`.
     Notification {
         /// Id.
         id: Uuid,
-        /// Order.
-        order_id: Uuid,
+        /// `email_verification`; absent for an order confirmation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
+        /// Order (confirmations).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        order_id: Option<Uuid>,
         /// Recipient.
         recipient: Email,
-        /// Product.
-        product_id: ProductId,
-        /// Product name.
-        product_name: String,
-        /// Units.
-        quantity: Quantity,
+        /// Product (confirmations).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        product_id: Option<ProductId>,
+        /// Product name (confirmations).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        product_name: Option<String>,
+        /// Units (confirmations).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quantity: Option<Quantity>,
+        /// User (verifications).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_id: Option<Uuid>,
+        /// Code (verifications).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
         /// Delivery state.
         status: NotificationStatus,
         /// Attempts so far.
@@ -147,6 +165,116 @@ impl std::fmt::Debug for Record {
                 .field("status", status)
                 .finish_non_exhaustive(),
         }
+    }
+}
+
+impl Record {
+    /// The record of a notification.
+    pub fn from_notification(n: Notification) -> Record {
+        let (kind, order_id, product_id, product_name, quantity, user_id, code) = match n.message {
+            Message::OrderConfirmation {
+                order_id,
+                product_id,
+                product_name,
+                quantity,
+            } => (
+                None,
+                Some(order_id),
+                Some(product_id),
+                Some(product_name),
+                Some(quantity),
+                None,
+                None,
+            ),
+            Message::EmailVerification { user_id, code } => (
+                Some("email_verification".to_owned()),
+                None,
+                None,
+                None,
+                None,
+                Some(user_id),
+                Some(code),
+            ),
+        };
+        Record::Notification {
+            id: n.id,
+            kind,
+            order_id,
+            recipient: n.recipient,
+            product_id,
+            product_name,
+            quantity,
+            user_id,
+            code,
+            status: n.status,
+            attempts: n.attempts,
+            next_attempt_at: n.next_attempt_at,
+            lease_owner: n.lease_owner,
+            lease_until: n.lease_until,
+            last_error: n.last_error,
+            created_at: n.created_at,
+            sent_at: n.sent_at,
+        }
+    }
+
+    /// The notification of a notification record; a record missing the fields of its kind
+    /// is [`Error::InvalidInput`]. Other records are too.
+    pub fn into_notification(self) -> Result<Notification> {
+        let Record::Notification {
+            id,
+            kind,
+            order_id,
+            recipient,
+            product_id,
+            product_name,
+            quantity,
+            user_id,
+            code,
+            status,
+            attempts,
+            next_attempt_at,
+            lease_owner,
+            lease_until,
+            last_error,
+            created_at,
+            sent_at,
+        } = self
+        else {
+            return Err(Error::invalid("record", "not a notification"));
+        };
+        let missing =
+            |field: &str| Error::invalid("record", format!("notification without {field}"));
+        let message = match kind.as_deref() {
+            None | Some("order_confirmation") => Message::OrderConfirmation {
+                order_id: order_id.ok_or_else(|| missing("order_id"))?,
+                product_id: product_id.ok_or_else(|| missing("product_id"))?,
+                product_name: product_name.ok_or_else(|| missing("product_name"))?,
+                quantity: quantity.ok_or_else(|| missing("quantity"))?,
+            },
+            Some("email_verification") => Message::EmailVerification {
+                user_id: user_id.ok_or_else(|| missing("user_id"))?,
+                code: code.ok_or_else(|| missing("code"))?,
+            },
+            Some(other) => {
+                return Err(Error::invalid(
+                    "record",
+                    format!("unknown notification kind {other:?}"),
+                ));
+            }
+        };
+        Ok(Notification {
+            id,
+            recipient,
+            message,
+            status,
+            attempts,
+            next_attempt_at,
+            lease_owner,
+            lease_until,
+            last_error,
+            created_at,
+            sent_at,
+        })
     }
 }
 
@@ -225,6 +353,7 @@ pub async fn export_with_progress(
                 role: u.role,
                 created_at: u.created_at,
                 token_version: u.token_version,
+                email_verified: u.email_verified,
             },
         )
         .await?;
@@ -275,26 +404,7 @@ pub async fn export_with_progress(
         NotificationStatus::Cancelled,
     ] {
         each_page!(|page| store.list_notifications(status, page).await?, |n| {
-            write_line(
-                out,
-                &Record::Notification {
-                    id: n.id,
-                    order_id: n.order_id,
-                    recipient: n.recipient,
-                    product_id: n.product_id,
-                    product_name: n.product_name,
-                    quantity: n.quantity,
-                    status: n.status,
-                    attempts: n.attempts,
-                    next_attempt_at: n.next_attempt_at,
-                    lease_owner: n.lease_owner,
-                    lease_until: n.lease_until,
-                    last_error: n.last_error,
-                    created_at: n.created_at,
-                    sent_at: n.sent_at,
-                },
-            )
-            .await?;
+            write_line(out, &Record::from_notification(n)).await?;
             counts.notifications += 1;
             on_record();
         });
@@ -374,6 +484,7 @@ pub async fn import_with_progress(
                 role,
                 created_at,
                 token_version,
+                email_verified,
             } => {
                 let result = store
                     .create_user(&User {
@@ -383,6 +494,7 @@ pub async fn import_with_progress(
                         role,
                         created_at,
                         token_version,
+                        email_verified,
                     })
                     .await;
                 outcome(result, &mut counts.users)?;
@@ -427,38 +539,10 @@ pub async fn import_with_progress(
                 };
                 outcome(store.import_order(&o).await, &mut counts.orders)?;
             }
-            Record::Notification {
-                id,
-                order_id,
-                recipient,
-                product_id,
-                product_name,
-                quantity,
-                status,
-                attempts,
-                next_attempt_at,
-                lease_owner,
-                lease_until,
-                last_error,
-                created_at,
-                sent_at,
-            } => {
-                let n = Notification {
-                    id,
-                    order_id,
-                    recipient,
-                    product_id,
-                    product_name,
-                    quantity,
-                    status,
-                    attempts,
-                    next_attempt_at,
-                    lease_owner,
-                    lease_until,
-                    last_error,
-                    created_at,
-                    sent_at,
-                };
+            record @ Record::Notification { .. } => {
+                let n = record
+                    .into_notification()
+                    .map_err(|e| Error::invalid("import", format!("line {number}: {e}")))?;
                 outcome(
                     store.import_notification(&n).await,
                     &mut counts.notifications,

@@ -39,6 +39,7 @@ async fn a_store_outage_surfaces_as_unavailable() {
         user_id: uuid::Uuid::now_v7(),
         email: Email::parse("ann@example.com").unwrap(),
         role: Role::Customer,
+        email_verified: true,
     };
     let req = PlaceOrderRequest {
         product_id: "product-1".into(),

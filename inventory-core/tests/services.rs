@@ -86,11 +86,32 @@ async fn registration_validates_input() {
         .expect("1024 bytes is the limit");
 }
 
+/// Verifies a user's address the way a user does: with the code of its verification email.
+async fn verified(auth: &Auth, user: &User) {
+    let code = auth.verification_code(user).unwrap();
+    assert!(auth.verify_email(&code).await.unwrap().email_verified);
+}
+
 #[tokio::test]
-async fn admin_emails_get_the_admin_role() {
-    let auth = auth(store());
-    let (_, token) = auth
+async fn admin_emails_get_the_admin_role_once_verified() {
+    let store = store();
+    let auth = auth(store.clone());
+    // Whoever registers an admin address first gets nothing until they read its mail.
+    let (root, token) = auth
         .register("root@example.com", "admin-password")
+        .await
+        .unwrap();
+    assert!(!auth.verify(&token.access_token).unwrap().is_admin());
+    assert!(
+        !auth
+            .authenticate(&token.access_token)
+            .await
+            .unwrap()
+            .is_admin()
+    );
+    verified(&auth, &root).await;
+    let (_, token) = auth
+        .login("root@example.com", "admin-password")
         .await
         .unwrap();
     assert!(auth.verify(&token.access_token).unwrap().is_admin());
@@ -211,9 +232,11 @@ async fn bad_tokens_are_rejected() {
     }
 }
 
+/// A registered user with a verified address, as the API sees them.
 async fn principal(auth: &Auth, email: &str) -> Principal {
-    let (_, token) = auth.register(email, "some-password").await.unwrap();
-    auth.verify(&token.access_token).unwrap()
+    let (user, token) = auth.register(email, "some-password").await.unwrap();
+    verified(auth, &user).await;
+    auth.authenticate(&token.access_token).await.unwrap()
 }
 
 #[tokio::test]
@@ -760,6 +783,7 @@ async fn tokens_end_with_their_user_and_on_revocation() {
         role: Role::Customer,
         created_at: Utc::now(),
         token_version: 0,
+        email_verified: false,
     };
     let token = auth.issue(&ghost).unwrap();
     assert!(
@@ -783,6 +807,7 @@ async fn admin_rights_follow_admin_emails_and_are_not_stored() {
         .register("root@example.com", "root-password-1")
         .await
         .unwrap();
+    verified(&auth(store.clone()), &user).await;
     assert_eq!(user.role, Role::Customer, "the admin role is not stored");
     assert!(
         auth(store.clone())
@@ -808,6 +833,124 @@ async fn admin_rights_follow_admin_emails_and_are_not_stored() {
 }
 
 #[tokio::test]
+async fn verification_codes_go_through_the_outbox_and_prove_the_address() {
+    let store = store();
+    let auth = auth(store.clone());
+    let (user, access) = auth
+        .register("vera@example.com", "vera-password")
+        .await
+        .unwrap();
+    assert!(!user.email_verified);
+    auth.request_verification(store.as_ref(), &user)
+        .await
+        .unwrap();
+    // Sent by the dispatcher, like a confirmation; no order is touched.
+    let mailer = Arc::new(RecordingMailer::new());
+    let report = Dispatcher::new(store.clone(), mailer.clone(), DispatcherConfig::default())
+        .run_once()
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 1);
+    let email = &mailer.deliveries()[0];
+    assert_eq!(email.to.as_str(), "vera@example.com");
+    assert_eq!(email.subject, "Confirm your email address");
+    let code = email
+        .text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.matches('.').count() == 2 && l.len() > 40)
+        .expect("the code is in the text")
+        .to_owned();
+    assert!(
+        !format!(
+            "{:?}",
+            store
+                .list_notifications(NotificationStatus::Sent, Page::new(0, 10).unwrap())
+                .await
+                .unwrap()
+        )
+        .contains(&code),
+        "Debug hides the code"
+    );
+
+    // Neither kind of token passes for the other.
+    assert_eq!(
+        kind(auth.verify_email(&access.access_token).await),
+        ErrorKind::Unauthorized
+    );
+    assert_eq!(kind(auth.verify(&code)), ErrorKind::Unauthorized);
+    // A forged or expired code is refused.
+    let mut forged = code.clone();
+    forged.pop();
+    assert_eq!(
+        kind(auth.verify_email(&forged).await),
+        ErrorKind::Unauthorized
+    );
+    let expired = jsonwebtoken::encode(
+        &Header::default(),
+        &serde_json::json!({"sub": user.id.to_string(), "email": "vera@example.com",
+            "purpose": "verify_email", "iat": 1, "exp": 2}),
+        &EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        kind(auth.verify_email(&expired).await),
+        ErrorKind::Unauthorized
+    );
+
+    let verified = auth.verify_email(&code).await.unwrap();
+    assert!(verified.email_verified);
+    assert_eq!(
+        verified.token_version, user.token_version,
+        "sessions survive"
+    );
+    assert!(
+        auth.authenticate(&access.access_token)
+            .await
+            .unwrap()
+            .email_verified
+    );
+    // Order confirmations are never enqueued on their own.
+    let order = NewOrder::new(
+        user.id,
+        user.email.clone(),
+        ProductId::new("p").unwrap(),
+        Quantity::ONE,
+    );
+    assert_eq!(
+        kind(store.enqueue(&order.notification("P")).await),
+        ErrorKind::InvalidInput
+    );
+}
+
+#[tokio::test]
+async fn require_verified_email_gates_ordering() {
+    let store = store();
+    seed(&store, "product-1", 5).await;
+    let auth = auth(store.clone());
+    let orders = Orders::new(store.clone(), store.clone()).require_verified_email(true);
+    let (user, token) = auth
+        .register("gate@example.com", "gate-password")
+        .await
+        .unwrap();
+    let who = auth.authenticate(&token.access_token).await.unwrap();
+    let req = PlaceOrderRequest {
+        product_id: "product-1".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        kind(orders.place(&who, req.clone()).await),
+        ErrorKind::Forbidden
+    );
+    verified(&auth, &user).await;
+    let who = auth.authenticate(&token.access_token).await.unwrap();
+    orders
+        .place(&who, req)
+        .await
+        .expect("verified buyers order");
+}
+
+#[tokio::test]
 async fn debug_output_never_shows_a_secret() {
     let store = store();
     let auth = auth(store.clone());
@@ -823,6 +966,7 @@ async fn debug_output_never_shows_a_secret() {
         role: user.role,
         created_at: user.created_at,
         token_version: 0,
+        email_verified: false,
     };
     let password = Password::new("a-secret-password").unwrap();
     let printed = [
@@ -850,11 +994,13 @@ async fn debug_output_never_shows_a_secret() {
 fn notification_named(product_name: &str) -> Notification {
     Notification {
         id: uuid::Uuid::now_v7(),
-        order_id: uuid::Uuid::now_v7(),
         recipient: Email::parse("x@example.com").unwrap(),
-        product_id: ProductId::new("p").unwrap(),
-        product_name: product_name.into(),
-        quantity: Quantity::ONE,
+        message: Message::OrderConfirmation {
+            order_id: uuid::Uuid::now_v7(),
+            product_id: ProductId::new("p").unwrap(),
+            product_name: product_name.into(),
+            quantity: Quantity::ONE,
+        },
         status: NotificationStatus::Pending,
         attempts: 1,
         next_attempt_at: Utc::now(),

@@ -177,6 +177,8 @@ pub(crate) struct UserDoc {
     pub(crate) created_at: Option<SystemTime>,
     #[serde(default)]
     pub(crate) token_version: Option<i64>,
+    #[serde(default)]
+    pub(crate) email_verified: Option<bool>,
     /// The document id (read only; see [`Meta`]).
     #[serde(rename = "_firestore_id", default, skip_serializing)]
     pub(crate) fs_id: Option<String>,
@@ -199,6 +201,7 @@ impl UserDoc {
             role: Some(u.role.as_str().to_owned()),
             created_at: Some(sys(u.created_at)),
             token_version: Some(i64::from(u.token_version)),
+            email_verified: Some(u.email_verified),
             fs_id: None,
             fs_created: None,
         }
@@ -233,6 +236,7 @@ impl UserDoc {
                 .unwrap_or(DateTime::UNIX_EPOCH),
             token_version: u32::try_from(self.token_version.unwrap_or(0))
                 .map_err(|e| bad("token_version", e))?,
+            email_verified: self.email_verified.unwrap_or(false),
         })
     }
 }
@@ -432,14 +436,26 @@ impl OrderDoc {
     }
 }
 
+/// An outbox message: an order confirmation (no `kind`, as before verification emails
+/// existed) or `kind: "email_verification"` with `user_id` and `code`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct NotificationDoc {
     pub(crate) notification_id: String,
-    pub(crate) order_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) order_id: Option<String>,
     pub(crate) recipient: String,
-    pub(crate) product_id: String,
-    pub(crate) product_name: String,
-    pub(crate) quantity: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) product_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) product_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) quantity: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) code: Option<String>,
     pub(crate) status: String,
     pub(crate) attempts: i64,
     pub(crate) next_attempt_at: SystemTime,
@@ -452,13 +468,16 @@ pub(crate) struct NotificationDoc {
 
 impl From<&Notification> for NotificationDoc {
     fn from(n: &Notification) -> Self {
-        NotificationDoc {
+        let mut doc = NotificationDoc {
             notification_id: n.id.to_string(),
-            order_id: n.order_id.to_string(),
+            kind: None,
+            order_id: None,
             recipient: n.recipient.to_string(),
-            product_id: n.product_id.to_string(),
-            product_name: n.product_name.clone(),
-            quantity: i64::from(n.quantity.get()),
+            product_id: None,
+            product_name: None,
+            quantity: None,
+            user_id: None,
+            code: None,
             status: n.status.as_str().to_owned(),
             attempts: i64::from(n.attempts),
             next_attempt_at: sys(n.next_attempt_at),
@@ -467,19 +486,55 @@ impl From<&Notification> for NotificationDoc {
             last_error: n.last_error.clone(),
             created_at: sys(n.created_at),
             sent_at: n.sent_at.map(sys),
+        };
+        match &n.message {
+            Message::OrderConfirmation {
+                order_id,
+                product_id,
+                product_name,
+                quantity,
+            } => {
+                doc.order_id = Some(order_id.to_string());
+                doc.product_id = Some(product_id.to_string());
+                doc.product_name = Some(product_name.clone());
+                doc.quantity = Some(i64::from(quantity.get()));
+            }
+            Message::EmailVerification { user_id, code } => {
+                doc.kind = Some(n.message.kind().to_owned());
+                doc.user_id = Some(user_id.to_string());
+                doc.code = Some(code.clone());
+            }
         }
+        doc
     }
 }
 
 impl NotificationDoc {
     pub(crate) fn into_notification(self) -> Result<Notification> {
+        let missing = |field: &str| bad("notification", format!("no {field}"));
+        let message = match self.kind.as_deref() {
+            None | Some("order_confirmation") => Message::OrderConfirmation {
+                order_id: uuid(
+                    self.order_id
+                        .as_deref()
+                        .ok_or_else(|| missing("order_id"))?,
+                )?,
+                product_id: ProductId::new(self.product_id.ok_or_else(|| missing("product_id"))?)
+                    .map_err(|e| bad("product id", e))?,
+                product_name: self.product_name.ok_or_else(|| missing("product_name"))?,
+                quantity: Quantity::new(self.quantity.ok_or_else(|| missing("quantity"))?)
+                    .map_err(|e| bad("quantity", e))?,
+            },
+            Some("email_verification") => Message::EmailVerification {
+                user_id: uuid(self.user_id.as_deref().ok_or_else(|| missing("user_id"))?)?,
+                code: self.code.ok_or_else(|| missing("code"))?,
+            },
+            Some(other) => return Err(bad("notification kind", other)),
+        };
         Ok(Notification {
             id: uuid(&self.notification_id)?,
-            order_id: uuid(&self.order_id)?,
             recipient: Email::parse(&self.recipient).map_err(|e| bad("email", e))?,
-            product_id: ProductId::new(self.product_id).map_err(|e| bad("product id", e))?,
-            product_name: self.product_name,
-            quantity: Quantity::new(self.quantity).map_err(|e| bad("quantity", e))?,
+            message,
             status: self.status.parse().map_err(|e| bad("status", e))?,
             attempts: u32::try_from(self.attempts).map_err(|e| bad("attempts", e))?,
             next_attempt_at: utc(self.next_attempt_at),

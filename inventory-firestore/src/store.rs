@@ -409,9 +409,11 @@ impl FirestoreStore {
                     return abort(Error::LeaseLost(id));
                 }
                 let mut order = None;
-                if let Some(now) = confirm_order_at {
+                // An order confirmation confirms its order; other messages have none.
+                let order_id = n.order_id.clone();
+                if let (Some(now), Some(order_id)) = (confirm_order_at, &order_id) {
                     let doc: Option<OrderDoc> =
-                        read(&db, cols.orders.as_str(), n.order_id.as_str()).await?;
+                        read(&db, cols.orders.as_str(), order_id.as_str()).await?;
                     order = doc.filter(|o| o.status() == "pending").map(|mut o| {
                         o.status = Some("confirmed".into());
                         o.updated_at = Some(sys(now));
@@ -428,12 +430,12 @@ impl FirestoreStore {
                     None,
                     None,
                 )?;
-                if let Some(o) = order {
+                if let (Some(o), Some(order_id)) = (order, order_id) {
                     write(
                         &db,
                         tx,
                         cols.orders.as_str(),
-                        n.order_id.as_str(),
+                        order_id.as_str(),
                         &o,
                         Some(true),
                         Some(&ORDER_STATUS_FIELDS),
@@ -613,6 +615,7 @@ impl UserStore for FirestoreStore {
             email,
             Arc::new(move |doc: &mut UserDoc| doc.role = Some(role.clone())),
             &["user_id", "role", "token_version"],
+            true,
         )
         .await
     }
@@ -622,19 +625,32 @@ impl UserStore for FirestoreStore {
             email,
             Arc::new(|_: &mut UserDoc| {}),
             &["user_id", "token_version"],
+            true,
+        )
+        .await
+    }
+
+    async fn mark_email_verified(&self, email: &Email) -> Result<User> {
+        self.change_user(
+            email,
+            Arc::new(|doc: &mut UserDoc| doc.email_verified = Some(true)),
+            &["user_id", "email_verified"],
+            false,
         )
         .await
     }
 }
 
 impl FirestoreStore {
-    /// Changes a user in a transaction and raises its `token_version`, writing only `fields`
-    /// (the derived id of the original's users is written too, so it stays stable).
+    /// Changes a user in a transaction, and raises its `token_version` when `revoke`, writing
+    /// only `fields` (the derived id of the original's users is written too, so it stays
+    /// stable).
     async fn change_user(
         &self,
         email: &Email,
         change: Arc<dyn Fn(&mut UserDoc) + Send + Sync>,
         fields: &'static [&'static str],
+        revoke: bool,
     ) -> Result<User> {
         let Some(found) = self.find_user_doc(email).await? else {
             return Err(Error::NotFound(format!("user {email}")));
@@ -642,8 +658,8 @@ impl FirestoreStore {
         let user_doc = found.doc_id().to_owned();
         let user = self
             .tx(
-                (self.cols.clone(), email.clone(), user_doc, change),
-                move |db, tx, (cols, email, user_doc, change)| {
+                (self.cols.clone(), email.clone(), user_doc, change, revoke),
+                move |db, tx, (cols, email, user_doc, change, revoke)| {
                     async move {
                         let Some(mut doc): Option<UserDoc> =
                             read(&db, cols.users.as_str(), user_doc.as_str()).await?
@@ -655,7 +671,9 @@ impl FirestoreStore {
                             .into_user()
                             .map_err(|e| BackoffError::permanent(TxError::Abort(e)))?;
                         doc.user_id = Some(user.id.to_string());
-                        doc.token_version = Some(i64::from(user.token_version) + 1);
+                        if revoke {
+                            doc.token_version = Some(i64::from(user.token_version) + 1);
+                        }
                         change(&mut doc);
                         write(
                             &db,
@@ -1283,6 +1301,13 @@ impl NotificationStore for FirestoreStore {
             None,
         )
         .await
+    }
+
+    async fn enqueue(&self, n: &Notification) -> Result<()> {
+        inventory_core::check_enqueued(n)?;
+        self.import_notification(n).await?;
+        self.bump();
+        Ok(())
     }
 
     async fn notification_for_order(&self, order_id: Uuid) -> Result<Option<Notification>> {

@@ -13,11 +13,13 @@ const WAIT: Duration = Duration::from_secs(10);
 fn notification(recipient: &str, product_name: &str) -> Notification {
     Notification {
         id: uuid::Uuid::now_v7(),
-        order_id: uuid::Uuid::now_v7(),
         recipient: Email::parse(recipient).unwrap(),
-        product_id: ProductId::new("product-1").unwrap(),
-        product_name: product_name.into(),
-        quantity: Quantity::new(3).unwrap(),
+        message: Message::OrderConfirmation {
+            order_id: uuid::Uuid::now_v7(),
+            product_id: ProductId::new("product-1").unwrap(),
+            product_name: product_name.into(),
+            quantity: Quantity::new(3).unwrap(),
+        },
         status: NotificationStatus::Pending,
         attempts: 1,
         next_attempt_at: Utc::now(),
@@ -71,7 +73,7 @@ async fn delivers_the_confirmation_with_its_headers_and_parts() {
     assert!(text.contains("multipart/alternative"), "{text}");
     assert!(text.contains("text/plain") && text.contains("text/html"));
     assert!(text.contains("Quantity: 3"));
-    assert!(text.contains(&n.order_id.to_string()));
+    assert!(text.contains(&n.order_id().unwrap().to_string()));
     assert!(
         text.contains("Tea &amp; &lt;Cups&gt;"),
         "HTML part escaped: {text}"

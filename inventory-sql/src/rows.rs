@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use inventory_core::{
-    Email, Error, Notification, Order, Product, ProductId, Quantity, Result, User,
+    Email, Error, Message, Notification, Order, Product, ProductId, Quantity, Result, User,
 };
 use uuid::Uuid;
 
@@ -37,6 +37,7 @@ pub(crate) struct UserRow {
     role: String,
     created_at: i64,
     token_version: i64,
+    email_verified: i64,
 }
 
 impl TryFrom<UserRow> for User {
@@ -52,6 +53,7 @@ impl TryFrom<UserRow> for User {
                 "token_version",
                 u32::try_from(r.token_version).map_err(|e| Error::other(e.to_string())),
             )?,
+            email_verified: r.email_verified != 0,
         })
     }
 }
@@ -111,11 +113,14 @@ impl TryFrom<OrderRow> for Order {
 #[derive(sqlx::FromRow)]
 pub(crate) struct NotificationRow {
     id: String,
-    order_id: String,
+    kind: String,
+    order_id: Option<String>,
     recipient: String,
-    product_id: String,
-    product_name: String,
-    quantity: i64,
+    product_id: Option<String>,
+    product_name: Option<String>,
+    quantity: Option<i64>,
+    user_id: Option<String>,
+    code: Option<String>,
     status: String,
     attempts: i64,
     next_attempt_at: i64,
@@ -129,13 +134,31 @@ pub(crate) struct NotificationRow {
 impl TryFrom<NotificationRow> for Notification {
     type Error = Error;
     fn try_from(r: NotificationRow) -> Result<Notification> {
+        let missing =
+            |column: &str| Error::other(format!("stored notification {} has no {column}", r.id));
+        let message = match r.kind.as_str() {
+            "order_confirmation" => Message::OrderConfirmation {
+                order_id: uuid(r.order_id.as_deref().ok_or_else(|| missing("order_id"))?)?,
+                product_id: stored(
+                    "product id",
+                    ProductId::new(r.product_id.clone().ok_or_else(|| missing("product_id"))?),
+                )?,
+                product_name: r
+                    .product_name
+                    .clone()
+                    .ok_or_else(|| missing("product_name"))?,
+                quantity: quantity(r.quantity.ok_or_else(|| missing("quantity"))?)?,
+            },
+            "email_verification" => Message::EmailVerification {
+                user_id: uuid(r.user_id.as_deref().ok_or_else(|| missing("user_id"))?)?,
+                code: r.code.clone().ok_or_else(|| missing("code"))?,
+            },
+            other => return Err(Error::other(format!("stored notification kind {other:?}"))),
+        };
         Ok(Notification {
             id: uuid(&r.id)?,
-            order_id: uuid(&r.order_id)?,
             recipient: stored("email", Email::parse(&r.recipient))?,
-            product_id: stored("product id", ProductId::new(r.product_id))?,
-            product_name: r.product_name,
-            quantity: quantity(r.quantity)?,
+            message,
             status: stored("status", r.status.parse())?,
             attempts: u32::try_from(r.attempts).map_err(Error::other)?,
             next_attempt_at: from_ts(r.next_attempt_at)?,

@@ -551,8 +551,8 @@ impl UserStore for SqlStore {
     async fn create_user(&self, user: &User) -> Result<()> {
         with_pool!(self, write, |pool, D| {
             sqlx::query(
-                "INSERT INTO users (id, email, password_hash, role, created_at, token_version) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO users (id, email, password_hash, role, created_at, token_version, email_verified) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(user.id.to_string())
             .bind(user.email.as_str())
@@ -560,6 +560,7 @@ impl UserStore for SqlStore {
             .bind(user.role.as_str())
             .bind(ts(user.created_at))
             .bind(i64::from(user.token_version))
+            .bind(i64::from(user.email_verified))
             .execute(pool)
             .await
             .map_err(|e| map(e, "email already registered"))?;
@@ -607,9 +608,73 @@ impl UserStore for SqlStore {
         )
         .await
     }
+
+    async fn mark_email_verified(&self, email: &Email) -> Result<User> {
+        self.update_user(
+            "UPDATE users SET email_verified = 1 WHERE email = $1 RETURNING *",
+            email,
+            None,
+        )
+        .await
+    }
 }
 
 impl SqlStore {
+    /// Writes a notification as it is (import, and [`NotificationStore::enqueue`]).
+    async fn insert_notification(&self, n: &Notification) -> Result<()> {
+        let (order_id, product_id, product_name, quantity, user_id, code) = match &n.message {
+            Message::OrderConfirmation {
+                order_id,
+                product_id,
+                product_name,
+                quantity,
+            } => (
+                Some(order_id.to_string()),
+                Some(product_id.as_str()),
+                Some(product_name.as_str()),
+                Some(i64::from(quantity.get())),
+                None,
+                None,
+            ),
+            Message::EmailVerification { user_id, code } => (
+                None,
+                None,
+                None,
+                None,
+                Some(user_id.to_string()),
+                Some(code.as_str()),
+            ),
+        };
+        with_pool!(self, write, |pool, D| {
+            sqlx::query(
+                "INSERT INTO notifications (id, kind, order_id, recipient, product_id, product_name, quantity, \
+                 user_id, code, status, attempts, next_attempt_at, lease_owner, lease_until, last_error, created_at, sent_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+            )
+            .bind(n.id.to_string())
+            .bind(n.message.kind())
+            .bind(order_id.clone())
+            .bind(n.recipient.as_str())
+            .bind(product_id)
+            .bind(product_name)
+            .bind(quantity)
+            .bind(user_id.clone())
+            .bind(code)
+            .bind(n.status.as_str())
+            .bind(i64::from(n.attempts))
+            .bind(ts(n.next_attempt_at))
+            .bind(n.lease_owner.as_deref())
+            .bind(n.lease_until.map(ts))
+            .bind(n.last_error.as_deref())
+            .bind(ts(n.created_at))
+            .bind(n.sent_at.map(ts))
+            .execute(pool)
+            .await
+            .map_err(|e| map(e, &format!("notification {} already exists", n.id)))?;
+        });
+        Ok(())
+    }
+
     /// Runs a `UPDATE users ... WHERE email = $1 RETURNING *` (with `$2` when given).
     async fn update_user(
         &self,
@@ -937,10 +1002,10 @@ impl NotificationStore for SqlStore {
     }
 
     async fn mark_sent(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> Result<()> {
-        let found: Option<(String,)> = with_pool!(self, write, |pool, D| {
+        let found: Option<(Option<String>,)> = with_pool!(self, write, |pool, D| {
             async {
             let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
-            let order: Option<(String,)> = sqlx::query_as(
+            let order: Option<(Option<String>,)> = sqlx::query_as(
                 "UPDATE notifications SET status = 'sent', sent_at = $1, lease_owner = NULL, lease_until = NULL, \
                  last_error = NULL WHERE id = $2 AND lease_owner = $3 AND status = 'pending' RETURNING order_id",
             )
@@ -950,7 +1015,8 @@ impl NotificationStore for SqlStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(db)?;
-            if let Some((order_id,)) = &order {
+            // An order confirmation confirms its order; other messages have none.
+            if let Some((Some(order_id),)) = &order {
                 sqlx::query("UPDATE orders SET status = 'confirmed', updated_at = $1 WHERE id = $2 AND status = 'pending'")
                     .bind(ts(now))
                     .bind(order_id)
@@ -998,6 +1064,19 @@ impl NotificationStore for SqlStore {
         } else {
             Err(self.lease_error(id).await)
         }
+    }
+
+    async fn enqueue(&self, n: &Notification) -> Result<()> {
+        inventory_core::check_enqueued(n)?;
+        self.insert_notification(n).await?;
+        // Wake listeners in other processes too (PostgreSQL), and this process's dispatcher.
+        with_pool!(self, write, |pool, D| {
+            if let Some(notify) = D::NOTIFY {
+                sqlx::query(notify).execute(pool).await.map_err(db)?;
+            }
+        });
+        bump(&self.signal);
+        Ok(())
     }
 
     async fn notification_for_order(&self, order_id: Uuid) -> Result<Option<Notification>> {
@@ -1156,31 +1235,7 @@ impl Transfer for SqlStore {
     }
 
     async fn import_notification(&self, n: &Notification) -> Result<()> {
-        with_pool!(self, write, |pool, D| {
-            sqlx::query(
-                "INSERT INTO notifications (id, order_id, recipient, product_id, product_name, quantity, status, attempts, \
-                 next_attempt_at, lease_owner, lease_until, last_error, created_at, sent_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            )
-            .bind(n.id.to_string())
-            .bind(n.order_id.to_string())
-            .bind(n.recipient.as_str())
-            .bind(n.product_id.as_str())
-            .bind(&n.product_name)
-            .bind(i64::from(n.quantity.get()))
-            .bind(n.status.as_str())
-            .bind(i64::from(n.attempts))
-            .bind(ts(n.next_attempt_at))
-            .bind(n.lease_owner.as_deref())
-            .bind(n.lease_until.map(ts))
-            .bind(n.last_error.as_deref())
-            .bind(ts(n.created_at))
-            .bind(n.sent_at.map(ts))
-            .execute(pool)
-            .await
-            .map_err(|e| map(e, &format!("notification {} already exists", n.id)))?;
-        });
-        Ok(())
+        self.insert_notification(n).await
     }
 
     async fn count_records(&self) -> Result<inventory_core::transfer::Counts> {
