@@ -104,6 +104,9 @@ enum UsersCommand {
     RevokeAdmin { email: String },
     /// Ends every token issued to a user so far (they must log in again).
     RevokeTokens { email: String },
+    /// Marks a user's address verified, as its verification code would (for an operator who
+    /// checked the address another way).
+    Verify { email: String },
 }
 
 #[derive(Subcommand)]
@@ -316,12 +319,17 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     vec![
                         json!(u.email.to_string()),
                         json!(u.role.as_str()),
+                        json!(u.email_verified),
                         json!(u.id.to_string()),
                         json!(u.created_at.format("%Y-%m-%d %H:%M:%S").to_string()),
                     ]
                 })
                 .collect();
-            print_rows(json, &["email", "role", "user_id", "created_at"], rows);
+            print_rows(
+                json,
+                &["email", "role", "verified", "user_id", "created_at"],
+                rows,
+            );
         }
         Command::CreateAdmin { email }
         | Command::Users {
@@ -351,6 +359,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 json,
                 format!("every token issued to {} before now is revoked", user.email),
             );
+        }
+        Command::Users {
+            command: UsersCommand::Verify { email },
+        } => {
+            let user = store.mark_email_verified(&Email::parse(&email)?).await?;
+            say(json, format!("{} is verified", user.email));
         }
         Command::Orders {
             command: OrdersCommand::List { user, limit },

@@ -31,8 +31,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The kit's parts, taken one by one: its routes with rate limits from the settings, its
     // docs told where they are mounted. Metrics and the standard layers are left out here.
-    let shop = http::router(ApiState::from_settings(store, auth, &settings.http))
-        .merge(http::docs("/shop"));
+    let shop =
+        http::router(ApiState::from_settings(store, auth, &settings)).merge(http::docs("/shop"));
     let app = Router::new()
         .route(
             "/",

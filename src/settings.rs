@@ -142,6 +142,13 @@ pub struct AuthSettings {
     pub password_min: usize,
     /// `ADMIN_EMAILS`: addresses that are admin at every login (comma-separated).
     pub admins: HashSet<Email>,
+    /// `ADMIN_REQUIRES_VERIFIED_EMAIL` (default true): an `ADMIN_EMAILS` address makes its
+    /// user admin only once the user verified it, so registering it first gains nothing.
+    pub admins_need_verified_email: bool,
+    /// `REQUIRE_VERIFIED_EMAIL` (default false, as the original's clients know no
+    /// verification): only users with a verified address may order, and registration sends
+    /// the verification email at once.
+    pub require_verified_email: bool,
 }
 
 impl std::fmt::Debug for AuthSettings {
@@ -158,6 +165,11 @@ impl std::fmt::Debug for AuthSettings {
             .field("hash", &self.hash)
             .field("password_min", &self.password_min)
             .field("admins", &self.admins)
+            .field(
+                "admins_need_verified_email",
+                &self.admins_need_verified_email,
+            )
+            .field("require_verified_email", &self.require_verified_email)
             .finish()
     }
 }
@@ -184,6 +196,7 @@ impl AuthSettings {
                 c.with_token_ttl(self.token_ttl)
                     .with_hash_params(self.hash)
                     .with_admins(self.admins.clone())
+                    .with_admins_needing_verified_email(self.admins_need_verified_email)
                     .with_password_min_bytes(self.password_min)
             })
             .map_err(|e| SettingsError::new("JWT_SECRET", e.to_string()))
@@ -613,6 +626,8 @@ fn auth(vars: &Vars<'_>, dev: bool, warnings: &mut Vec<String>) -> Result<AuthSe
         hash,
         password_min,
         admins,
+        admins_need_verified_email: vars.flag("ADMIN_REQUIRES_VERIFIED_EMAIL", true)?,
+        require_verified_email: vars.flag("REQUIRE_VERIFIED_EMAIL", false)?,
     })
 }
 
@@ -807,6 +822,7 @@ mod tests {
             ("LOGIN_RATE_LIMIT", "maybe"),
             ("LOGIN_RATE_LIMIT_PER_IP", "0"),
             ("RUN_DISPATCHER", "perhaps"),
+            ("REQUIRE_VERIFIED_EMAIL", "sometimes"),
             ("DATABASE_MAX_CONNECTIONS", "-1"),
             ("LOG_FORMAT", "xml"),
             ("CORS_ORIGINS", "shop.example"),

@@ -138,6 +138,15 @@ async fn every_subcommand_on_sqlite() {
         .collect();
     assert!(roles.contains(&("cust@example.com", "admin")), "{json}");
     assert!(ok(&url, &["users", "revoke-admin", "cust@example.com"]).contains("no longer admin"));
+    assert!(ok(&url, &["users", "verify", "cust@example.com"]).contains("is verified"));
+    assert!(
+        store
+            .find_user_by_email(&Email::parse("cust@example.com").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .email_verified
+    );
     let json: serde_json::Value =
         serde_json::from_str(&ok(&url, &["users", "list", "--json"])).unwrap();
     assert!(

@@ -193,6 +193,7 @@ async fn the_originals_documents_serve_the_whole_api() {
             ("PASSWORD_MIN_LENGTH", "6".into()),
             ("SMTP_MODE", "mock".into()),
             ("ADMIN_EMAILS", "admin@example.com".into()),
+            ("ADMIN_REQUIRES_VERIFIED_EMAIL", "false".into()),
         ],
     );
     assert!(

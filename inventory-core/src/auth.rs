@@ -530,9 +530,9 @@ impl Auth {
 
     /// Checks a verification code and marks its user's address verified. A code that is not
     /// one, is forged or expired, or names an address the user no longer has, is
-    /// [`Error::Unauthorized`]. Verifying twice is harmless.
+    /// [`Error::InvalidInput`]. Verifying twice is harmless.
     pub async fn verify_email(&self, code: &str) -> Result<User> {
-        let invalid = || Error::Unauthorized("invalid or expired verification code".into());
+        let invalid = || Error::invalid("code", "invalid or expired verification code");
         let claims =
             jsonwebtoken::decode::<VerifyClaims>(code.trim(), &self.decoding, &self.validation)
                 .map_err(|_| invalid())?

@@ -876,7 +876,7 @@ async fn verification_codes_go_through_the_outbox_and_prove_the_address() {
     // Neither kind of token passes for the other.
     assert_eq!(
         kind(auth.verify_email(&access.access_token).await),
-        ErrorKind::Unauthorized
+        ErrorKind::InvalidInput
     );
     assert_eq!(kind(auth.verify(&code)), ErrorKind::Unauthorized);
     // A forged or expired code is refused.
@@ -884,7 +884,7 @@ async fn verification_codes_go_through_the_outbox_and_prove_the_address() {
     forged.pop();
     assert_eq!(
         kind(auth.verify_email(&forged).await),
-        ErrorKind::Unauthorized
+        ErrorKind::InvalidInput
     );
     let expired = jsonwebtoken::encode(
         &Header::default(),
@@ -895,7 +895,7 @@ async fn verification_codes_go_through_the_outbox_and_prove_the_address() {
     .unwrap();
     assert_eq!(
         kind(auth.verify_email(&expired).await),
-        ErrorKind::Unauthorized
+        ErrorKind::InvalidInput
     );
 
     let verified = auth.verify_email(&code).await.unwrap();

@@ -184,7 +184,16 @@ async fn register(
         )
         .with_retry_after(wait));
     }
-    let (_, token) = state.auth.register(&body.email, &body.password).await?;
+    let (user, token) = state.auth.register(&body.email, &body.password).await?;
+    if state.require_verified_email
+        && let Err(e) = state
+            .auth
+            .request_verification(state.store.as_ref(), &user)
+            .await
+    {
+        // The account exists; the user can ask again (POST /auth/verify/request).
+        tracing::warn!(error = %e, "verification email not queued at registration");
+    }
     Ok(Json(RegisterResponse {
         message: "user created",
         access_token: token.access_token,
@@ -219,12 +228,80 @@ async fn login(
     }))
 }
 
+#[derive(Deserialize, ToSchema)]
+pub(super) struct VerifyBody {
+    /// The code of the verification email.
+    code: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct MessageResponse {
+    message: &'static str,
+}
+
+#[utoipa::path(post, path = "/auth/verify", tag = "auth", request_body = VerifyBody,
+    responses((status = 200, description = "The address is verified", body = MessageResponse),
+              (status = 422, description = "Invalid or expired code", body = ErrorBody)))]
+async fn verify_email(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<VerifyBody>,
+) -> ApiResult<Json<MessageResponse>> {
+    state.auth.verify_email(&body.code).await?;
+    Ok(Json(MessageResponse {
+        message: "email verified",
+    }))
+}
+
+#[utoipa::path(post, path = "/auth/verify/request", tag = "auth", security(("bearer" = [])),
+    responses((status = 202, description = "A verification email is on its way to the caller's address", body = MessageResponse),
+              (status = 200, description = "The address is verified already", body = MessageResponse),
+              (status = 401, description = "Not authenticated", body = ErrorBody),
+              (status = 429, description = "Too many requests from this address", body = ErrorBody)))]
+async fn request_verification(
+    State(state): State<ApiState>,
+    Caller(who): Caller,
+    ClientIp(client): ClientIp,
+) -> ApiResult<(StatusCode, Json<MessageResponse>)> {
+    if who.email_verified {
+        return Ok((
+            StatusCode::OK,
+            Json(MessageResponse {
+                message: "email already verified",
+            }),
+        ));
+    }
+    // Each request sends an email: limited like registrations.
+    if let Some(limiter) = &state.login_limiter
+        && let Err(wait) = limiter.check_registration(client)
+    {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many verification requests, retry later",
+        )
+        .with_retry_after(wait));
+    }
+    let user =
+        state.store.get_user(who.user_id).await?.ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "the account no longer exists")
+        })?;
+    state
+        .auth
+        .request_verification(state.store.as_ref(), &user)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(MessageResponse {
+            message: "verification email queued",
+        }),
+    ))
+}
+
 #[utoipa::path(post, path = "/orders/place", tag = "orders", request_body = PlaceOrderBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
     security(("bearer" = [])),
     responses((status = 200, description = "Order placed (or replayed for a known key)", body = OrderResponse),
               (status = 401, description = "Not authenticated", body = ErrorBody),
-              (status = 403, description = "Ordering for another buyer", body = ErrorBody),
+              (status = 403, description = "Ordering for another buyer, or (REQUIRE_VERIFIED_EMAIL) an unverified address", body = ErrorBody),
               (status = 404, description = "No such product", body = ErrorBody),
               (status = 409, description = "Out of stock, or key reused", body = ErrorBody),
               (status = 422, description = "Invalid input", body = ErrorBody)))]
@@ -435,7 +512,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Shopping Inventory Service", description = "Orders with stock and e-mailed confirmations. Drop-in compatible with the original FastAPI service."),
-    paths(health, ready, register, login, place_order, list_orders, get_order, cancel_order,
+    paths(health, ready, register, login, verify_email, request_verification, place_order, list_orders, get_order, cancel_order,
           list_products, get_product, create_product, restock, metrics),
     modifiers(&BearerAuth)
 )]
@@ -474,6 +551,8 @@ pub(super) fn routes(state: ApiState) -> Router {
     ops_routes()
         .route("/auth/register", post(register))
         .route("/auth/login", post(login))
+        .route("/auth/verify", post(verify_email))
+        .route("/auth/verify/request", post(request_verification))
         .route("/orders/place", post(place_order))
         .route("/orders", get(list_orders))
         .route("/orders/{id}", get(get_order))

@@ -66,7 +66,7 @@ pub use metrics::{install_recorder, record_backlog, track_metrics};
 pub use serve::{ServeLimits, serve};
 pub use service::{Service, StartError};
 
-use crate::settings::{HttpSettings, SettingsError};
+use crate::settings::{HttpSettings, Settings, SettingsError};
 
 /// What every handler reaches: the store, the services, and the optional parts.
 #[derive(Clone)]
@@ -77,6 +77,7 @@ pub struct ApiState {
     pub(crate) metrics: Option<PrometheusHandle>,
     pub(crate) login_limiter: Option<LoginLimiter>,
     pub(crate) trusted_proxies: TrustedProxies,
+    pub(crate) require_verified_email: bool,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -100,13 +101,17 @@ impl ApiState {
             metrics: None,
             login_limiter: None,
             trusted_proxies: TrustedProxies::default(),
+            require_verified_email: false,
         }
     }
 
-    /// The API as the settings describe it: their rate limits and trusted proxies.
-    pub fn from_settings(store: Arc<dyn Store>, auth: Auth, http: &HttpSettings) -> Self {
+    /// The API as the settings describe it: their rate limits, trusted proxies and
+    /// `REQUIRE_VERIFIED_EMAIL`.
+    pub fn from_settings(store: Arc<dyn Store>, auth: Auth, settings: &Settings) -> Self {
+        let http = &settings.http;
         let state = ApiState::new(store, auth)
-            .with_trusted_proxies(TrustedProxies::new(http.trusted_proxies.clone()));
+            .with_trusted_proxies(TrustedProxies::new(http.trusted_proxies.clone()))
+            .with_verified_email_required(settings.auth.require_verified_email);
         match http.rate_limits {
             Some(limits) => state.with_rate_limits(LoginLimiter::new(limits)),
             None => state,
@@ -123,6 +128,14 @@ impl ApiState {
     /// Limits logins and registrations (429 with `Retry-After`).
     pub fn with_rate_limits(mut self, limiter: LoginLimiter) -> Self {
         self.login_limiter = Some(limiter);
+        self
+    }
+
+    /// Only users with a verified address may order, and registration sends the
+    /// verification email at once ([`Orders::require_verified_email`]).
+    pub fn with_verified_email_required(mut self, required: bool) -> Self {
+        self.orders = self.orders.require_verified_email(required);
+        self.require_verified_email = required;
         self
     }
 

@@ -69,7 +69,7 @@ impl Service {
             tracing::info!("RUN_DISPATCHER=false: run the listener to send confirmations");
             None
         };
-        let mut state = ApiState::from_settings(store.clone(), auth, &settings.http);
+        let mut state = ApiState::from_settings(store.clone(), auth, settings);
         if let Some(handle) = metrics {
             state = state.with_metrics(handle);
         }
