@@ -17,7 +17,7 @@ pub const PASSWORD_MAX_BYTES: usize = 1024;
 /// backend's integer limits, so stock arithmetic can never overflow.
 pub const STOCK_MAX: u64 = 1_000_000_000_000;
 /// Largest quantity one order may ask for.
-pub const QUANTITY_MAX: u32 = 1_000_000;
+pub const QUANTITY_MAX: u64 = 1_000_000;
 /// Longest product id, in bytes.
 pub const PRODUCT_ID_MAX_BYTES: usize = 128;
 /// Longest product name, in bytes.
@@ -348,9 +348,10 @@ impl NewProduct {
     }
 }
 
-/// How many units an order takes: 1 to [`QUANTITY_MAX`].
+/// How many units an order takes: 1 to [`QUANTITY_MAX`]. Like every quantity of the API
+/// (stock, restock), it reads as a `u64`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "i64", into = "u32")]
+#[serde(try_from = "i64", into = "u64")]
 pub struct Quantity(u32);
 
 impl fmt::Display for Quantity {
@@ -363,36 +364,42 @@ impl Quantity {
     /// One unit, the default of the original API.
     pub const ONE: Quantity = Quantity(1);
 
-    /// Validates `n`.
-    pub fn new(n: i64) -> Result<Self> {
-        if n < 1 {
-            return Err(Error::invalid("quantity", "must be at least 1"));
-        }
-        if n > i64::from(QUANTITY_MAX) {
-            return Err(Error::invalid(
+    /// Validates `n`: 1 to [`QUANTITY_MAX`].
+    pub fn new(n: u64) -> Result<Self> {
+        match u32::try_from(n) {
+            Ok(0) => Err(Error::invalid("quantity", "must be at least 1")),
+            Ok(n) if u64::from(n) <= QUANTITY_MAX => Ok(Quantity(n)),
+            _ => Err(Error::invalid(
                 "quantity",
                 format!("must be at most {QUANTITY_MAX}"),
-            ));
+            )),
         }
-        Ok(Quantity(n as u32))
     }
 
     /// The number of units.
-    pub fn get(self) -> u32 {
-        self.0
+    pub fn get(self) -> u64 {
+        u64::from(self.0)
     }
 }
 
+/// Raw input (JSON, a database column): a negative number is [`Error::InvalidInput`].
 impl TryFrom<i64> for Quantity {
     type Error = Error;
     fn try_from(n: i64) -> Result<Self> {
+        let n = u64::try_from(n).map_err(|_| Error::invalid("quantity", "must be at least 1"))?;
         Quantity::new(n)
     }
 }
 
-impl From<Quantity> for u32 {
-    fn from(q: Quantity) -> u32 {
-        q.0
+impl From<Quantity> for u64 {
+    fn from(q: Quantity) -> u64 {
+        q.get()
+    }
+}
+
+impl From<Quantity> for i64 {
+    fn from(q: Quantity) -> i64 {
+        i64::from(q.0)
     }
 }
 

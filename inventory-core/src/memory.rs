@@ -221,7 +221,7 @@ impl OrderStore for MemoryStore {
                 .products
                 .get_mut(&new.product_id)
                 .ok_or_else(|| Error::NotFound(format!("product {}", new.product_id)))?;
-            let take = u64::from(new.quantity.get());
+            let take = new.quantity.get();
             if product.quantity < take {
                 return Err(Error::OutOfStock {
                     product_id: new.product_id.to_string(),
@@ -282,7 +282,7 @@ impl OrderStore for MemoryStore {
             order.updated_at = now;
             let order = order.clone();
             if let Some(product) = s.products.get_mut(&order.product_id) {
-                product.quantity += u64::from(order.quantity.get());
+                product.quantity += order.quantity.get();
                 product.updated_at = now;
             }
             if let Some(n) = s

@@ -18,7 +18,7 @@ pub struct PlaceOrderRequest {
     /// The product to order.
     pub product_id: String,
     /// Units, default 1.
-    pub quantity: Option<i64>,
+    pub quantity: Option<u64>,
     /// Makes the request safe to retry.
     pub idempotency_key: Option<String>,
 }

@@ -126,7 +126,7 @@ pub async fn product(store: &TestStore, id: &str, quantity: u64) -> ProductId {
 }
 
 /// An order of `quantity` units of `product` for `user`.
-pub fn order(user: &User, product: &ProductId, quantity: i64) -> NewOrder {
+pub fn order(user: &User, product: &ProductId, quantity: u64) -> NewOrder {
     NewOrder::new(
         user.id,
         user.email.clone(),

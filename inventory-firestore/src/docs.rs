@@ -385,7 +385,7 @@ impl OrderDoc {
             created_at: Some(sys(o.created_at)),
             order_id: Some(o.id.to_string()),
             user_id: Some(o.user_id.to_string()),
-            quantity: Some(i64::from(o.quantity.get())),
+            quantity: Some(i64::from(o.quantity)),
             idempotency_key: o.idempotency_key.clone(),
             updated_at: Some(sys(o.updated_at)),
             fs_id: None,
@@ -423,7 +423,8 @@ impl OrderDoc {
             },
             buyer_email,
             product_id: ProductId::new(self.product_id).map_err(|e| bad("product id", e))?,
-            quantity: Quantity::new(self.quantity.unwrap_or(1)).map_err(|e| bad("quantity", e))?,
+            quantity: Quantity::try_from(self.quantity.unwrap_or(1))
+                .map_err(|e| bad("quantity", e))?,
             status,
             idempotency_key: self.idempotency_key,
             created_at,
@@ -497,7 +498,7 @@ impl From<&Notification> for NotificationDoc {
                 doc.order_id = Some(order_id.to_string());
                 doc.product_id = Some(product_id.to_string());
                 doc.product_name = Some(product_name.clone());
-                doc.quantity = Some(i64::from(quantity.get()));
+                doc.quantity = Some(i64::from(*quantity));
             }
             Message::EmailVerification { user_id, code } => {
                 doc.kind = Some(n.message.kind().to_owned());
@@ -522,7 +523,7 @@ impl NotificationDoc {
                 product_id: ProductId::new(self.product_id.ok_or_else(|| missing("product_id"))?)
                     .map_err(|e| bad("product id", e))?,
                 product_name: self.product_name.ok_or_else(|| missing("product_name"))?,
-                quantity: Quantity::new(self.quantity.ok_or_else(|| missing("quantity"))?)
+                quantity: Quantity::try_from(self.quantity.ok_or_else(|| missing("quantity"))?)
                     .map_err(|e| bad("quantity", e))?,
             },
             Some("email_verification") => Message::EmailVerification {

@@ -837,7 +837,7 @@ impl OrderStore for FirestoreStore {
                     else {
                         return abort(Error::NotFound(format!("product {}", new.product_id)));
                     };
-                    let take = i64::from(new.quantity.get());
+                    let take = i64::from(new.quantity);
                     if product.quantity < take {
                         return abort(Error::OutOfStock {
                             product_id: new.product_id.to_string(),

@@ -22,7 +22,7 @@ fn uuid(s: &str) -> Result<Uuid> {
 }
 
 fn quantity(n: i64) -> Result<Quantity> {
-    Quantity::new(n).map_err(|e| Error::other(format!("stored quantity: {e}")))
+    Quantity::try_from(n).map_err(|e| Error::other(format!("stored quantity: {e}")))
 }
 
 fn stored<T>(what: &str, r: Result<T>) -> Result<T> {

@@ -632,7 +632,7 @@ impl SqlStore {
                 Some(order_id.to_string()),
                 Some(product_id.as_str()),
                 Some(product_name.as_str()),
-                Some(i64::from(quantity.get())),
+                Some(i64::from(*quantity)),
                 None,
                 None,
             ),
@@ -790,7 +790,7 @@ impl OrderStore for SqlStore {
             return Ok(placed);
         }
         let order = new.order();
-        let quantity = i64::from(new.quantity.get());
+        let quantity = i64::from(new.quantity);
         let now = ts(new.now);
         let result: Result<()> = with_pool!(self, write, |pool, D| {
             async {
@@ -1222,7 +1222,7 @@ impl Transfer for SqlStore {
             .bind(o.user_id.to_string())
             .bind(o.buyer_email.as_str())
             .bind(o.product_id.as_str())
-            .bind(i64::from(o.quantity.get()))
+            .bind(i64::from(o.quantity))
             .bind(o.status.as_str())
             .bind(o.idempotency_key.as_deref())
             .bind(ts(o.created_at))

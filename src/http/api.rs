@@ -69,7 +69,7 @@ pub(super) struct OrderResponse {
     status: String,
     buyer_email: String,
     product_id: String,
-    quantity: u32,
+    quantity: u64,
     created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     notification: Option<NotificationResponse>,
@@ -326,7 +326,13 @@ async fn place_order(
             PlaceOrderRequest {
                 buyer_email: body.buyer_email,
                 product_id: body.product_id,
-                quantity: body.quantity,
+                quantity: body
+                    .quantity
+                    .map(|q| {
+                        u64::try_from(q)
+                            .map_err(|_| Error::invalid("quantity", "must be at least 1"))
+                    })
+                    .transpose()?,
                 idempotency_key,
             },
         )
