@@ -514,7 +514,7 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// The OpenAPI 3 document of the API: `ApiDoc::openapi()` (served at `/openapi.json` by
-/// [`swagger_ui`](super::swagger_ui)).
+/// [`docs`](super::docs)).
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Shopping Inventory Service", description = "Orders with stock and e-mailed confirmations. Drop-in compatible with the original FastAPI service."),

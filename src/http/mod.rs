@@ -8,7 +8,7 @@
 //! - [`docs`]: the OpenAPI document (`/openapi.json`) and Swagger UI (`/docs`).
 //! - [`with_standard_layers`]: request ids, tracing, panics as 500, request timeout, CORS and
 //!   the body limit, as the example server uses them; take them or use your own.
-//! - [`Service`]: all of it wired from [`Settings`](crate::Settings), as the example server
+//! - [`Service`]: all of it wired from [`Settings`], as the example server
 //!   runs it.
 //! - [`serve`]: an accept loop with a connection limit and a header-read deadline.
 //!
