@@ -781,9 +781,91 @@ impl ProductStore for SqlStore {
     }
 }
 
+/// PostgreSQL places an order in one statement, so one round trip: the conditional stock
+/// update, the order, its confirmation and the outbox signal (sent at commit) are one
+/// atomic statement, and the product row is locked only while it runs. It returns 1 when
+/// the order was placed, 0 when the product is missing or short. A unique violation (the
+/// idempotency key taken) rolls all of it back.
+#[cfg(feature = "postgres")]
+const PG_PLACE_ORDER: &str = "\
+WITH p AS ( \
+    UPDATE products SET quantity = quantity - $1, updated_at = $2 \
+    WHERE id = $3 AND quantity >= $1 RETURNING name \
+), o AS ( \
+    INSERT INTO orders (id, user_id, buyer_email, product_id, quantity, status, idempotency_key, created_at, updated_at) \
+    SELECT $4, $5, $6, $3, $1, 'pending', $7, $2, $2 FROM p RETURNING id \
+), n AS ( \
+    INSERT INTO notifications (id, order_id, recipient, product_id, product_name, quantity, status, attempts, next_attempt_at, created_at) \
+    SELECT $8, o.id, $6, $3, p.name, $1, 'pending', 0, $2, $2 FROM p, o RETURNING id \
+) \
+SELECT count(*) FROM (SELECT pg_notify('inventory_outbox', '') FROM n) AS notified";
+
+impl SqlStore {
+    /// [`OrderStore::place_order`] on PostgreSQL: [`PG_PLACE_ORDER`], and only when it placed
+    /// nothing or hit the key, the reads that say why (an earlier order with the key is
+    /// replayed).
+    #[cfg(feature = "postgres")]
+    async fn place_order_pg(&self, pool: &PgPool, new: &NewOrder) -> Result<Placed> {
+        let order = new.order();
+        let placed: Result<(i64,)> = sqlx::query_as(PG_PLACE_ORDER)
+            .bind(i64::from(new.quantity))
+            .bind(ts(new.now))
+            .bind(new.product_id.as_str())
+            .bind(order.id.to_string())
+            .bind(order.user_id.to_string())
+            .bind(order.buyer_email.as_str())
+            .bind(order.idempotency_key.as_deref())
+            .bind(new.notification_id.to_string())
+            .fetch_one(pool)
+            .await
+            .map_err(|e| map(e, KEY_TAKEN));
+        let replayed = || async {
+            match &new.idempotency_key {
+                Some(key) => self.replay(new, key).await,
+                None => Ok(None),
+            }
+        };
+        match placed {
+            Ok((1,)) => {
+                bump(&self.signal);
+                Ok(Placed {
+                    order,
+                    replayed: false,
+                })
+            }
+            // Nothing written: an earlier order with this key is the answer, else the product
+            // is missing or short.
+            Ok(_) => {
+                if let Some(earlier) = replayed().await? {
+                    return Ok(earlier);
+                }
+                let exists: Option<(i64,)> =
+                    sqlx::query_as("SELECT quantity FROM products WHERE id = $1")
+                        .bind(new.product_id.as_str())
+                        .fetch_optional(pool)
+                        .await
+                        .map_err(db)?;
+                Err(match exists {
+                    Some(_) => Error::OutOfStock {
+                        product_id: new.product_id.to_string(),
+                    },
+                    None => Error::NotFound(format!("product {}", new.product_id)),
+                })
+            }
+            // The key is taken (an earlier order, or a concurrent one that won).
+            Err(Error::AlreadyExists(msg)) => replayed().await?.ok_or(Error::AlreadyExists(msg)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 #[async_trait]
 impl OrderStore for SqlStore {
     async fn place_order(&self, new: &NewOrder) -> Result<Placed> {
+        #[cfg(feature = "postgres")]
+        if let Some(pool) = self.pg_pool() {
+            return self.place_order_pg(pool, new).await;
+        }
         if let Some(key) = &new.idempotency_key
             && let Some(placed) = self.replay(new, key).await?
         {
