@@ -138,6 +138,8 @@ pub struct AuthSettings {
     pub token_ttl: Duration,
     /// `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`, `ARGON2_PARALLELISM`.
     pub hash: HashParams,
+    /// `ARGON2_CONCURRENCY` (default: the number of cores): password hashes run at once.
+    pub hash_concurrency: usize,
     /// `PASSWORD_MIN_LENGTH` (default 8; the original accepted 6).
     pub password_min: usize,
     /// `ADMIN_EMAILS`: addresses that are admin at every login (comma-separated).
@@ -163,6 +165,7 @@ impl std::fmt::Debug for AuthSettings {
             )
             .field("token_ttl", &self.token_ttl)
             .field("hash", &self.hash)
+            .field("hash_concurrency", &self.hash_concurrency)
             .field("password_min", &self.password_min)
             .field("admins", &self.admins)
             .field(
@@ -195,6 +198,7 @@ impl AuthSettings {
             .and_then(|c| {
                 c.with_token_ttl(self.token_ttl)
                     .with_hash_params(self.hash)
+                    .with_max_concurrent_hashes(self.hash_concurrency)
                     .with_admins(self.admins.clone())
                     .with_admins_needing_verified_email(self.admins_need_verified_email)
                     .with_password_min_bytes(self.password_min)
@@ -624,6 +628,18 @@ fn auth(vars: &Vars<'_>, dev: bool, warnings: &mut Vec<String>) -> Result<AuthSe
         jwt_secret,
         token_ttl: Duration::from_secs(minutes * 60),
         hash,
+        hash_concurrency: match vars.parse::<usize>(
+            "ARGON2_CONCURRENCY",
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        )? {
+            0 => {
+                return Err(SettingsError::invalid(
+                    "ARGON2_CONCURRENCY",
+                    "must be at least 1",
+                ));
+            }
+            n => n,
+        },
         password_min,
         admins,
         admins_need_verified_email: vars.flag("ADMIN_REQUIRES_VERIFIED_EMAIL", true)?,
@@ -823,6 +839,7 @@ mod tests {
             ("LOGIN_RATE_LIMIT_PER_IP", "0"),
             ("RUN_DISPATCHER", "perhaps"),
             ("REQUIRE_VERIFIED_EMAIL", "sometimes"),
+            ("ARGON2_CONCURRENCY", "0"),
             ("DATABASE_MAX_CONNECTIONS", "-1"),
             ("LOG_FORMAT", "xml"),
             ("CORS_ORIGINS", "shop.example"),

@@ -158,6 +158,13 @@ impl AuthConfig {
         self
     }
 
+    /// Sets how many hashes may run at once (at least 1). Fewer than the cores leaves a core
+    /// to cheap requests while logins flood in, at the cost of login throughput.
+    pub fn with_max_concurrent_hashes(mut self, n: usize) -> Self {
+        self.max_concurrent_hashes = n.max(1);
+        self
+    }
+
     /// Sets the hashing cost.
     pub fn with_hash_params(mut self, params: HashParams) -> Self {
         self.hash_params = params;
