@@ -164,6 +164,18 @@ async fn ready(State(state): State<Ops>) -> ApiResult<Json<StatusBody>> {
     Ok(Json(StatusBody { status: "ready" }))
 }
 
+/// A limiter's verdict as the API answers it: 429 with `Retry-After`, counted in `counter`.
+fn rate_limited(
+    verdict: Result<(), u64>,
+    counter: &'static str,
+    detail: &'static str,
+) -> Result<(), ApiError> {
+    verdict.map_err(|wait| {
+        metrics::counter!(counter).increment(1);
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, detail).with_retry_after(wait)
+    })
+}
+
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = Credentials,
     responses((status = 200, description = "Registered", body = RegisterResponse),
               (status = 409, description = "Email already registered", body = ErrorBody),
@@ -174,15 +186,12 @@ async fn register(
     ClientIp(client): ClientIp,
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult<Json<RegisterResponse>> {
-    if let Some(limiter) = &state.login_limiter
-        && let Err(wait) = limiter.check_registration(client)
-    {
-        metrics::counter!("inventory_register_rate_limited_total").increment(1);
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
+    if let Some(limiter) = &state.login_limiter {
+        rate_limited(
+            limiter.check_registration(client),
+            "inventory_register_rate_limited_total",
             "too many registrations from this address, retry later",
-        )
-        .with_retry_after(wait));
+        )?;
     }
     let (user, token) = state.auth.register(&body.email, &body.password).await?;
     if state.require_verified_email
@@ -210,15 +219,12 @@ async fn login(
     ClientIp(client): ClientIp,
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult<Json<LoginResponse>> {
-    if let Some(limiter) = &state.login_limiter
-        && let Err(wait) = limiter.check(client, &body.email)
-    {
-        metrics::counter!("inventory_login_rate_limited_total").increment(1);
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
+    if let Some(limiter) = &state.login_limiter {
+        rate_limited(
+            limiter.check(client, &body.email),
+            "inventory_login_rate_limited_total",
             "too many login attempts, retry later",
-        )
-        .with_retry_after(wait));
+        )?;
     }
     let (_, token) = state.auth.login(&body.email, &body.password).await?;
     Ok(Json(LoginResponse {
@@ -271,14 +277,12 @@ async fn request_verification(
         ));
     }
     // Each request sends an email: limited like registrations.
-    if let Some(limiter) = &state.login_limiter
-        && let Err(wait) = limiter.check_registration(client)
-    {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
+    if let Some(limiter) = &state.login_limiter {
+        rate_limited(
+            limiter.check_registration(client),
+            "inventory_verification_rate_limited_total",
             "too many verification requests, retry later",
-        )
-        .with_retry_after(wait));
+        )?;
     }
     let user =
         state.store.get_user(who.user_id).await?.ok_or_else(|| {
