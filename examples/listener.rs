@@ -49,22 +49,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// mimalloc returns freed memory to the system; glibc's allocator keeps the 19 MiB argon2
-/// working sets of every blocking thread, which tripled the idle footprint.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     common::command_line(
         "listener",
         "The orders listener: sends order confirmations from the outbox.",
     );
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit("listener", run().await)
 }

@@ -48,23 +48,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// mimalloc returns freed memory to the system; glibc's allocator keeps the 19 MiB argon2
-/// working sets of every blocking thread, which tripled the idle footprint.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     common::command_line(
         "server",
         "The inventory HTTP API (the original service's, and more), with the orders listener in-process.",
     );
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            tracing::error!(error = %e, "server failed");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit("server", run().await)
 }
