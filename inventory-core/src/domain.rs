@@ -646,6 +646,75 @@ impl Message {
     }
 }
 
+/// A [`Message`] as flat optional fields, the way stores and exports keep it: `kind` is absent
+/// (or `order_confirmation`) for an order confirmation, `email_verification` otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageParts {
+    /// `None` for an order confirmation (as before verification emails existed).
+    pub kind: Option<String>,
+    /// Confirmations: the order.
+    pub order_id: Option<Uuid>,
+    /// Confirmations: the product.
+    pub product_id: Option<String>,
+    /// Confirmations: the product's name.
+    pub product_name: Option<String>,
+    /// Confirmations: units.
+    pub quantity: Option<i64>,
+    /// Verifications: the user.
+    pub user_id: Option<Uuid>,
+    /// Verifications: the code.
+    pub code: Option<String>,
+}
+
+impl From<&Message> for MessageParts {
+    fn from(m: &Message) -> Self {
+        match m {
+            Message::OrderConfirmation {
+                order_id,
+                product_id,
+                product_name,
+                quantity,
+            } => MessageParts {
+                order_id: Some(*order_id),
+                product_id: Some(product_id.to_string()),
+                product_name: Some(product_name.clone()),
+                quantity: Some(i64::from(*quantity)),
+                ..MessageParts::default()
+            },
+            Message::EmailVerification { user_id, code } => MessageParts {
+                kind: Some(m.kind().to_owned()),
+                user_id: Some(*user_id),
+                code: Some(code.clone()),
+                ..MessageParts::default()
+            },
+        }
+    }
+}
+
+impl TryFrom<MessageParts> for Message {
+    type Error = Error;
+    /// A kind without its fields, or an unknown kind, is [`Error::InvalidInput`].
+    fn try_from(p: MessageParts) -> Result<Message> {
+        let missing = |field: &str| Error::invalid("notification", format!("no {field}"));
+        match p.kind.as_deref() {
+            None | Some("order_confirmation") => Ok(Message::OrderConfirmation {
+                order_id: p.order_id.ok_or_else(|| missing("order_id"))?,
+                product_id: ProductId::new(p.product_id.ok_or_else(|| missing("product_id"))?)?,
+                product_name: p.product_name.ok_or_else(|| missing("product_name"))?,
+                quantity: Quantity::try_from(p.quantity.ok_or_else(|| missing("quantity"))?)?,
+            }),
+            Some("email_verification") => Ok(Message::EmailVerification {
+                user_id: p.user_id.ok_or_else(|| missing("user_id"))?,
+                code: p.code.ok_or_else(|| missing("code"))?,
+            }),
+            Some(other) => Err(Error::invalid(
+                "notification",
+                format!("unknown kind {other:?}"),
+            )),
+        }
+    }
+}
+
 /// An email waiting in the outbox (an order confirmation or an address verification), with
 /// everything needed to render it.
 #[derive(Debug, Clone, PartialEq, Eq)]

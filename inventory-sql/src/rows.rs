@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use inventory_core::{
-    Email, Error, Message, Notification, Order, Product, ProductId, Quantity, Result, User,
+    Email, Error, Message, MessageParts, Notification, Order, Product, ProductId, Quantity, Result,
+    User,
 };
 use uuid::Uuid;
 
@@ -134,27 +135,16 @@ pub(crate) struct NotificationRow {
 impl TryFrom<NotificationRow> for Notification {
     type Error = Error;
     fn try_from(r: NotificationRow) -> Result<Notification> {
-        let missing =
-            |column: &str| Error::other(format!("stored notification {} has no {column}", r.id));
-        let message = match r.kind.as_str() {
-            "order_confirmation" => Message::OrderConfirmation {
-                order_id: uuid(r.order_id.as_deref().ok_or_else(|| missing("order_id"))?)?,
-                product_id: stored(
-                    "product id",
-                    ProductId::new(r.product_id.clone().ok_or_else(|| missing("product_id"))?),
-                )?,
-                product_name: r
-                    .product_name
-                    .clone()
-                    .ok_or_else(|| missing("product_name"))?,
-                quantity: quantity(r.quantity.ok_or_else(|| missing("quantity"))?)?,
-            },
-            "email_verification" => Message::EmailVerification {
-                user_id: uuid(r.user_id.as_deref().ok_or_else(|| missing("user_id"))?)?,
-                code: r.code.clone().ok_or_else(|| missing("code"))?,
-            },
-            other => return Err(Error::other(format!("stored notification kind {other:?}"))),
+        let parts = MessageParts {
+            kind: Some(r.kind.clone()),
+            order_id: r.order_id.as_deref().map(uuid).transpose()?,
+            product_id: r.product_id.clone(),
+            product_name: r.product_name.clone(),
+            quantity: r.quantity,
+            user_id: r.user_id.as_deref().map(uuid).transpose()?,
+            code: r.code.clone(),
         };
+        let message = stored("notification", Message::try_from(parts))?;
         Ok(Notification {
             id: uuid(&r.id)?,
             recipient: stored("email", Email::parse(&r.recipient))?,

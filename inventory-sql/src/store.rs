@@ -622,29 +622,7 @@ impl UserStore for SqlStore {
 impl SqlStore {
     /// Writes a notification as it is (import, and [`NotificationStore::enqueue`]).
     async fn insert_notification(&self, n: &Notification) -> Result<()> {
-        let (order_id, product_id, product_name, quantity, user_id, code) = match &n.message {
-            Message::OrderConfirmation {
-                order_id,
-                product_id,
-                product_name,
-                quantity,
-            } => (
-                Some(order_id.to_string()),
-                Some(product_id.as_str()),
-                Some(product_name.as_str()),
-                Some(i64::from(*quantity)),
-                None,
-                None,
-            ),
-            Message::EmailVerification { user_id, code } => (
-                None,
-                None,
-                None,
-                None,
-                Some(user_id.to_string()),
-                Some(code.as_str()),
-            ),
-        };
+        let m = MessageParts::from(&n.message);
         with_pool!(self, write, |pool, D| {
             sqlx::query(
                 "INSERT INTO notifications (id, kind, order_id, recipient, product_id, product_name, quantity, \
@@ -653,13 +631,13 @@ impl SqlStore {
             )
             .bind(n.id.to_string())
             .bind(n.message.kind())
-            .bind(order_id.clone())
+            .bind(m.order_id.map(|id| id.to_string()))
             .bind(n.recipient.as_str())
-            .bind(product_id)
-            .bind(product_name)
-            .bind(quantity)
-            .bind(user_id.clone())
-            .bind(code)
+            .bind(m.product_id.as_deref())
+            .bind(m.product_name.as_deref())
+            .bind(m.quantity)
+            .bind(m.user_id.map(|id| id.to_string()))
+            .bind(m.code.as_deref())
             .bind(n.status.as_str())
             .bind(i64::from(n.attempts))
             .bind(ts(n.next_attempt_at))
