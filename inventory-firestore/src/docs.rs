@@ -469,16 +469,17 @@ pub(crate) struct NotificationDoc {
 
 impl From<&Notification> for NotificationDoc {
     fn from(n: &Notification) -> Self {
-        let mut doc = NotificationDoc {
+        let m = MessageParts::from(&n.message);
+        NotificationDoc {
             notification_id: n.id.to_string(),
-            kind: None,
-            order_id: None,
+            kind: m.kind,
+            order_id: m.order_id.map(|id| id.to_string()),
             recipient: n.recipient.to_string(),
-            product_id: None,
-            product_name: None,
-            quantity: None,
-            user_id: None,
-            code: None,
+            product_id: m.product_id,
+            product_name: m.product_name,
+            quantity: m.quantity,
+            user_id: m.user_id.map(|id| id.to_string()),
+            code: m.code,
             status: n.status.as_str().to_owned(),
             attempts: i64::from(n.attempts),
             next_attempt_at: sys(n.next_attempt_at),
@@ -487,51 +488,22 @@ impl From<&Notification> for NotificationDoc {
             last_error: n.last_error.clone(),
             created_at: sys(n.created_at),
             sent_at: n.sent_at.map(sys),
-        };
-        match &n.message {
-            Message::OrderConfirmation {
-                order_id,
-                product_id,
-                product_name,
-                quantity,
-            } => {
-                doc.order_id = Some(order_id.to_string());
-                doc.product_id = Some(product_id.to_string());
-                doc.product_name = Some(product_name.clone());
-                doc.quantity = Some(i64::from(*quantity));
-            }
-            Message::EmailVerification { user_id, code } => {
-                doc.kind = Some(n.message.kind().to_owned());
-                doc.user_id = Some(user_id.to_string());
-                doc.code = Some(code.clone());
-            }
         }
-        doc
     }
 }
 
 impl NotificationDoc {
     pub(crate) fn into_notification(self) -> Result<Notification> {
-        let missing = |field: &str| bad("notification", format!("no {field}"));
-        let message = match self.kind.as_deref() {
-            None | Some("order_confirmation") => Message::OrderConfirmation {
-                order_id: uuid(
-                    self.order_id
-                        .as_deref()
-                        .ok_or_else(|| missing("order_id"))?,
-                )?,
-                product_id: ProductId::new(self.product_id.ok_or_else(|| missing("product_id"))?)
-                    .map_err(|e| bad("product id", e))?,
-                product_name: self.product_name.ok_or_else(|| missing("product_name"))?,
-                quantity: Quantity::try_from(self.quantity.ok_or_else(|| missing("quantity"))?)
-                    .map_err(|e| bad("quantity", e))?,
-            },
-            Some("email_verification") => Message::EmailVerification {
-                user_id: uuid(self.user_id.as_deref().ok_or_else(|| missing("user_id"))?)?,
-                code: self.code.ok_or_else(|| missing("code"))?,
-            },
-            Some(other) => return Err(bad("notification kind", other)),
-        };
+        let message = Message::try_from(MessageParts {
+            kind: self.kind,
+            order_id: self.order_id.as_deref().map(uuid).transpose()?,
+            product_id: self.product_id,
+            product_name: self.product_name,
+            quantity: self.quantity,
+            user_id: self.user_id.as_deref().map(uuid).transpose()?,
+            code: self.code,
+        })
+        .map_err(|e| bad("notification", e))?;
         Ok(Notification {
             id: uuid(&self.notification_id)?,
             recipient: Email::parse(&self.recipient).map_err(|e| bad("email", e))?,
