@@ -8,6 +8,9 @@ if ! command -v wrk >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
 cargo build --release --example server --example loadtest
+# The physical reference: a plain sqlite3 client on this machine, in the same run.
+python3 benches/sqlite_reference.py
+echo
 ./target/release/examples/loadtest --backend sqlite "$@"
 if [ -n "${INVENTORY_TEST_POSTGRES_URL:-}" ] || (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
   export INVENTORY_TEST_POSTGRES_URL="${INVENTORY_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"

@@ -256,22 +256,6 @@ async fn grant_admin(store: &dyn Store, email: &str) -> Result<String, Box<dyn s
     Ok(format!("{email} created as admin"))
 }
 
-async fn all_pages<T, F, Fut>(fetch: F) -> inventory_kit::core::Result<Vec<T>>
-where
-    F: Fn(Page) -> Fut,
-    Fut: std::future::Future<Output = inventory_kit::core::Result<Vec<T>>>,
-{
-    let mut out = Vec::new();
-    loop {
-        let page = fetch(Page::new(out.len() as u32, 1000)?).await?;
-        let done = page.len() < 1000;
-        out.extend(page);
-        if done {
-            return Ok(out);
-        }
-    }
-}
-
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let mut settings = Settings::from_env()?;
     if let Some(url) = cli.database_url.clone() {
@@ -312,7 +296,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Users {
             command: UsersCommand::List,
         } => {
-            let users = all_pages(|page| store.list_users(page)).await?;
+            let users = transfer::collect_all(|page| store.list_users(page)).await?;
             let rows = users
                 .iter()
                 .map(|u| {
@@ -419,7 +403,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Products {
             command: ProductsCommand::List,
         } => {
-            let rows = all_pages(|page| store.list_products(page))
+            let rows = transfer::collect_all(|page| store.list_products(page))
                 .await?
                 .into_iter()
                 .map(|p| {
@@ -468,9 +452,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Notifications {
             command: NotificationsCommand::Failed,
         } => {
-            let failed =
-                all_pages(|page| store.list_notifications(NotificationStatus::Failed, page))
-                    .await?;
+            let failed = transfer::collect_all(|page| {
+                store.list_notifications(NotificationStatus::Failed, page)
+            })
+            .await?;
             let rows = failed
                 .iter()
                 .map(|n| {

@@ -786,13 +786,31 @@ pub struct NotificationCounts {
     pub cancelled: u64,
 }
 
-/// A window of a list: at most `limit` items after skipping `offset`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A window of a list: at most `limit` items, starting after the cursor `after` when given
+/// (keyset pagination), then skipping `offset` more.
+///
+/// Prefer the cursor: it costs the same on every page (a database skips `offset` rows one by
+/// one, and Firestore bills every skipped document) and does not shift when items are added
+/// or removed between pages. The cursor of an item is its [`Listed::cursor`]; pass the last
+/// item's to get the next page:
+///
+/// ```
+/// # use inventory_core::Page;
+/// let first = Page::first(2)?;
+/// // List with `first`; if the last product it returned is "p-2" (its `cursor()`):
+/// let next = Page::first(2)?.after("p-2");
+/// assert_eq!(next.after.as_deref(), Some("p-2"));
+/// # Ok::<(), inventory_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
-    /// Items to skip.
+    /// Items to skip (after the cursor, when there is one).
     pub offset: u32,
     /// Items to return (1 to 1000).
     pub limit: u32,
+    /// Only items after this cursor in the list's order: the [`Listed::cursor`] of the last
+    /// item of the previous page.
+    pub after: Option<String>,
 }
 
 impl Page {
@@ -807,7 +825,62 @@ impl Page {
                 format!("must be 1 to {}", Self::MAX_LIMIT),
             ));
         }
-        Ok(Page { offset, limit })
+        Ok(Page {
+            offset,
+            limit,
+            after: None,
+        })
+    }
+
+    /// The first `limit` items.
+    pub fn first(limit: u32) -> Result<Self> {
+        Self::new(0, limit)
+    }
+
+    /// The items after `cursor` (keyset pagination).
+    pub fn after(mut self, cursor: impl Into<String>) -> Self {
+        self.after = Some(cursor.into());
+        self
+    }
+
+    /// The cursor read as an order id (orders are listed by id); `InvalidInput` when it is
+    /// not one.
+    pub fn after_order(&self) -> Result<Option<Uuid>> {
+        self.after
+            .as_deref()
+            .map(|a| Uuid::parse_str(a).map_err(|_| Error::invalid("after", "must be an order id")))
+            .transpose()
+    }
+}
+
+/// An item of a paged list, and where a page that ends with it continues.
+pub trait Listed {
+    /// The item's key in its list: a product's id, an order's id, a user's email, a
+    /// notification's id. Lists are ordered by it (orders newest first).
+    fn cursor(&self) -> String;
+}
+
+impl Listed for Product {
+    fn cursor(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+impl Listed for Order {
+    fn cursor(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+impl Listed for User {
+    fn cursor(&self) -> String {
+        self.email.to_string()
+    }
+}
+
+impl Listed for Notification {
+    fn cursor(&self) -> String {
+        self.id.to_string()
     }
 }
 
@@ -816,6 +889,7 @@ impl Default for Page {
         Page {
             offset: 0,
             limit: 100,
+            after: None,
         }
     }
 }

@@ -61,8 +61,16 @@ impl MemoryStore {
     }
 }
 
-fn page<T: Clone>(items: impl Iterator<Item = T>, page: Page) -> Vec<T> {
+/// The window `page` of `items`, which come in their list's order: by cursor ascending, or
+/// descending when `newest_first`.
+fn page<T: Listed>(items: impl Iterator<Item = T>, page: Page, newest_first: bool) -> Vec<T> {
+    let before_cursor = |item: &T| match page.after.as_deref() {
+        None => false,
+        Some(after) if newest_first => item.cursor().as_str() >= after,
+        Some(after) => item.cursor().as_str() <= after,
+    };
     items
+        .skip_while(before_cursor)
         .skip(page.offset as usize)
         .take(page.limit as usize)
         .collect()
@@ -179,7 +187,7 @@ impl ProductStore for MemoryStore {
     }
 
     async fn list_products(&self, p: Page) -> Result<Vec<Product>> {
-        self.with(|s| Ok(page(s.products.values().cloned(), p)))
+        self.with(|s| Ok(page(s.products.values().cloned(), p, false)))
     }
 
     async fn restock(&self, id: &ProductId, add: u64, now: DateTime<Utc>) -> Result<Product> {
@@ -261,12 +269,13 @@ impl OrderStore for MemoryStore {
                     .filter(|o| o.user_id == user_id)
                     .cloned(),
                 p,
+                true,
             ))
         })
     }
 
     async fn list_orders(&self, p: Page) -> Result<Vec<Order>> {
-        self.with(|s| Ok(page(s.orders.values().rev().cloned(), p)))
+        self.with(|s| Ok(page(s.orders.values().rev().cloned(), p, true)))
     }
 
     async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Order> {
@@ -418,6 +427,7 @@ impl NotificationStore for MemoryStore {
                     .filter(|n| n.status == status)
                     .cloned(),
                 p,
+                false,
             ))
         })
     }
@@ -467,7 +477,7 @@ impl Transfer for MemoryStore {
         self.with(|s| {
             let mut users: Vec<&User> = s.users.values().collect();
             users.sort_by(|a, b| a.email.cmp(&b.email));
-            Ok(page(users.into_iter().cloned(), p))
+            Ok(page(users.into_iter().cloned(), p, false))
         })
     }
 

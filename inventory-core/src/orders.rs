@@ -139,6 +139,8 @@ impl Orders {
 
     /// The caller's orders, newest first; with [`ListScope::All`] (admins only), every order.
     pub async fn list(&self, who: &Principal, scope: ListScope, page: Page) -> Result<Vec<Order>> {
+        // An order list's cursor is an order id.
+        page.after_order()?;
         if scope == ListScope::All {
             if !who.is_admin() {
                 return Err(Error::Forbidden("admins only".into()));

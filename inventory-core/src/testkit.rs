@@ -67,6 +67,8 @@ macro_rules! store_conformance {
             revoking_tokens_raises_the_version,
             claim_due_respects_its_limit_and_order,
             verification_emails_share_the_outbox,
+            concurrent_orders_each_stand_alone,
+            lists_continue_after_a_cursor,
         );
     };
 }
@@ -1197,5 +1199,197 @@ pub async fn claim_due_respects_its_limit_and_order(store: TestStore) {
         &claimed[..2],
         &ids[..2],
         "claim_due must hand out the oldest due notifications first"
+    );
+}
+
+/// Orders placed at the same moment (which a store may group into one transaction) each get
+/// their own outcome: successes, shortages, a missing product, replays and a reused key mixed
+/// together never fail one another, and only the successes write anything.
+pub async fn concurrent_orders_each_stand_alone(store: TestStore) {
+    let u = user(&store, "mixed@example.com").await;
+    let scarce = product(&store, "scarce", 4).await;
+    let plenty = product(&store, "plenty", 100).await;
+    let missing = ProductId::new("missing").unwrap();
+    let earlier_key = IdempotencyKey::new("earlier").unwrap();
+    let earlier = store
+        .place_order(&order(&u, &scarce, 1).with_idempotency_key(earlier_key.clone()))
+        .await
+        .expect("the earlier order");
+    let twin_key = IdempotencyKey::new("twin").unwrap();
+
+    let mut calls: Vec<(&str, NewOrder)> = Vec::new();
+    for _ in 0..5 {
+        calls.push(("scarce", order(&u, &scarce, 1)));
+    }
+    calls.push(("too many", order(&u, &scarce, 10)));
+    calls.push(("missing", order(&u, &missing, 1)));
+    calls.push((
+        "replay",
+        order(&u, &scarce, 1).with_idempotency_key(earlier_key.clone()),
+    ));
+    calls.push((
+        "reused",
+        order(&u, &scarce, 3).with_idempotency_key(earlier_key),
+    ));
+    for _ in 0..2 {
+        calls.push((
+            "twin",
+            order(&u, &plenty, 2).with_idempotency_key(twin_key.clone()),
+        ));
+    }
+    let results =
+        futures::future::join_all(calls.iter().map(|(_, new)| store.place_order(new))).await;
+
+    let mut scarce_placed = 0;
+    let mut twins = Vec::new();
+    for ((what, _), result) in calls.iter().zip(results) {
+        match (*what, result) {
+            ("scarce", Ok(p)) if !p.replayed => scarce_placed += 1,
+            ("scarce", Err(Error::OutOfStock { .. })) => {}
+            ("too many", Err(Error::OutOfStock { .. })) => {}
+            ("missing", Err(Error::NotFound(_))) => {}
+            ("replay", Ok(p)) => assert!(
+                p.replayed && p.order.id == earlier.order.id,
+                "a replay must return the earlier order, got {p:?}"
+            ),
+            ("reused", Err(Error::IdempotencyKeyReused)) => {}
+            ("twin", Ok(p)) => twins.push(p),
+            (what, other) => panic!("the {what:?} order got an outcome it must not: {other:?}"),
+        }
+    }
+    assert_eq!(
+        scarce_placed, 3,
+        "3 units were left for 5 one-unit buyers: exactly 3 must be placed"
+    );
+    assert_eq!(
+        stock(&store, &scarce).await,
+        0,
+        "the scarce product sold out"
+    );
+    assert_eq!(
+        twins.iter().filter(|p| !p.replayed).count(),
+        1,
+        "two calls with one key place one order: {twins:?}"
+    );
+    assert_eq!(
+        twins[0].order.id, twins[1].order.id,
+        "both calls with one key answer the same order"
+    );
+    assert_eq!(
+        stock(&store, &plenty).await,
+        98,
+        "the twin key took its units once"
+    );
+    let orders = store.list_orders(Page::new(0, 100).unwrap()).await.unwrap();
+    assert_eq!(
+        orders.len(),
+        5,
+        "the earlier order, 3 scarce ones and one twin"
+    );
+    assert_eq!(
+        store.notification_counts().await.unwrap().pending,
+        5,
+        "one confirmation per order written"
+    );
+}
+
+/// Every list pages by cursor: pages of 2 read after the last item of the page before give each
+/// item once, in the list's order, and an item added before the cursor between two pages does
+/// not shift the next one (as an offset would).
+pub async fn lists_continue_after_a_cursor(store: TestStore) {
+    async fn walk<T: Listed, F, Fut>(fetch: F) -> Vec<String>
+    where
+        F: Fn(Page) -> Fut,
+        Fut: std::future::Future<Output = crate::error::Result<Vec<T>>>,
+    {
+        let mut seen = Vec::new();
+        let mut page = Page::first(2).unwrap();
+        loop {
+            let items = fetch(page.clone()).await.expect("list a page");
+            assert!(items.len() <= 2, "a page of 2 returned {}", items.len());
+            let done = items.len() < 2;
+            seen.extend(items.iter().map(Listed::cursor));
+            match items.last() {
+                Some(last) if !done => page = Page::first(2).unwrap().after(last.cursor()),
+                _ => return seen,
+            }
+        }
+    }
+    let a = user(&store, "cursor-a@example.com").await;
+    let b = user(&store, "cursor-b@example.com").await;
+    let mut products = Vec::new();
+    for id in ["c-1", "c-2", "c-3", "c-4", "c-5"] {
+        products.push(product(&store, id, 100).await.to_string());
+    }
+    let mut a_orders = Vec::new();
+    let mut all_orders = Vec::new();
+    for i in 0..5 {
+        let id = store
+            .place_order(&order(&a, &ProductId::new(&products[i]).unwrap(), 1))
+            .await
+            .unwrap()
+            .order
+            .id;
+        a_orders.push(id.to_string());
+        all_orders.push(id.to_string());
+        let id = store
+            .place_order(&order(&b, &ProductId::new(&products[i]).unwrap(), 1))
+            .await
+            .unwrap()
+            .order
+            .id;
+        all_orders.push(id.to_string());
+    }
+    a_orders.reverse();
+    all_orders.reverse();
+
+    assert_eq!(
+        walk(|p| store.list_products(p)).await,
+        products,
+        "products by id, each once"
+    );
+    assert_eq!(
+        walk(|p| store.list_orders_for_user(a.id, p)).await,
+        a_orders,
+        "a user's orders newest first, each once"
+    );
+    assert_eq!(
+        walk(|p| store.list_orders(p)).await,
+        all_orders,
+        "every order newest first, each once"
+    );
+    let mut emails = vec![a.email.to_string(), b.email.to_string()];
+    emails.sort();
+    assert_eq!(
+        walk(|p| store.list_users(p)).await,
+        emails,
+        "users by address, each once"
+    );
+    let mut pending: Vec<String> = store
+        .list_notifications(NotificationStatus::Pending, Page::first(100).unwrap())
+        .await
+        .unwrap()
+        .iter()
+        .map(Listed::cursor)
+        .collect();
+    pending.sort();
+    assert_eq!(
+        walk(|p| store.list_notifications(NotificationStatus::Pending, p)).await,
+        pending,
+        "pending notifications by id, each once"
+    );
+
+    // A product added before the cursor between two pages does not shift the next page.
+    let first = store.list_products(Page::first(2).unwrap()).await.unwrap();
+    product(&store, "c-0", 1).await;
+    let next = store
+        .list_products(Page::first(2).unwrap().after(first[1].cursor()))
+        .await
+        .unwrap();
+    let next: Vec<String> = next.iter().map(Listed::cursor).collect();
+    assert_eq!(
+        next,
+        ["c-3", "c-4"],
+        "the page after c-2 is c-3, c-4 whatever was added before"
     );
 }

@@ -311,23 +311,43 @@ async fn write_line(out: &mut (impl AsyncWrite + Unpin), record: &Record) -> Res
     out.write_all(&line).await.map_err(Error::other)
 }
 
-/// Pages through `fetch` until a short page.
+/// Pages through `fetch` by cursor (each page starts after the last item of the one before, so
+/// rows added or removed meanwhile never shift a page) until a short page.
 macro_rules! each_page {
     (|$page:ident| $fetch:expr, |$item:ident| $body:expr) => {{
-        let mut offset = 0u32;
+        let mut after: Option<String> = None;
         loop {
-            let $page = Page::new(offset, PAGE)?;
+            let mut $page = Page::first(PAGE)?;
+            $page.after = after.take();
             let items = $fetch;
             let n = items.len() as u32;
+            after = items.last().map(Listed::cursor);
             for $item in items {
                 $body;
             }
             if n < PAGE {
                 break;
             }
-            offset += n;
         }
     }};
+}
+
+/// Every item of a paged list, read page by page by cursor.
+///
+/// ```
+/// # async fn demo(store: &dyn inventory_core::Store) -> inventory_core::Result<()> {
+/// let products = inventory_core::transfer::collect_all(|page| store.list_products(page)).await?;
+/// # Ok(()) }
+/// ```
+pub async fn collect_all<T, F, Fut>(fetch: F) -> Result<Vec<T>>
+where
+    T: Listed,
+    F: Fn(Page) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>>>,
+{
+    let mut all = Vec::new();
+    each_page!(|page| fetch(page).await?, |item| all.push(item));
+    Ok(all)
 }
 
 /// Writes every record of `store` to `out`.
@@ -375,8 +395,7 @@ pub async fn export_with_progress(
         counts.products += 1;
         on_record();
     });
-    let mut orders = Vec::new();
-    each_page!(|page| store.list_orders(page).await?, |o| orders.push(o));
+    let orders = collect_all(|page| store.list_orders(page)).await?;
     // Oldest first, so a partial import is a prefix in time.
     for o in orders.into_iter().rev() {
         write_line(

@@ -18,6 +18,40 @@ use uuid::Uuid;
 
 use crate::docs::*;
 
+/// Keyset pagination on the fluent query builder: continue after a cursor when there is one.
+trait StartAfter: Sized {
+    fn start_after(self, cursor: Option<firestore::FirestoreQueryCursor>) -> Self;
+}
+
+impl StartAfter for firestore::select_builder::FirestoreSelectDocBuilder<'_, FirestoreDb> {
+    fn start_after(self, cursor: Option<firestore::FirestoreQueryCursor>) -> Self {
+        match cursor {
+            Some(cursor) => self.start_at(cursor),
+            None => self,
+        }
+    }
+}
+
+/// Where our orders (by `order_id`, newest first) continue after a cursor of the merged list:
+/// after its id when it is one of ours; when it is one of the original's, after every id of a
+/// later millisecond (our ids are UUID v7, time first), the exact cut made by the caller.
+fn ours_after((at, id): (DateTime<Utc>, Uuid)) -> firestore::FirestoreQueryCursor {
+    if legacy_order_doc_id(id).is_none() {
+        return after_value(id.to_string());
+    }
+    let ms = u64::try_from(at.timestamp_millis().saturating_add(1)).unwrap_or_default();
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    bytes[6] = 0x70;
+    bytes[8] = 0x80;
+    after_value(Uuid::from_bytes(bytes).to_string())
+}
+
+/// A cursor after this value of the (single) field a query is ordered by.
+fn after_value(value: impl Into<firestore::FirestoreValue>) -> firestore::FirestoreQueryCursor {
+    firestore::FirestoreQueryCursor::AfterValue(vec![value.into()])
+}
+
 /// Collection names. The defaults are the original service's (`Users`, `Products`, `Orders`)
 /// and ours (`Notifications`, `IdempotencyKeys`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -450,6 +484,28 @@ impl FirestoreStore {
 }
 
 impl FirestoreStore {
+    /// An order cursor as the place of its order in the merged list: (time, id).
+    async fn order_cursor(&self, page: &Page) -> Result<Option<(DateTime<Utc>, Uuid)>> {
+        let Some(id) = page.after_order()? else {
+            return Ok(None);
+        };
+        match self.get_order(id).await? {
+            Some(order) => Ok(Some((order.created_at, order.id))),
+            None => Err(Error::invalid(
+                "after",
+                format!("no order {id} to continue after"),
+            )),
+        }
+    }
+
+    /// A cursor after document `id` of `collection`, for a list ordered by document name.
+    fn after_doc(&self, collection: &str, id: &str) -> firestore::FirestoreQueryCursor {
+        after_value(firestore::FirestoreReference(format!(
+            "{}/{collection}/{id}",
+            self.db.get_documents_path()
+        )))
+    }
+
     /// The user document of an address, whatever case the original stored it in: first the
     /// normalised id (ours, and the original's lower-case ones), then the index of ids by
     /// lower-cased address, listed again on a miss when older than [`LEGACY_INDEX_TTL`].
@@ -733,12 +789,17 @@ impl ProductStore for FirestoreStore {
     }
 
     async fn list_products(&self, page: Page) -> Result<Vec<Product>> {
+        let after = page
+            .after
+            .as_deref()
+            .map(|id| self.after_doc(&self.cols.products, &doc_id(id)));
         let docs: Vec<ProductDoc> = self
             .db
             .fluent()
             .select()
             .from(self.cols.products.as_str())
             .order(|o| o.fields([o.field(DOC_NAME).asc()]))
+            .start_after(after)
             .offset(page.offset)
             .limit(page.limit)
             .obj()
@@ -911,6 +972,7 @@ impl OrderStore for FirestoreStore {
         // Our orders carry `user_id`; the original's carry only `buyer_email`. The page of the
         // merged list needs at most `offset + limit` of each.
         let wanted = page.offset.saturating_add(page.limit);
+        let cursor = self.order_cursor(&page).await?;
         let ours: Vec<OrderDoc> = self
             .db
             .fluent()
@@ -918,6 +980,7 @@ impl OrderStore for FirestoreStore {
             .from(self.cols.orders.as_str())
             .filter(|q| q.for_all([q.field("user_id").eq(user_id.to_string())]))
             .order(|o| o.fields([o.field("order_id").desc()]))
+            .start_after(cursor.map(ours_after))
             .limit(wanted)
             .obj()
             .query()
@@ -952,6 +1015,8 @@ impl OrderStore for FirestoreStore {
                 orders.push(doc.into_order()?);
             }
         }
+        // Newest first by (time, id); with a cursor, only what comes after it.
+        orders.retain(|o| cursor.is_none_or(|c| (o.created_at, o.id) < c));
         orders.sort_by_key(|o| std::cmp::Reverse((o.created_at, o.id)));
         Ok(orders
             .into_iter()
@@ -965,13 +1030,15 @@ impl OrderStore for FirestoreStore {
         // their index; merged newest first. The page needs at most `offset + limit` of each.
         let legacy = self.legacy_order_ids().await?;
         if legacy.is_empty() {
-            // No orders of the original: a plain page of ours.
+            // No orders of the original: a plain page of ours, after the cursor's id.
+            let after = page.after_order()?.map(|id| after_value(id.to_string()));
             let docs: Vec<OrderDoc> = self
                 .db
                 .fluent()
                 .select()
                 .from(self.cols.orders.as_str())
                 .order(|o| o.fields([o.field("order_id").desc()]))
+                .start_after(after)
                 .offset(page.offset)
                 .limit(page.limit)
                 .obj()
@@ -981,12 +1048,14 @@ impl OrderStore for FirestoreStore {
             return docs.into_iter().map(OrderDoc::into_order).collect();
         }
         let wanted = page.offset.saturating_add(page.limit);
+        let cursor = self.order_cursor(&page).await?;
         let ours: Vec<OrderDoc> = self
             .db
             .fluent()
             .select()
             .from(self.cols.orders.as_str())
             .order(|o| o.fields([o.field("order_id").desc()]))
+            .start_after(cursor.map(ours_after))
             .limit(wanted)
             .obj()
             .query()
@@ -1004,9 +1073,17 @@ impl OrderStore for FirestoreStore {
                 Ok((o.created_at, Entry::Ours(Box::new(o))))
             })
             .collect::<Result<Vec<_>>>()?;
+        if let Some((at, id)) = cursor {
+            // Only what comes after the cursor, newest first.
+            merged.retain(|(_, e)| match e {
+                Entry::Ours(o) => (o.created_at, o.id) < (at, id),
+                Entry::Legacy(_) => true,
+            });
+        }
         merged.extend(
             legacy
                 .into_iter()
+                .filter(|(at, _)| cursor.is_none_or(|(c, _)| *at < c))
                 .take(wanted as usize)
                 .map(|(at, id)| (at, Entry::Legacy(id))),
         );
@@ -1329,6 +1406,7 @@ impl NotificationStore for FirestoreStore {
             .from(self.cols.notifications.as_str())
             .filter(|q| q.for_all([q.field("status").eq(status.as_str())]))
             .order(|o| o.fields([o.field("notification_id").asc()]))
+            .start_after(page.after.clone().map(after_value))
             .offset(page.offset)
             .limit(page.limit)
             .obj()
@@ -1482,12 +1560,27 @@ impl FirestoreStore {
 #[async_trait]
 impl Transfer for FirestoreStore {
     async fn list_users(&self, page: Page) -> Result<Vec<User>> {
+        // The cursor is an address; the list runs by document id, which for a user written by
+        // the original may be the address in another form: continue after that document.
+        let after = match page.after.as_deref() {
+            None => None,
+            Some(email) => {
+                let email = Email::parse(email)
+                    .map_err(|_| Error::invalid("after", "must be an email address"))?;
+                let id = match self.find_user_doc(&email).await? {
+                    Some(doc) => doc.doc_id().to_owned(),
+                    None => doc_id(email.as_str()),
+                };
+                Some(self.after_doc(&self.cols.users, &id))
+            }
+        };
         let docs: Vec<UserDoc> = self
             .db
             .fluent()
             .select()
             .from(self.cols.users.as_str())
             .order(|o| o.fields([o.field(DOC_NAME).asc()]))
+            .start_after(after)
             .offset(page.offset)
             .limit(page.limit)
             .obj()

@@ -18,11 +18,17 @@
 //!
 //! # Semantics
 //!
-//! - Placing an order is one transaction whose stock step is a single conditional
-//!   `UPDATE ... WHERE quantity >= n`, so concurrent buyers can never oversell.
-//! - SQLite runs in WAL mode with `synchronous=NORMAL`, a busy timeout and foreign keys on; all
-//!   writes of a process go through one connection (`BEGIN IMMEDIATE`), so concurrent buyers
-//!   queue instead of failing with `database is locked`. Reads use a separate pool.
+//! - Orders are placed by group commit: one writer task per store takes every order waiting at
+//!   that moment (up to 256) into one transaction, reads the products (locked on PostgreSQL,
+//!   under the write lock on SQLite) and the idempotency keys once, decides the orders in the
+//!   order they arrived (first come, first served), and writes the stock, the orders and their
+//!   confirmations with one statement each. Every order is still all-or-nothing on its own: a
+//!   short, unknown or replayed order in a batch does not fail the others, and a batch whose
+//!   transaction fails is placed again order by order. Concurrent buyers can never oversell.
+//! - SQLite runs in WAL mode with `synchronous=FULL` (an order answered is on disk; the shared
+//!   commit makes the `fsync` cheap), a busy timeout and foreign keys on; all writes of a process
+//!   go through one connection (`BEGIN IMMEDIATE`), so concurrent buyers queue instead of
+//!   failing with `database is locked`. Reads use a separate pool.
 //! - PostgreSQL claims due notifications with `FOR UPDATE SKIP LOCKED`, and the outbox signal is
 //!   `LISTEN/NOTIFY` (sent inside the placing transaction, so it fires on commit). The listening
 //!   connection reconnects by itself and raises the signal after every reconnect, since

@@ -60,6 +60,11 @@ impl Default for SqlOptions {
 
 /// SQL written once and run on either database. Each dialect supplies only what differs.
 trait SqlDialect {
+    /// The sqlx database.
+    type Db: sqlx::Database;
+    /// Appended to the select of a batch's products: PostgreSQL locks them (in id order, so
+    /// two batches never deadlock), SQLite already holds the write lock.
+    const LOCK_PRODUCTS: &'static str;
     /// Starts a write transaction.
     const BEGIN: &'static str;
     /// Claims due notifications: $1 owner, $2 lease until, $3 now, $4 limit.
@@ -87,6 +92,8 @@ macro_rules! claim_sql {
 struct SqliteDialect;
 #[cfg(feature = "sqlite")]
 impl SqlDialect for SqliteDialect {
+    type Db = sqlx::Sqlite;
+    const LOCK_PRODUCTS: &'static str = "";
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
     const CLAIM: &'static str = claim_sql!("");
     const NOTIFY: Option<&'static str> = None;
@@ -98,6 +105,8 @@ impl SqlDialect for SqliteDialect {
 struct PgDialect;
 #[cfg(feature = "postgres")]
 impl SqlDialect for PgDialect {
+    type Db = sqlx::Postgres;
+    const LOCK_PRODUCTS: &'static str = " ORDER BY id FOR UPDATE";
     const BEGIN: &'static str = "BEGIN";
     const CLAIM: &'static str = claim_sql!(" FOR UPDATE SKIP LOCKED");
     const NOTIFY: Option<&'static str> = Some("SELECT pg_notify('inventory_outbox', '')");
@@ -105,12 +114,13 @@ impl SqlDialect for PgDialect {
         "INSERT INTO write_probe (id, pad) VALUES (1, decode(repeat('00', 4096), 'hex'))";
 }
 
+#[derive(Clone)]
 enum Backend {
     #[cfg(feature = "sqlite")]
     Sqlite {
         read: SqlitePool,
         write: SqlitePool,
-        _keeper: Option<std::sync::Mutex<sqlx::SqliteConnection>>,
+        _keeper: Option<std::sync::Arc<std::sync::Mutex<sqlx::SqliteConnection>>>,
     },
     #[cfg(feature = "postgres")]
     Postgres(PgPool),
@@ -152,6 +162,8 @@ fn clean_connections<DB: sqlx::Database>(
     })
 }
 
+mod orders;
+
 struct AbortOnDrop(JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -163,6 +175,7 @@ impl Drop for AbortOnDrop {
 /// The SQL store. Cheap to share behind an `Arc`; dropping it stops its listener task.
 pub struct SqlStore {
     backend: Backend,
+    orders: orders::OrderQueue,
     signal: watch::Sender<u64>,
     _listener: Option<AbortOnDrop>,
 }
@@ -300,11 +313,11 @@ impl SqlStore {
         // The in-memory database lives while one connection is open: keep one aside.
         let keeper = if in_memory {
             use sqlx::Connection as _;
-            Some(std::sync::Mutex::new(
+            Some(std::sync::Arc::new(std::sync::Mutex::new(
                 sqlx::SqliteConnection::connect_with(&base)
                     .await
                     .map_err(db)?,
-            ))
+            )))
         } else {
             None
         };
@@ -328,15 +341,12 @@ impl SqlStore {
                 .await
                 .map_err(db)?
         };
-        Ok(SqlStore {
-            backend: Backend::Sqlite {
-                read,
-                write,
-                _keeper: keeper,
-            },
-            signal: watch::channel(0).0,
-            _listener: None,
-        })
+        let backend = Backend::Sqlite {
+            read,
+            write,
+            _keeper: keeper,
+        };
+        Ok(Self::assemble(backend, watch::channel(0).0, None))
     }
 
     #[cfg(feature = "postgres")]
@@ -395,11 +405,21 @@ impl SqlStore {
             .map_err(db)?;
         let signal = watch::channel(0).0;
         let listener = tokio::spawn(listen(pool.clone(), signal.clone()));
-        Ok(SqlStore {
-            backend: Backend::Postgres(pool),
+        let listener = Some(AbortOnDrop(listener));
+        Ok(Self::assemble(Backend::Postgres(pool), signal, listener))
+    }
+
+    fn assemble(
+        backend: Backend,
+        signal: watch::Sender<u64>,
+        listener: Option<AbortOnDrop>,
+    ) -> Self {
+        SqlStore {
+            orders: orders::OrderQueue::start(backend.clone(), signal.clone()),
+            backend,
             signal,
-            _listener: Some(AbortOnDrop(listener)),
-        })
+            _listener: listener,
+        }
     }
 
     /// Runs the embedded migrations (idempotent). Migrations are additive (expand first,
@@ -483,27 +503,6 @@ impl SqlStore {
             Backend::Postgres(pool) => pool.close().await,
         }
     }
-
-    async fn replay(&self, new: &NewOrder, key: &IdempotencyKey) -> Result<Option<Placed>> {
-        let row: Option<OrderRow> = with_pool!(self, write, |pool, D| {
-            sqlx::query_as("SELECT * FROM orders WHERE user_id = $1 AND idempotency_key = $2")
-                .bind(new.user_id.to_string())
-                .bind(key.as_str())
-                .fetch_optional(pool)
-                .await
-                .map_err(db)?
-        });
-        let Some(order) = row.map(Order::try_from).transpose()? else {
-            return Ok(None);
-        };
-        if !new.matches(&order) {
-            return Err(Error::IdempotencyKeyReused);
-        }
-        Ok(Some(Placed {
-            order,
-            replayed: true,
-        }))
-    }
 }
 
 /// Keeps a LISTEN connection open and raises the signal on every notification and after every
@@ -542,8 +541,24 @@ async fn listen(pool: PgPool, signal: watch::Sender<u64>) {
     }
 }
 
-fn page_args(page: Page) -> (i64, i64) {
-    (i64::from(page.limit), i64::from(page.offset))
+/// Which way a list runs by its key.
+#[derive(Clone, Copy)]
+enum Way {
+    /// Ascending: the cursor is a lower bound.
+    Up,
+    /// Descending (newest first): the cursor is an upper bound.
+    Down,
+}
+
+/// A page's limit, offset and cursor. Without a cursor the bound is one that every key passes
+/// (`""` going up; `"~"` going down, above every UUID and every text id the API accepts), so
+/// each list is one statement whose key range is always an index range.
+fn page_args(page: Page, way: Way) -> (i64, i64, String) {
+    let cursor = page.after.unwrap_or_else(|| match way {
+        Way::Up => String::new(),
+        Way::Down => "~".to_owned(),
+    });
+    (i64::from(page.limit), i64::from(page.offset), cursor)
 }
 
 #[async_trait]
@@ -721,11 +736,12 @@ impl ProductStore for SqlStore {
     }
 
     async fn list_products(&self, page: Page) -> Result<Vec<Product>> {
-        let (limit, offset) = page_args(page);
+        let (limit, offset, after) = page_args(page, Way::Up);
         let rows: Vec<ProductRow> = with_pool!(self, read, |pool, D| {
-            sqlx::query_as("SELECT * FROM products ORDER BY id LIMIT $1 OFFSET $2")
+            sqlx::query_as("SELECT * FROM products WHERE id > $3 ORDER BY id LIMIT $1 OFFSET $2")
                 .bind(limit)
                 .bind(offset)
+                .bind(&after)
                 .fetch_all(pool)
                 .await
                 .map_err(db)?
@@ -759,175 +775,10 @@ impl ProductStore for SqlStore {
     }
 }
 
-/// PostgreSQL places an order in one statement, so one round trip: the conditional stock
-/// update, the order, its confirmation and the outbox signal (sent at commit) are one
-/// atomic statement, and the product row is locked only while it runs. It returns 1 when
-/// the order was placed, 0 when the product is missing or short. A unique violation (the
-/// idempotency key taken) rolls all of it back.
-#[cfg(feature = "postgres")]
-const PG_PLACE_ORDER: &str = "\
-WITH p AS ( \
-    UPDATE products SET quantity = quantity - $1, updated_at = $2 \
-    WHERE id = $3 AND quantity >= $1 RETURNING name \
-), o AS ( \
-    INSERT INTO orders (id, user_id, buyer_email, product_id, quantity, status, idempotency_key, created_at, updated_at) \
-    SELECT $4, $5, $6, $3, $1, 'pending', $7, $2, $2 FROM p RETURNING id \
-), n AS ( \
-    INSERT INTO notifications (id, order_id, recipient, product_id, product_name, quantity, status, attempts, next_attempt_at, created_at) \
-    SELECT $8, o.id, $6, $3, p.name, $1, 'pending', 0, $2, $2 FROM p, o RETURNING id \
-) \
-SELECT count(*) FROM (SELECT pg_notify('inventory_outbox', '') FROM n) AS notified";
-
-impl SqlStore {
-    /// [`OrderStore::place_order`] on PostgreSQL: [`PG_PLACE_ORDER`], and only when it placed
-    /// nothing or hit the key, the reads that say why (an earlier order with the key is
-    /// replayed).
-    #[cfg(feature = "postgres")]
-    async fn place_order_pg(&self, pool: &PgPool, new: &NewOrder) -> Result<Placed> {
-        let order = new.order();
-        let placed: Result<(i64,)> = sqlx::query_as(PG_PLACE_ORDER)
-            .bind(i64::from(new.quantity))
-            .bind(ts(new.now))
-            .bind(new.product_id.as_str())
-            .bind(order.id.to_string())
-            .bind(order.user_id.to_string())
-            .bind(order.buyer_email.as_str())
-            .bind(order.idempotency_key.as_deref())
-            .bind(new.notification_id.to_string())
-            .fetch_one(pool)
-            .await
-            .map_err(|e| map(e, KEY_TAKEN));
-        let replayed = || async {
-            match &new.idempotency_key {
-                Some(key) => self.replay(new, key).await,
-                None => Ok(None),
-            }
-        };
-        match placed {
-            Ok((1,)) => {
-                bump(&self.signal);
-                Ok(Placed {
-                    order,
-                    replayed: false,
-                })
-            }
-            // Nothing written: an earlier order with this key is the answer, else the product
-            // is missing or short.
-            Ok(_) => {
-                if let Some(earlier) = replayed().await? {
-                    return Ok(earlier);
-                }
-                let exists: Option<(i64,)> =
-                    sqlx::query_as("SELECT quantity FROM products WHERE id = $1")
-                        .bind(new.product_id.as_str())
-                        .fetch_optional(pool)
-                        .await
-                        .map_err(db)?;
-                Err(match exists {
-                    Some(_) => Error::OutOfStock {
-                        product_id: new.product_id.to_string(),
-                    },
-                    None => Error::NotFound(format!("product {}", new.product_id)),
-                })
-            }
-            // The key is taken (an earlier order, or a concurrent one that won).
-            Err(Error::AlreadyExists(msg)) => replayed().await?.ok_or(Error::AlreadyExists(msg)),
-            Err(e) => Err(e),
-        }
-    }
-}
-
 #[async_trait]
 impl OrderStore for SqlStore {
     async fn place_order(&self, new: &NewOrder) -> Result<Placed> {
-        #[cfg(feature = "postgres")]
-        if let Some(pool) = self.pg_pool() {
-            return self.place_order_pg(pool, new).await;
-        }
-        if let Some(key) = &new.idempotency_key
-            && let Some(placed) = self.replay(new, key).await?
-        {
-            return Ok(placed);
-        }
-        let order = new.order();
-        let quantity = i64::from(new.quantity);
-        let now = ts(new.now);
-        let result: Result<()> = with_pool!(self, write, |pool, D| {
-            async {
-            let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
-            let name: Option<(String,)> = sqlx::query_as(
-                "UPDATE products SET quantity = quantity - $1, updated_at = $2 WHERE id = $3 AND quantity >= $1 RETURNING name",
-            )
-            .bind(quantity)
-            .bind(now)
-            .bind(new.product_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-            let Some((product_name,)) = name else {
-                let exists: Option<(i64,)> = sqlx::query_as("SELECT quantity FROM products WHERE id = $1")
-                    .bind(new.product_id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                return Err(match exists {
-                    Some(_) => Error::OutOfStock { product_id: new.product_id.to_string() },
-                    None => Error::NotFound(format!("product {}", new.product_id)),
-                });
-            };
-            sqlx::query(
-                "INSERT INTO orders (id, user_id, buyer_email, product_id, quantity, status, idempotency_key, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $7)",
-            )
-            .bind(order.id.to_string())
-            .bind(order.user_id.to_string())
-            .bind(order.buyer_email.as_str())
-            .bind(order.product_id.as_str())
-            .bind(quantity)
-            .bind(order.idempotency_key.as_deref())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| map(e, KEY_TAKEN))?;
-            sqlx::query(
-                "INSERT INTO notifications (id, order_id, recipient, product_id, product_name, quantity, status, attempts, next_attempt_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7)",
-            )
-            .bind(new.notification_id.to_string())
-            .bind(order.id.to_string())
-            .bind(order.buyer_email.as_str())
-            .bind(order.product_id.as_str())
-            .bind(product_name)
-            .bind(quantity)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-            if let Some(notify) = D::NOTIFY {
-                sqlx::query(notify).execute(&mut *tx).await.map_err(db)?;
-            }
-            tx.commit().await.map_err(db)
-        }
-        .await
-        });
-        match result {
-            Ok(()) => {
-                bump(&self.signal);
-                Ok(Placed {
-                    order,
-                    replayed: false,
-                })
-            }
-            // Lost a race with the same key: the winner's order is the answer.
-            Err(Error::AlreadyExists(msg)) => match &new.idempotency_key {
-                Some(key) => self
-                    .replay(new, key)
-                    .await?
-                    .ok_or(Error::AlreadyExists(msg)),
-                None => Err(Error::AlreadyExists(msg)),
-            },
-            Err(e) => Err(e),
-        }
+        self.orders.place(new).await
     }
 
     async fn get_order(&self, id: Uuid) -> Result<Option<Order>> {
@@ -942,14 +793,15 @@ impl OrderStore for SqlStore {
     }
 
     async fn list_orders_for_user(&self, user_id: Uuid, page: Page) -> Result<Vec<Order>> {
-        let (limit, offset) = page_args(page);
+        let (limit, offset, after) = page_args(page, Way::Down);
         let rows: Vec<OrderRow> = with_pool!(self, read, |pool, D| {
             sqlx::query_as(
-                "SELECT * FROM orders WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
+                "SELECT * FROM orders WHERE user_id = $1 AND id < $4 ORDER BY id DESC LIMIT $2 OFFSET $3",
             )
             .bind(user_id.to_string())
             .bind(limit)
             .bind(offset)
+            .bind(&after)
             .fetch_all(pool)
             .await
             .map_err(db)?
@@ -958,11 +810,12 @@ impl OrderStore for SqlStore {
     }
 
     async fn list_orders(&self, page: Page) -> Result<Vec<Order>> {
-        let (limit, offset) = page_args(page);
+        let (limit, offset, after) = page_args(page, Way::Down);
         let rows: Vec<OrderRow> = with_pool!(self, read, |pool, D| {
-            sqlx::query_as("SELECT * FROM orders ORDER BY id DESC LIMIT $1 OFFSET $2")
+            sqlx::query_as("SELECT * FROM orders WHERE id < $3 ORDER BY id DESC LIMIT $1 OFFSET $2")
                 .bind(limit)
                 .bind(offset)
+                .bind(&after)
                 .fetch_all(pool)
                 .await
                 .map_err(db)?
@@ -1155,14 +1008,15 @@ impl NotificationStore for SqlStore {
         status: NotificationStatus,
         page: Page,
     ) -> Result<Vec<Notification>> {
-        let (limit, offset) = page_args(page);
+        let (limit, offset, after) = page_args(page, Way::Up);
         let rows: Vec<NotificationRow> = with_pool!(self, read, |pool, D| {
             sqlx::query_as(
-                "SELECT * FROM notifications WHERE status = $1 ORDER BY id LIMIT $2 OFFSET $3",
+                "SELECT * FROM notifications WHERE status = $1 AND id > $4 ORDER BY id LIMIT $2 OFFSET $3",
             )
             .bind(status.as_str())
             .bind(limit)
             .bind(offset)
+            .bind(&after)
             .fetch_all(pool)
             .await
             .map_err(db)?
@@ -1245,11 +1099,12 @@ impl SqlStore {
 #[async_trait]
 impl Transfer for SqlStore {
     async fn list_users(&self, page: Page) -> Result<Vec<User>> {
-        let (limit, offset) = page_args(page);
+        let (limit, offset, after) = page_args(page, Way::Up);
         let rows: Vec<UserRow> = with_pool!(self, read, |pool, D| {
-            sqlx::query_as("SELECT * FROM users ORDER BY email LIMIT $1 OFFSET $2")
+            sqlx::query_as("SELECT * FROM users WHERE email > $3 ORDER BY email LIMIT $1 OFFSET $2")
                 .bind(limit)
                 .bind(offset)
+                .bind(&after)
                 .fetch_all(pool)
                 .await
                 .map_err(db)?

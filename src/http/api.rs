@@ -1,13 +1,13 @@
 //! Routes, request and response bodies, and the OpenAPI document.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use inventory_core::{
-    Error, NewProduct, Notification, Order, Page, PlaceOrderRequest, Product, ProductId,
+    Error, Listed, NewProduct, Notification, Order, Page, PlaceOrderRequest, Product, ProductId,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -136,7 +136,11 @@ pub(super) struct RestockBody {
 
 #[derive(Deserialize, IntoParams)]
 pub(super) struct PageQuery {
-    /// Items to skip (default 0).
+    /// Continue after this item (keyset pagination): the id of the last product or order of
+    /// the previous page. A full page answers with a `Link: <?after=...>; rel="next"` header.
+    after: Option<String>,
+    /// Items to skip (default 0; after `after` when both are given). Prefer `after`: an
+    /// offset costs more on every page, and pages shift when items are added meanwhile.
     offset: Option<u32>,
     /// Items to return, 1 to 1000 (default 100).
     limit: Option<u32>,
@@ -146,7 +150,32 @@ pub(super) struct PageQuery {
 
 impl PageQuery {
     fn page(&self) -> Result<Page, Error> {
-        Page::new(self.offset.unwrap_or(0), self.limit.unwrap_or(100))
+        let mut page = Page::new(self.offset.unwrap_or(0), self.limit.unwrap_or(100))?;
+        page.after = self.after.clone();
+        Ok(page)
+    }
+
+    /// The list as JSON, with a `Link` to the next page when this one is full (a short page
+    /// is the last). The link is relative (a query only), so it holds under any prefix.
+    fn answer<T: Listed, R: Serialize>(&self, items: Vec<T>, view: impl Fn(T) -> R) -> Response {
+        let limit = self.limit.unwrap_or(100);
+        let next = (items.len() as u32 >= limit)
+            .then(|| items.last().map(Listed::cursor))
+            .flatten()
+            .and_then(|after| {
+                let mut query = vec![("after", after), ("limit", limit.to_string())];
+                if self.all == Some(true) {
+                    query.push(("all", "true".to_owned()));
+                }
+                serde_urlencoded::to_string(query).ok()
+            });
+        let body = Json(items.into_iter().map(view).collect::<Vec<_>>());
+        match next {
+            Some(query) => {
+                ([(header::LINK, format!("<?{query}>; rel=\"next\""))], body).into_response()
+            }
+            None => body.into_response(),
+        }
     }
 }
 
@@ -350,7 +379,7 @@ async fn list_orders(
     State(state): State<ApiState>,
     Caller(who): Caller,
     Query(q): Query<PageQuery>,
-) -> ApiResult<Json<Vec<OrderResponse>>> {
+) -> ApiResult<Response> {
     let orders = state
         .orders
         .list(
@@ -363,12 +392,7 @@ async fn list_orders(
             q.page()?,
         )
         .await?;
-    Ok(Json(
-        orders
-            .into_iter()
-            .map(|o| OrderResponse::new(o, None))
-            .collect(),
-    ))
+    Ok(q.answer(orders, |o| OrderResponse::new(o, None)))
 }
 
 fn order_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -409,9 +433,9 @@ async fn cancel_order(
 async fn list_products(
     State(state): State<ApiState>,
     Query(q): Query<PageQuery>,
-) -> ApiResult<Json<Vec<ProductResponse>>> {
+) -> ApiResult<Response> {
     let products = state.store.list_products(q.page()?).await?;
-    Ok(Json(products.into_iter().map(Into::into).collect()))
+    Ok(q.answer(products, ProductResponse::from))
 }
 
 #[utoipa::path(get, path = "/products/{id}", tag = "products",
