@@ -960,3 +960,82 @@ async fn mail_templates_from_a_folder_word_the_confirmation() {
     assert_eq!(err.var, "MAIL_TEMPLATE_DIR");
     assert!(err.message.contains("subject.txt"), "{err}");
 }
+
+/// Lists page by cursor over HTTP: `?after=` continues after an item, a full page links to
+/// the next one (`Link: <?after=...>; rel="next"`, relative so it holds under a prefix), the
+/// last page has no link, and a cursor that cannot be an order id is refused with its field.
+#[tokio::test]
+async fn lists_page_by_cursor_with_a_next_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(&support::sqlite_env(dir.path(), support::closed_port())).await;
+    let api = app.api.clone();
+    let admin = api.token("admin@example.com", "admin-password").await;
+    for id in ["a b/c", "zz-1", "zz-2"] {
+        let (status, _) = api
+            .post(
+                "/products",
+                Some(&admin),
+                json!({"product_id": id, "product_name": id, "quantity": 9}),
+            )
+            .await;
+        assert_eq!(status, 201, "create {id}");
+    }
+    // Follow the links from the first page: every product once, in id order.
+    let mut seen = Vec::new();
+    let mut next = Some("?limit=2".to_owned());
+    while let Some(query) = next.take() {
+        let reply = api
+            .send(
+                reqwest::Method::GET,
+                &format!("/products{query}"),
+                &[],
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let page = reply.json();
+        seen.extend(
+            page.as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["product_id"].as_str().unwrap().to_owned()),
+        );
+        next = reply.headers.get("link").map(|l| {
+            let l = l.to_str().unwrap();
+            assert!(l.ends_with(">; rel=\"next\""), "{l}");
+            l.trim_start_matches('<')
+                .split('>')
+                .next()
+                .unwrap()
+                .to_owned()
+        });
+    }
+    assert_eq!(seen, ["a b/c", "product-1", "scarce", "zz-1", "zz-2"]);
+
+    // Orders: newest first, continuing after an order id.
+    let token = api.token("pager@example.com", "pager-password").await;
+    let mut placed = Vec::new();
+    for _ in 0..3 {
+        let (status, body) = api
+            .post("/orders/place", Some(&token), json!({"product_id": "zz-1"}))
+            .await;
+        assert_eq!(status, 200);
+        placed.push(body["order_id"].as_str().unwrap().to_owned());
+    }
+    let (status, page) = api
+        .get(&format!("/orders?after={}", placed[2]), Some(&token))
+        .await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = page
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["order_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [placed[1].as_str(), placed[0].as_str()]);
+    let (status, body) = api.get("/orders?after=not-an-order", Some(&token)).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("after"), "{body}");
+    app.stop().await;
+}

@@ -1323,22 +1323,13 @@ pub async fn lists_continue_after_a_cursor(store: TestStore) {
     }
     let mut a_orders = Vec::new();
     let mut all_orders = Vec::new();
-    for i in 0..5 {
-        let id = store
-            .place_order(&order(&a, &ProductId::new(&products[i]).unwrap(), 1))
-            .await
-            .unwrap()
-            .order
-            .id;
-        a_orders.push(id.to_string());
-        all_orders.push(id.to_string());
-        let id = store
-            .place_order(&order(&b, &ProductId::new(&products[i]).unwrap(), 1))
-            .await
-            .unwrap()
-            .order
-            .id;
-        all_orders.push(id.to_string());
+    for id in &products {
+        let p = ProductId::new(id).unwrap();
+        let placed = store.place_order(&order(&a, &p, 1)).await.unwrap();
+        a_orders.push(placed.order.id.to_string());
+        all_orders.push(placed.order.id.to_string());
+        let placed = store.place_order(&order(&b, &p, 1)).await.unwrap();
+        all_orders.push(placed.order.id.to_string());
     }
     a_orders.reverse();
     all_orders.reverse();

@@ -25,6 +25,8 @@
 //!   confirmations with one statement each. Every order is still all-or-nothing on its own: a
 //!   short, unknown or replayed order in a batch does not fail the others, and a batch whose
 //!   transaction fails is placed again order by order. Concurrent buyers can never oversell.
+//!   The dispatcher's "sent" marks ride in the same transactions, so delivering a confirmation
+//!   does not cost a commit of its own.
 //! - SQLite runs in WAL mode with `synchronous=FULL` (an order answered is on disk; the shared
 //!   commit makes the `fsync` cheap), a busy timeout and foreign keys on; all writes of a process
 //!   go through one connection (`BEGIN IMMEDIATE`), so concurrent buyers queue instead of

@@ -1,4 +1,4 @@
-//! Placing orders: group commit.
+//! Group commit: placing orders, and recording confirmations as sent.
 //!
 //! Every `place_order` call of a store hands its order to one writer task. The writer takes
 //! every order waiting at that moment (up to [`MAX_BATCH`]) into one transaction: it reads the
@@ -8,6 +8,9 @@
 //! that is short, names a missing product or replays a key is answered without writing, and the
 //! others go on. The commit, the one `fsync`, is shared by the whole batch, which is what makes
 //! `synchronous=FULL` affordable on SQLite.
+//!
+//! The dispatcher's "sent" marks ride in the same transactions: each would otherwise be a
+//! commit (an `fsync` on SQLite) of its own, one per order.
 //!
 //! Should the batch's transaction fail (a full disk, a key taken by another process meanwhile,
 //! a lost connection), nothing of it was written and each of its orders is placed again on its
@@ -24,46 +27,119 @@ use super::*;
 /// parameters at most) and the time a batch holds the write lock.
 pub(super) const MAX_BATCH: usize = 256;
 
-/// One `place_order` call waiting for the writer.
-pub(super) struct Job {
-    new: NewOrder,
-    reply: oneshot::Sender<Result<Placed>>,
+/// A write waiting for the writer.
+pub(super) enum Job {
+    /// A `place_order` call.
+    Place {
+        new: NewOrder,
+        reply: oneshot::Sender<Result<Placed>>,
+    },
+    /// A `mark_sent` call: true when the lease was still held and the notification is now sent.
+    MarkSent {
+        mark: Mark,
+        reply: oneshot::Sender<Result<bool>>,
+    },
+    /// A `claim_due` call.
+    Claim {
+        claim: Claim,
+        reply: oneshot::Sender<Result<Vec<Notification>>>,
+    },
+}
+
+impl Job {
+    fn abandoned(&self) -> bool {
+        match self {
+            Job::Place { reply, .. } => reply.is_closed(),
+            Job::MarkSent { reply, .. } => reply.is_closed(),
+            Job::Claim { reply, .. } => reply.is_closed(),
+        }
+    }
+}
+
+/// A delivered notification to record as sent, under its lease.
+pub(super) struct Mark {
+    id: Uuid,
+    owner: String,
+    now: DateTime<Utc>,
+}
+
+/// Due notifications to lease to a dispatcher.
+pub(super) struct Claim {
+    owner: String,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: u32,
 }
 
 /// The sending side kept by the store; dropping it ends the writer.
-pub(super) struct OrderQueue {
+pub(super) struct WriteQueue {
     jobs: mpsc::Sender<Job>,
     _writer: AbortOnDrop,
 }
 
-impl OrderQueue {
+impl WriteQueue {
     /// Starts the writer task for this backend.
     pub(super) fn start(backend: Backend, signal: watch::Sender<u64>) -> Self {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
-        let writer = OrderWriter { backend, signal };
-        OrderQueue {
+        let writer = Writer { backend, signal };
+        WriteQueue {
             jobs,
             _writer: AbortOnDrop(tokio::spawn(writer.run(rx))),
         }
+    }
+
+    async fn submit<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let closed = || Error::Unavailable("the store's writer has stopped".into());
+        self.jobs.send(job(reply)).await.map_err(|_| closed())?;
+        answer.await.unwrap_or_else(|_| Err(closed()))
     }
 
     /// Places one order through the writer. A caller that gives up after handing its order
     /// over does not take it back: the order is placed (or not) as a whole either way, and a
     /// retry with the same idempotency key finds it.
     pub(super) async fn place(&self, new: &NewOrder) -> Result<Placed> {
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            new: new.clone(),
-            reply,
+        let new = new.clone();
+        self.submit(|reply| Job::Place { new, reply }).await
+    }
+
+    /// Records a notification as sent (and its order as confirmed) through the writer, so a
+    /// busy dispatcher's bookkeeping shares commits with the orders. False when the lease is
+    /// no longer `owner`'s.
+    pub(super) async fn mark_sent(
+        &self,
+        id: Uuid,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mark = Mark {
+            id,
+            owner: owner.to_owned(),
+            now,
         };
-        let closed = || Error::Unavailable("the store's order writer has stopped".into());
-        self.jobs.send(job).await.map_err(|_| closed())?;
-        answer.await.unwrap_or_else(|_| Err(closed()))
+        self.submit(|reply| Job::MarkSent { mark, reply }).await
+    }
+
+    /// Leases up to `limit` due notifications to `owner` until `until`, through the writer.
+    pub(super) async fn claim(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Notification>> {
+        let claim = Claim {
+            owner: owner.to_owned(),
+            now,
+            until,
+            limit,
+        };
+        self.submit(|reply| Job::Claim { claim, reply }).await
     }
 }
 
 /// The writer task's handle on the database.
-struct OrderWriter {
+struct Writer {
     backend: Backend,
     signal: watch::Sender<u64>,
 }
@@ -71,64 +147,142 @@ struct OrderWriter {
 /// Earlier orders by (user, idempotency key).
 type Keys = HashMap<(Uuid, String), Order>;
 
-impl OrderWriter {
+/// The writes of one batch, by kind, in arrival order.
+#[derive(Default)]
+struct Writes<'a> {
+    orders: Vec<&'a NewOrder>,
+    marks: Vec<&'a Mark>,
+    claims: Vec<&'a Claim>,
+}
+
+/// What one transaction did: each write's outcome, by kind, in order.
+#[derive(Default)]
+struct Outcomes {
+    placed: Vec<Result<Placed>>,
+    marked: Vec<bool>,
+    claimed: Vec<Vec<Notification>>,
+}
+
+impl Writer {
     async fn run(self, mut rx: mpsc::Receiver<Job>) {
         let mut jobs = Vec::with_capacity(MAX_BATCH);
         while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
             // A caller that went away before its turn never reached the database: skip it.
-            jobs.retain(|job| !job.reply.is_closed());
-            self.place_batch(std::mem::take(&mut jobs)).await;
+            jobs.retain(|job| !job.abandoned());
+            self.write_batch(std::mem::take(&mut jobs)).await;
         }
     }
 
-    async fn place_batch(&self, jobs: Vec<Job>) {
+    async fn write_batch(&self, jobs: Vec<Job>) {
         if jobs.is_empty() {
             return;
         }
-        let orders: Vec<&NewOrder> = jobs.iter().map(|j| &j.new).collect();
-        match self.try_batch(&orders).await {
+        let mut writes = Writes::default();
+        for job in &jobs {
+            match job {
+                Job::Place { new, .. } => writes.orders.push(new),
+                Job::MarkSent { mark, .. } => writes.marks.push(mark),
+                Job::Claim { claim, .. } => writes.claims.push(claim),
+            }
+        }
+        match self.try_batch(&writes).await {
             Ok(outcomes) => {
-                if outcomes.iter().any(|o| matches!(o, Ok(p) if !p.replayed)) {
+                if outcomes
+                    .placed
+                    .iter()
+                    .any(|o| matches!(o, Ok(p) if !p.replayed))
+                {
                     bump(&self.signal);
                 }
-                for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(outcome);
+                let mut placed = outcomes.placed.into_iter();
+                let mut marked = outcomes.marked.into_iter();
+                let mut claimed = outcomes.claimed.into_iter();
+                for job in jobs {
+                    match job {
+                        Job::Place { reply, .. } => {
+                            let _ = reply.send(placed.next().expect("an outcome per order"));
+                        }
+                        Job::MarkSent { reply, .. } => {
+                            let _ = reply.send(Ok(marked.next().expect("an outcome per mark")));
+                        }
+                        Job::Claim { reply, .. } => {
+                            let _ = reply.send(Ok(claimed.next().expect("an outcome per claim")));
+                        }
+                    }
                 }
             }
-            Err(e) if jobs.len() == 1 && !matches!(e, Error::AlreadyExists(_)) => {
-                let job = jobs.into_iter().next().expect("one job");
-                let _ = job.reply.send(Err(e));
-            }
             Err(e) => {
-                tracing::debug!(error = %e, orders = jobs.len(), "batch failed; placing its orders one by one");
+                // Nothing of the batch was written: each write again on its own, so one
+                // write's failure (a full disk fails them all alike) is never another's.
+                tracing::debug!(error = %e, writes = jobs.len(), "batch failed; writing one by one");
                 for job in jobs {
-                    let outcome = self.place_one(&job.new).await;
-                    let _ = job.reply.send(outcome);
+                    match job {
+                        Job::Place { new, reply } => {
+                            let _ = reply.send(self.place_one(&new).await);
+                        }
+                        Job::MarkSent { mark, reply } => {
+                            let one = Writes {
+                                marks: vec![&mark],
+                                ..Writes::default()
+                            };
+                            let outcome = self
+                                .try_batch(&one)
+                                .await
+                                .map(|mut o| o.marked.pop() == Some(true));
+                            let _ = reply.send(outcome);
+                        }
+                        Job::Claim { claim, reply } => {
+                            let one = Writes {
+                                claims: vec![&claim],
+                                ..Writes::default()
+                            };
+                            let outcome = self
+                                .try_batch(&one)
+                                .await
+                                .map(|mut o| o.claimed.pop().unwrap_or_default());
+                            let _ = reply.send(outcome);
+                        }
+                    }
                 }
             }
         }
     }
 
     /// One transaction for the whole batch. `Err` means nothing was written; `Ok` holds each
-    /// order's own outcome, in order.
-    async fn try_batch(&self, orders: &[&NewOrder]) -> Result<Vec<Result<Placed>>> {
+    /// write's own outcome.
+    async fn try_batch(&self, writes: &Writes<'_>) -> Result<Outcomes> {
         with_pool!(self, write, |pool, D| {
             async {
                 let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
-                let mut stock = Batch::<D>::read_stock(&mut tx, orders).await?;
-                let mut keys = Batch::<D>::read_keys(&mut tx, orders).await?;
-                let (outcomes, placed) = decide(orders, &mut stock, &mut keys);
-                if placed.is_empty() {
-                    // Nothing to write: end the transaction without a commit's fsync.
+                let mut out = Outcomes::default();
+                let mut placed = Vec::new();
+                let mut stock = BTreeMap::new();
+                if !writes.orders.is_empty() {
+                    stock = Batch::<D>::read_stock(&mut tx, &writes.orders).await?;
+                    let mut keys = Batch::<D>::read_keys(&mut tx, &writes.orders).await?;
+                    (out.placed, placed) = decide(&writes.orders, &mut stock, &mut keys);
+                }
+                out.marked = Batch::<D>::mark_sent(&mut tx, &writes.marks).await?;
+                if !placed.is_empty() {
+                    Batch::<D>::write_orders(&mut tx, &placed, &stock).await?;
+                    if let Some(notify) = D::NOTIFY {
+                        sqlx::query(notify).execute(&mut *tx).await.map_err(db)?;
+                    }
+                }
+                // Last, so a claim finds the confirmations of this batch's orders.
+                for claim in &writes.claims {
+                    out.claimed.push(Batch::<D>::claim(&mut tx, claim).await?);
+                }
+                let wrote = !placed.is_empty()
+                    || out.marked.contains(&true)
+                    || out.claimed.iter().any(|c| !c.is_empty());
+                if wrote {
+                    tx.commit().await.map_err(db)?;
+                } else {
+                    // Nothing written: end the transaction without a commit's fsync.
                     tx.rollback().await.map_err(db)?;
-                    return Ok(outcomes);
                 }
-                Batch::<D>::write_batch(&mut tx, &placed, &stock).await?;
-                if let Some(notify) = D::NOTIFY {
-                    sqlx::query(notify).execute(&mut *tx).await.map_err(db)?;
-                }
-                tx.commit().await.map_err(db)?;
-                Ok(outcomes)
+                Ok(out)
             }
             .await
         })
@@ -136,12 +290,16 @@ impl OrderWriter {
 
     /// Places one order in a transaction of its own: the path taken when a batch failed.
     async fn place_one(&self, new: &NewOrder) -> Result<Placed> {
-        let mut outcome = self.try_batch(&[new]).await;
+        let one = Writes {
+            orders: vec![new],
+            ..Writes::default()
+        };
+        let mut outcome = self.try_batch(&one).await;
         if matches!(outcome, Err(Error::AlreadyExists(_))) && new.idempotency_key.is_some() {
             // Another process placed an order with this key meanwhile: it is the answer.
-            outcome = self.try_batch(&[new]).await;
+            outcome = self.try_batch(&one).await;
         }
-        let placed = outcome?.pop().expect("one outcome per order")?;
+        let placed = outcome?.placed.pop().expect("one outcome per order")?;
         if !placed.replayed {
             bump(&self.signal);
         }
@@ -212,6 +370,8 @@ where
     for<'q> i64: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
     (String, String, i64): for<'r> sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     OrderRow: for<'r> sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    (String, Option<String>): for<'r> sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    NotificationRow: for<'r> sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
 {
     /// The batch's products: id -> (name, stock), read (and on PostgreSQL locked) in the
     /// transaction.
@@ -267,9 +427,82 @@ where
         Ok(keys)
     }
 
+    /// Records delivered notifications as sent and confirms their orders, two statements
+    /// for all of them. A mark whose lease is no longer its marker's writes nothing and is
+    /// false.
+    async fn mark_sent(
+        tx: &mut sqlx::Transaction<'static, D::Db>,
+        marks: &[&Mark],
+    ) -> Result<Vec<bool>> {
+        if marks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = QueryBuilder::<D::Db>::new("WITH m (id, owner, at) AS (");
+        q.push_values(marks, |mut row, mark| {
+            row.push_bind(mark.id.to_string())
+                .push_bind(mark.owner.as_str())
+                .push_bind(ts(mark.now));
+        });
+        q.push(
+            ") UPDATE notifications SET status = 'sent', \
+             sent_at = (SELECT m.at FROM m WHERE m.id = notifications.id), \
+             lease_owner = NULL, lease_until = NULL, last_error = NULL \
+             WHERE status = 'pending' AND id IN (SELECT id FROM m) \
+             AND lease_owner = (SELECT m.owner FROM m WHERE m.id = notifications.id) \
+             RETURNING id, order_id",
+        );
+        let sent: Vec<(String, Option<String>)> =
+            q.build_query_as().fetch_all(&mut **tx).await.map_err(db)?;
+        // An order confirmation confirms its order; other messages have none.
+        let at: HashMap<String, i64> = marks
+            .iter()
+            .map(|m| (m.id.to_string(), ts(m.now)))
+            .collect();
+        let confirmed: Vec<(&str, i64)> = sent
+            .iter()
+            .filter_map(|(id, order)| Some((order.as_deref()?, *at.get(id)?)))
+            .collect();
+        if !confirmed.is_empty() {
+            let mut q = QueryBuilder::<D::Db>::new("WITH c (id, at) AS (");
+            q.push_values(&confirmed, |mut row, (order, at)| {
+                row.push_bind(*order).push_bind(*at);
+            });
+            q.push(
+                ") UPDATE orders SET status = 'confirmed', \
+                 updated_at = (SELECT c.at FROM c WHERE c.id = orders.id) \
+                 WHERE status = 'pending' AND id IN (SELECT id FROM c)",
+            );
+            q.build().execute(&mut **tx).await.map_err(db)?;
+        }
+        let sent: std::collections::HashSet<&str> =
+            sent.iter().map(|(id, _)| id.as_str()).collect();
+        Ok(marks
+            .iter()
+            .map(|m| sent.contains(m.id.to_string().as_str()))
+            .collect())
+    }
+
+    /// Leases due notifications (oldest due first) to a dispatcher.
+    async fn claim(
+        tx: &mut sqlx::Transaction<'static, D::Db>,
+        claim: &Claim,
+    ) -> Result<Vec<Notification>> {
+        let rows: Vec<NotificationRow> = sqlx::query_as(D::CLAIM)
+            .bind(claim.owner.as_str())
+            .bind(ts(claim.until))
+            .bind(ts(claim.now))
+            .bind(i64::from(claim.limit))
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db)?;
+        let mut claimed: Vec<Notification> = all(rows)?;
+        claimed.sort_by_key(|n| (n.next_attempt_at, n.id));
+        Ok(claimed)
+    }
+
     /// Writes a decided batch: the new stock of its products, its orders and their confirmations,
     /// one statement each.
-    async fn write_batch(
+    async fn write_orders(
         tx: &mut sqlx::Transaction<'static, D::Db>,
         placed: &[(&NewOrder, String)],
         stock: &BTreeMap<String, (String, i64)>,
