@@ -138,7 +138,8 @@ pub struct AuthSettings {
     pub token_ttl: Duration,
     /// `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`, `ARGON2_PARALLELISM`.
     pub hash: HashParams,
-    /// `ARGON2_CONCURRENCY` (default: the number of cores): password hashes run at once.
+    /// `ARGON2_CONCURRENCY` (default: the number of cores − 1, at least 1): password hashes
+    /// run at once.
     pub hash_concurrency: usize,
     /// `PASSWORD_MIN_LENGTH` (default 8; the original accepted 6).
     pub password_min: usize,
@@ -630,7 +631,9 @@ fn auth(vars: &Vars<'_>, dev: bool, warnings: &mut Vec<String>) -> Result<AuthSe
         hash,
         hash_concurrency: match vars.parse::<usize>(
             "ARGON2_CONCURRENCY",
-            std::thread::available_parallelism().map_or(2, |n| n.get()),
+            // One core kept for cheap requests: /health and page loads stay fast in a login
+            // flood (BENCHMARKS.md: p99 5.2 -> 3.9 ms at -23 % logins on 2 cores).
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
         )? {
             0 => {
                 return Err(SettingsError::invalid(

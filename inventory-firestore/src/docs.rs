@@ -254,6 +254,10 @@ pub(crate) struct ProductDoc {
     pub(crate) created_at: Option<SystemTime>,
     #[serde(default)]
     pub(crate) updated_at: Option<SystemTime>,
+    /// The number of stock shards (see [`crate::shards`]); absent or 0: the stock is
+    /// `quantity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) shards: Option<u32>,
     /// The document id (read only; see [`Meta`]).
     #[serde(rename = "_firestore_id", default, skip_serializing)]
     pub(crate) fs_id: Option<String>,
@@ -278,6 +282,9 @@ pub(crate) struct ProductDoc {
 /// The product fields a stock change writes (a field mask: nothing else is touched).
 pub(crate) const PRODUCT_STOCK_FIELDS: [&str; 3] = ["quantity", "status", "updated_at"];
 
+/// The product fields sharding or unsharding writes.
+pub(crate) const PRODUCT_SHARD_FIELDS: [&str; 4] = ["quantity", "status", "updated_at", "shards"];
+
 impl ProductDoc {
     pub(crate) fn new(p: &NewProduct, now: DateTime<Utc>) -> Self {
         let mut doc = ProductDoc {
@@ -287,6 +294,7 @@ impl ProductDoc {
             status: String::new(),
             created_at: Some(sys(now)),
             updated_at: Some(sys(now)),
+            shards: None,
             fs_id: None,
             fs_created: None,
             fs_updated: None,
@@ -296,6 +304,11 @@ impl ProductDoc {
     }
 
     /// Sets the quantity and the status derived from it, as the original service did.
+    /// Its stock shards, if it has any.
+    pub(crate) fn shard_count(&self) -> Option<u32> {
+        self.shards.filter(|n| *n > 0)
+    }
+
     pub(crate) fn set_quantity(&mut self, quantity: i64, now: DateTime<Utc>) {
         self.quantity = quantity;
         self.status = if quantity > 0 {

@@ -40,6 +40,8 @@
 #![deny(missing_docs)]
 
 mod docs;
+mod shards;
 mod store;
 
+pub use shards::MAX_SHARDS;
 pub use store::{Collections, FirestoreConfig, FirestoreStore};

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::docs::*;
+use crate::shards::{MAX_SHARDS, Shards, spread};
 
 /// Keyset pagination on the fluent query builder: continue after a cursor when there is one.
 trait StartAfter: Sized {
@@ -110,14 +111,14 @@ impl FirestoreConfig {
 
 /// What leaves a transaction: a business refusal (never retried) or a Firestore error.
 #[derive(Debug, thiserror::Error)]
-enum TxError {
+pub(crate) enum TxError {
     #[error("{0}")]
     Abort(Error),
     #[error("{0}")]
     Store(FirestoreError),
 }
 
-type TxResult<T> = std::result::Result<T, BackoffError<TxError>>;
+pub(crate) type TxResult<T> = std::result::Result<T, BackoffError<TxError>>;
 
 /// The outcome of claiming one notification.
 enum Claim {
@@ -143,12 +144,38 @@ fn retryable(e: &FirestoreError) -> bool {
 }
 
 /// A Firestore error inside a transaction: contention and network trouble are retried.
-fn fs(e: FirestoreError) -> BackoffError<TxError> {
+pub(crate) fn fs(e: FirestoreError) -> BackoffError<TxError> {
     if retryable(&e) {
         BackoffError::transient(TxError::Store(e))
     } else {
         BackoffError::permanent(TxError::Store(e))
     }
+}
+
+/// A transaction step's error outside a transaction.
+fn untx(e: BackoffError<TxError>) -> Error {
+    let inner = match e {
+        BackoffError::Permanent(e) => e,
+        BackoffError::Transient { err, .. } => err,
+    };
+    match inner {
+        TxError::Abort(e) => e,
+        TxError::Store(e) => map(e),
+    }
+}
+
+/// The stock shards of the product stored under `product_doc`.
+fn shards_of<'a>(
+    db: &'a FirestoreDb,
+    cols: &Collections,
+    product_doc: &str,
+    count: u32,
+) -> TxResult<Shards<'a>> {
+    let parent = db
+        .parent_path(cols.products.as_str(), product_doc)
+        .map_err(fs)?
+        .to_string();
+    Ok(Shards { db, parent, count })
 }
 
 fn abort<T>(e: Error) -> TxResult<T> {
@@ -227,6 +254,8 @@ pub struct FirestoreStore {
     page_size: u32,
     signal: watch::Sender<u64>,
     product_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Shard counts of the products seen sharded, to lock a shard rather than the product.
+    sharded: Mutex<HashMap<String, u32>>,
     user_index: tokio::sync::Mutex<UserIndex>,
     legacy_orders: tokio::sync::Mutex<LegacyOrders>,
     listener:
@@ -290,6 +319,7 @@ impl FirestoreStore {
             page_size: config.page_size.max(1),
             signal: watch::channel(0).0,
             product_locks: Mutex::new(HashMap::new()),
+            sharded: Mutex::new(HashMap::new()),
             user_index: tokio::sync::Mutex::new(UserIndex::default()),
             legacy_orders: tokio::sync::Mutex::new(LegacyOrders::default()),
             listener: tokio::sync::Mutex::new(None),
@@ -369,6 +399,157 @@ impl FirestoreStore {
             locks.retain(|_, l| Arc::strong_count(l) > 1);
         }
         locks.entry(id.to_owned()).or_default().clone()
+    }
+
+    /// The in-process lock for an order of `product`, and the shard to take from first.
+    /// Orders for one document wait for each other here rather than in Firestore (where
+    /// contending transactions time out after seconds and retry). A sharded product is locked
+    /// per shard: a free shard is taken, starting at a random one.
+    async fn stock_guard(&self, product: &str) -> (tokio::sync::OwnedMutexGuard<()>, u32) {
+        let shards = self
+            .sharded
+            .lock()
+            .expect("shard map")
+            .get(product)
+            .copied()
+            .unwrap_or(0);
+        if shards == 0 {
+            return (self.product_lock(product).lock_owned().await, 0);
+        }
+        let start = rand::random_range(0..shards);
+        for i in 0..shards {
+            let k = (start + i) % shards;
+            if let Ok(guard) = self
+                .product_lock(&format!("{product}#{k}"))
+                .try_lock_owned()
+            {
+                return (guard, k);
+            }
+        }
+        let lock = self.product_lock(&format!("{product}#{start}"));
+        (lock.lock_owned().await, start)
+    }
+
+    /// Remembers how `product` is stored (for [`FirestoreStore::stock_guard`]).
+    fn note_shards(&self, product: &str, shards: Option<u32>) {
+        let mut map = self.sharded.lock().expect("shard map");
+        match shards {
+            Some(n) if n > 0 => {
+                if map.len() > 10_000 {
+                    map.clear();
+                }
+                map.insert(product.to_owned(), n);
+            }
+            _ => {
+                map.remove(product);
+            }
+        }
+    }
+
+    /// A product as the API shows it: a sharded product's quantity is the sum of its shards.
+    async fn with_true_stock(&self, doc: ProductDoc) -> Result<Product> {
+        let shards = doc.shard_count();
+        let doc_key = doc.fs_id.clone().unwrap_or_default();
+        let mut product = doc.into_product()?;
+        if let Some(n) = shards {
+            let total: i64 = shards_of(&self.db, &self.cols, &doc_key, n)
+                .map_err(untx)?
+                .read_all()
+                .await
+                .map_err(untx)?
+                .iter()
+                .sum();
+            product.quantity = u64::try_from(total).map_err(Error::other)?;
+        }
+        self.note_shards(product.id.as_str(), shards);
+        Ok(product)
+    }
+
+    /// Splits `id`'s stock over `shards` documents (or re-splits a sharded one), in one
+    /// transaction: safe while orders flow (they read the product document, so they retry
+    /// around it). The product document's `quantity` and `status` keep the total as a snapshot
+    /// for the original's clients. `shards` is 1 to [`MAX_SHARDS`].
+    pub async fn shard_product(
+        &self,
+        id: &ProductId,
+        shards: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Product> {
+        if shards == 0 || shards > MAX_SHARDS {
+            return Err(Error::invalid(
+                "shards",
+                format!("must be 1 to {MAX_SHARDS}"),
+            ));
+        }
+        self.reshard(id, shards, now).await
+    }
+
+    /// Puts a sharded product's stock back into its document (`quantity`) and deletes the
+    /// shards. A product that is not sharded is returned unchanged.
+    pub async fn unshard_product(&self, id: &ProductId, now: DateTime<Utc>) -> Result<Product> {
+        self.reshard(id, 0, now).await
+    }
+
+    /// Writes a sharded product's true total into its document's `quantity` and `status`
+    /// (what the original's clients read): run it now and then to keep that snapshot close.
+    /// Orders never write the product document of a sharded product.
+    pub async fn sync_stock_snapshot(&self, id: &ProductId, now: DateTime<Utc>) -> Result<Product> {
+        let current = self
+            .get::<ProductDoc>(&self.cols.products, &doc_id(id.as_str()))
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("product {id}")))?;
+        self.reshard(id, current.shard_count().unwrap_or(0), now)
+            .await
+    }
+
+    async fn reshard(&self, id: &ProductId, shards: u32, now: DateTime<Utc>) -> Result<Product> {
+        let doc = self
+            .tx(
+                (self.cols.clone(), id.clone()),
+                move |db, tx, (cols, id)| {
+                    async move {
+                        let key = doc_id(id.as_str());
+                        let Some(mut doc): Option<ProductDoc> =
+                            read(&db, cols.products.as_str(), key.as_str()).await?
+                        else {
+                            return abort(Error::NotFound(format!("product {id}")));
+                        };
+                        let before = doc.shard_count().unwrap_or(0);
+                        let total = if before > 0 {
+                            let old = shards_of(&db, &cols, &key, before)?;
+                            let total: i64 = old.read_all().await?.iter().sum();
+                            for k in shards..before {
+                                old.delete(tx, k)?;
+                            }
+                            total
+                        } else {
+                            doc.quantity
+                        };
+                        if shards > 0 {
+                            let new = shards_of(&db, &cols, &key, shards)?;
+                            for (k, units) in spread(total, shards).into_iter().enumerate() {
+                                new.write(tx, k as u32, units)?;
+                            }
+                        }
+                        doc.set_quantity(total, now);
+                        doc.shards = Some(shards);
+                        write(
+                            &db,
+                            tx,
+                            cols.products.as_str(),
+                            key.as_str(),
+                            &doc,
+                            Some(true),
+                            Some(&PRODUCT_SHARD_FIELDS),
+                        )?;
+                        Ok(doc)
+                    }
+                    .boxed()
+                },
+            )
+            .await?;
+        self.note_shards(id.as_str(), doc.shard_count());
+        doc.into_product()
     }
 
     /// Runs `f` in a transaction with retries. The transaction may run several times, so `f`
@@ -782,10 +963,13 @@ impl ProductStore for FirestoreStore {
     }
 
     async fn get_product(&self, id: &ProductId) -> Result<Option<Product>> {
-        self.get::<ProductDoc>(&self.cols.products, &doc_id(id.as_str()))
+        match self
+            .get::<ProductDoc>(&self.cols.products, &doc_id(id.as_str()))
             .await?
-            .map(ProductDoc::into_product)
-            .transpose()
+        {
+            Some(doc) => Ok(Some(self.with_true_stock(doc).await?)),
+            None => Ok(None),
+        }
     }
 
     async fn list_products(&self, page: Page) -> Result<Vec<Product>> {
@@ -806,7 +990,11 @@ impl ProductStore for FirestoreStore {
             .query()
             .await
             .map_err(map)?;
-        docs.into_iter().map(ProductDoc::into_product).collect()
+        let mut products = Vec::with_capacity(docs.len());
+        for doc in docs {
+            products.push(self.with_true_stock(doc).await?);
+        }
+        Ok(products)
     }
 
     async fn restock(&self, id: &ProductId, add: u64, now: DateTime<Utc>) -> Result<Product> {
@@ -823,6 +1011,17 @@ impl ProductStore for FirestoreStore {
                         else {
                             return abort(Error::NotFound(format!("product {id}")));
                         };
+                        let key = doc_id(id.as_str());
+                        // A sharded product: the units spread over its shards.
+                        let shards = match doc.shard_count() {
+                            Some(n) => {
+                                let shards = shards_of(&db, &cols, &key, n)?;
+                                let held = shards.read_all().await?;
+                                doc.quantity = held.iter().sum();
+                                Some((shards, held))
+                            }
+                            None => None,
+                        };
                         let Some(q) = doc.quantity.checked_add(add) else {
                             return abort(Error::invalid("quantity", "stock would overflow"));
                         };
@@ -832,6 +1031,13 @@ impl ProductStore for FirestoreStore {
                                 format!("stock would exceed {STOCK_MAX}"),
                             ));
                         }
+                        if let Some((shards, held)) = shards {
+                            let more = spread(add, shards.count);
+                            for (k, (held, more)) in held.iter().zip(more).enumerate() {
+                                shards.write(tx, k as u32, held + more)?;
+                            }
+                        }
+                        // For a sharded product, the snapshot of the total.
                         doc.set_quantity(q, now);
                         write(
                             &db,
@@ -859,11 +1065,10 @@ fn idempotency_doc_id(user: Uuid, key: &str) -> String {
 #[async_trait]
 impl OrderStore for FirestoreStore {
     async fn place_order(&self, new: &NewOrder) -> Result<Placed> {
-        let lock = self.product_lock(new.product_id.as_str());
-        let _guard = lock.lock().await;
+        let (_guard, start) = self.stock_guard(new.product_id.as_str()).await;
         let order = new.order();
         let ctx = (self.cols.clone(), order, new.clone());
-        let placed = self
+        let (placed, shards) = self
             .tx(ctx, move |db, tx, (cols, order, new)| {
                 async move {
                     let key_id = order
@@ -887,10 +1092,11 @@ impl OrderStore for FirestoreStore {
                             if !new.matches(&existing) {
                                 return abort(Error::IdempotencyKeyReused);
                             }
-                            return Ok(Placed {
+                            let replayed = Placed {
                                 order: existing,
                                 replayed: true,
-                            });
+                            };
+                            return Ok((replayed, None));
                         }
                     }
                     let Some(mut product): Option<ProductDoc> =
@@ -899,23 +1105,40 @@ impl OrderStore for FirestoreStore {
                         return abort(Error::NotFound(format!("product {}", new.product_id)));
                     };
                     let take = i64::from(new.quantity);
-                    if product.quantity < take {
-                        return abort(Error::OutOfStock {
+                    let out_of_stock = || {
+                        abort(Error::OutOfStock {
                             product_id: new.product_id.to_string(),
-                        });
+                        })
+                    };
+                    let key = doc_id(new.product_id.as_str());
+                    let shards = product.shard_count();
+                    match shards {
+                        // Sharded: the units come from the shards; the product document is
+                        // only read.
+                        Some(n) => {
+                            let shards = shards_of(&db, &cols, &key, n)?;
+                            if !shards.take(tx, start % n, take).await? {
+                                return out_of_stock();
+                            }
+                        }
+                        None => {
+                            if product.quantity < take {
+                                return out_of_stock();
+                            }
+                            product.set_quantity(product.quantity - take, new.now);
+                            write(
+                                &db,
+                                tx,
+                                cols.products.as_str(),
+                                key.as_str(),
+                                &product,
+                                Some(true),
+                                Some(&PRODUCT_STOCK_FIELDS),
+                            )?;
+                        }
                     }
-                    product.set_quantity(product.quantity - take, new.now);
                     let notification =
                         NotificationDoc::from(&new.notification(product.product_name.clone()));
-                    write(
-                        &db,
-                        tx,
-                        cols.products.as_str(),
-                        doc_id(new.product_id.as_str()),
-                        &product,
-                        Some(true),
-                        Some(&PRODUCT_STOCK_FIELDS),
-                    )?;
                     write(
                         &db,
                         tx,
@@ -947,14 +1170,18 @@ impl OrderStore for FirestoreStore {
                             None,
                         )?;
                     }
-                    Ok(Placed {
+                    let placed = Placed {
                         order,
                         replayed: false,
-                    })
+                    };
+                    Ok((placed, Some(shards.unwrap_or(0))))
                 }
                 .boxed()
             })
             .await?;
+        if let Some(shards) = shards {
+            self.note_shards(new.product_id.as_str(), Some(shards));
+        }
         if !placed.replayed {
             self.bump();
         }
@@ -1112,8 +1339,7 @@ impl OrderStore for FirestoreStore {
         let Some(current) = self.get_order(id).await? else {
             return Err(Error::NotFound(format!("order {id}")));
         };
-        let lock = self.product_lock(current.product_id.as_str());
-        let _guard = lock.lock().await;
+        let (_guard, start) = self.stock_guard(current.product_id.as_str()).await;
         let doc = self
             .tx(
                 (self.cols.clone(), doc_key),
@@ -1155,9 +1381,15 @@ impl OrderStore for FirestoreStore {
                             Some(true),
                             Some(&ORDER_STATUS_FIELDS),
                         )?;
-                        if let Some(mut product) = product {
-                            product
-                                .set_quantity(product.quantity + order.quantity.unwrap_or(1), now);
+                        let returned = order.quantity.unwrap_or(1);
+                        if let Some(n) = product.as_ref().and_then(ProductDoc::shard_count) {
+                            // Sharded: the units go back to one shard.
+                            let shards = shards_of(&db, &cols, &doc_id(&order.product_id), n)?;
+                            let k = start % n;
+                            let held = shards.read(k).await?;
+                            shards.write(tx, k, held + returned)?;
+                        } else if let Some(mut product) = product {
+                            product.set_quantity(product.quantity + returned, now);
                             write(
                                 &db,
                                 tx,

@@ -271,3 +271,155 @@ async fn a_bad_notification_never_costs_the_others_and_retry_pages() {
     let counts = store.notification_counts().await.unwrap();
     assert_eq!((counts.pending, counts.failed), (5, 1));
 }
+
+/// Two stores (two clients, as two server instances) on one project, 200 buyers for 50 units
+/// of one product: never oversold, every buyer answered (placed or out of stock), unsharded
+/// and sharded alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
+async fn two_instances_never_oversell_sharded_or_not() {
+    if !emulator() {
+        return;
+    }
+    let project = format!("test-{}", uuid::Uuid::now_v7().simple());
+    let mut config = FirestoreConfig::new(&project);
+    config.listen = false;
+    let a: TestStore = Arc::new(FirestoreStore::connect(config.clone()).await.unwrap());
+    let b: TestStore = Arc::new(FirestoreStore::connect(config).await.unwrap());
+    let sharder = FirestoreStore::connect({
+        let mut c = FirestoreConfig::new(&project);
+        c.listen = false;
+        c
+    })
+    .await
+    .unwrap();
+    let mut buyers = Vec::new();
+    for i in 0..200 {
+        buyers.push(inventory_core::testkit::user(&a, &format!("buyer{i}@example.com")).await);
+    }
+    for (id, shards) in [("plain", 0), ("sharded", 4)] {
+        let p = inventory_core::testkit::product(&a, id, 50).await;
+        if shards > 0 {
+            sharder.shard_product(&p, shards, now()).await.unwrap();
+        }
+        let tasks = buyers.iter().enumerate().map(|(i, u)| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let new = inventory_core::testkit::order(u, &p, 1);
+            tokio::spawn(async move { store.place_order(&new).await })
+        });
+        let (mut ok, mut short) = (0, 0);
+        for r in futures::future::join_all(tasks).await {
+            match r.unwrap() {
+                Ok(_) => ok += 1,
+                Err(Error::OutOfStock { .. }) => short += 1,
+                Err(e) => panic!("{id}: a buyer got {e:?}"),
+            }
+        }
+        assert_eq!((ok, short), (50, 150), "{id}: 50 units for 200 buyers");
+        let left = a.get_product(&p).await.unwrap().unwrap().quantity;
+        assert_eq!(left, 0, "{id}: sold out, never below zero");
+    }
+}
+
+/// Sharding a product the original wrote: its own fields stay, the API shows the true total,
+/// the document keeps a snapshot for the original's clients, orders take from the shards,
+/// restock and cancel put units back, and unsharding returns the stock to the document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
+async fn sharding_a_product_of_the_original() {
+    let Some(store) = connect().await else { return };
+    let db = store.db().clone();
+    #[derive(Serialize, Deserialize, Debug)]
+    struct Priced {
+        product_name: String,
+        quantity: i64,
+        status: String,
+        price: f64,
+    }
+    db.fluent()
+        .insert()
+        .into("Products")
+        .document_id("hot")
+        .object(&Priced {
+            product_name: "Hot".into(),
+            quantity: 10,
+            status: "in_stock".into(),
+            price: 9.5,
+        })
+        .execute::<Priced>()
+        .await
+        .unwrap();
+    let raw = || async {
+        db.fluent()
+            .select()
+            .by_id_in("Products")
+            .obj::<Priced>()
+            .one("hot")
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let id = ProductId::new("hot").unwrap();
+    let sharded = store.shard_product(&id, 4, now()).await.unwrap();
+    assert_eq!(sharded.quantity, 10);
+    assert_eq!(
+        raw().await.price,
+        9.5,
+        "the operator's field survives sharding"
+    );
+
+    let store = Arc::new(store);
+    let shop: TestStore = store.clone();
+    let u = inventory_core::testkit::user(&shop, "shard@example.com").await;
+    // 7 units asked by one order: more than any one shard holds (2 or 3), so it takes from
+    // several.
+    let big = shop
+        .place_order(&inventory_core::testkit::order(&u, &id, 7))
+        .await
+        .expect("7 of 10 units across shards");
+    assert_eq!(shop.get_product(&id).await.unwrap().unwrap().quantity, 3);
+    assert_eq!(
+        raw().await.quantity,
+        10,
+        "orders do not write the product document"
+    );
+    assert!(matches!(
+        shop.place_order(&inventory_core::testkit::order(&u, &id, 4))
+            .await,
+        Err(Error::OutOfStock { .. })
+    ));
+    store.sync_stock_snapshot(&id, now()).await.unwrap();
+    let snapshot = raw().await;
+    assert_eq!(
+        (snapshot.quantity, snapshot.status.as_str()),
+        (3, "in_stock")
+    );
+
+    assert_eq!(shop.restock(&id, 5, now()).await.unwrap().quantity, 8);
+    shop.cancel_order(big.order.id, now()).await.unwrap();
+    assert_eq!(shop.get_product(&id).await.unwrap().unwrap().quantity, 15);
+    let listed = shop.list_products(Page::default()).await.unwrap();
+    assert_eq!(listed[0].quantity, 15, "the list shows the true total too");
+
+    let back = store.unshard_product(&id, now()).await.unwrap();
+    assert_eq!(back.quantity, 15);
+    let doc = raw().await;
+    assert_eq!((doc.quantity, doc.price), (15, 9.5));
+    let shard_docs: Vec<serde_json::Value> = db
+        .fluent()
+        .select()
+        .from("stock")
+        .parent(db.parent_path("Products", "hot").unwrap())
+        .obj()
+        .query()
+        .await
+        .unwrap();
+    assert!(
+        shard_docs.is_empty(),
+        "unsharding deletes the shards: {shard_docs:?}"
+    );
+    shop.place_order(&inventory_core::testkit::order(&u, &id, 15))
+        .await
+        .expect("unsharded again: the document's stock");
+    assert_eq!(raw().await.quantity, 0);
+}

@@ -17,6 +17,7 @@
 //! own, so one order's failure is never another's.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use sqlx::QueryBuilder;
 use tokio::sync::{mpsc, oneshot};
@@ -74,17 +75,33 @@ pub(super) struct Claim {
 /// The sending side kept by the store; dropping it ends the writer.
 pub(super) struct WriteQueue {
     jobs: mpsc::Sender<Job>,
-    _writer: AbortOnDrop,
+    _writers: Vec<AbortOnDrop>,
 }
+
+/// Writer tasks of a PostgreSQL store (each holds a pool connection while it writes).
+#[cfg(feature = "postgres")]
+const PG_WRITERS: usize = 4;
 
 impl WriteQueue {
     /// Starts the writer task for this backend.
     pub(super) fn start(backend: Backend, signal: watch::Sender<u64>) -> Self {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
-        let writer = Writer { backend, signal };
+        // SQLite has one write connection: one writer. PostgreSQL takes several batches at
+        // once (each on its own connection); they stay first come, first served, since a
+        // writer hands the queue on only once its batch holds its products' row locks.
+        let writers = match &backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite { .. } => 1,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => PG_WRITERS,
+        };
+        let writer = Arc::new(Writer { backend, signal });
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
         WriteQueue {
             jobs,
-            _writer: AbortOnDrop(tokio::spawn(writer.run(rx))),
+            _writers: (0..writers)
+                .map(|_| AbortOnDrop(tokio::spawn(writer.clone().run(rx.clone()))))
+                .collect(),
         }
     }
 
@@ -164,16 +181,27 @@ struct Outcomes {
 }
 
 impl Writer {
-    async fn run(self, mut rx: mpsc::Receiver<Job>) {
+    async fn run(self: Arc<Self>, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
         let mut jobs = Vec::with_capacity(MAX_BATCH);
-        while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        loop {
+            let mut queue = rx.clone().lock_owned().await;
+            if queue.recv_many(&mut jobs, MAX_BATCH).await == 0 {
+                return;
+            }
             // A caller that went away before its turn never reached the database: skip it.
             jobs.retain(|job| !job.abandoned());
-            self.write_batch(std::mem::take(&mut jobs)).await;
+            self.write_batch(std::mem::take(&mut jobs), queue).await;
         }
     }
 
-    async fn write_batch(&self, jobs: Vec<Job>) {
+    /// Writes one batch; `queue` (the right to take the next batch) is handed on once this
+    /// batch holds its products.
+    async fn write_batch(
+        &self,
+        jobs: Vec<Job>,
+        queue: tokio::sync::OwnedMutexGuard<mpsc::Receiver<Job>>,
+    ) {
+        let mut queue = Some(queue);
         if jobs.is_empty() {
             return;
         }
@@ -185,7 +213,7 @@ impl Writer {
                 Job::Claim { claim, .. } => writes.claims.push(claim),
             }
         }
-        match self.try_batch(&writes).await {
+        match self.try_batch(&writes, &mut queue).await {
             Ok(outcomes) => {
                 if outcomes
                     .placed
@@ -215,6 +243,7 @@ impl Writer {
                 // Nothing of the batch was written: each write again on its own, so one
                 // write's failure (a full disk fails them all alike) is never another's.
                 tracing::debug!(error = %e, writes = jobs.len(), "batch failed; writing one by one");
+                drop(queue);
                 for job in jobs {
                     match job {
                         Job::Place { new, reply } => {
@@ -226,7 +255,7 @@ impl Writer {
                                 ..Writes::default()
                             };
                             let outcome = self
-                                .try_batch(&one)
+                                .try_batch(&one, &mut None)
                                 .await
                                 .map(|mut o| o.marked.pop() == Some(true));
                             let _ = reply.send(outcome);
@@ -237,7 +266,7 @@ impl Writer {
                                 ..Writes::default()
                             };
                             let outcome = self
-                                .try_batch(&one)
+                                .try_batch(&one, &mut None)
                                 .await
                                 .map(|mut o| o.claimed.pop().unwrap_or_default());
                             let _ = reply.send(outcome);
@@ -250,15 +279,24 @@ impl Writer {
 
     /// One transaction for the whole batch. `Err` means nothing was written; `Ok` holds each
     /// write's own outcome.
-    async fn try_batch(&self, writes: &Writes<'_>) -> Result<Outcomes> {
+    async fn try_batch(
+        &self,
+        writes: &Writes<'_>,
+        queue: &mut Option<tokio::sync::OwnedMutexGuard<mpsc::Receiver<Job>>>,
+    ) -> Result<Outcomes> {
         with_pool!(self, write, |pool, D| {
             async {
                 let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
                 let mut out = Outcomes::default();
                 let mut placed = Vec::new();
                 let mut stock = BTreeMap::new();
-                if !writes.orders.is_empty() {
+                if writes.orders.is_empty() {
+                    // No products to hold: the next batch may start at once.
+                    queue.take();
+                } else {
                     stock = Batch::<D>::read_stock(&mut tx, &writes.orders).await?;
+                    // The products are ours now: the next batch may start.
+                    queue.take();
                     let mut keys = Batch::<D>::read_keys(&mut tx, &writes.orders).await?;
                     (out.placed, placed) = decide(&writes.orders, &mut stock, &mut keys);
                 }
@@ -294,10 +332,10 @@ impl Writer {
             orders: vec![new],
             ..Writes::default()
         };
-        let mut outcome = self.try_batch(&one).await;
+        let mut outcome = self.try_batch(&one, &mut None).await;
         if matches!(outcome, Err(Error::AlreadyExists(_))) && new.idempotency_key.is_some() {
             // Another process placed an order with this key meanwhile: it is the answer.
-            outcome = self.try_batch(&one).await;
+            outcome = self.try_batch(&one, &mut None).await;
         }
         let placed = outcome?.placed.pop().expect("one outcome per order")?;
         if !placed.replayed {

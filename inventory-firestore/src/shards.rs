@@ -1,0 +1,153 @@
+//! Sharded stock: a hot product's units spread over several documents.
+//!
+//! Firestore sustains about one write per second per document, and every order writes its
+//! product's stock: one product sells about one unit per second however many servers run. A
+//! sharded product keeps its units in `N` documents of the subcollection
+//! `{products}/{product}/stock/{0..N}` (each `{quantity}`); an order takes its units from one
+//! shard (chosen at random, then the next ones while short), in the same transaction as the
+//! order and its confirmation, so N shards sustain about N writes per second and never oversell.
+//! The product document gets `shards: N` and keeps `quantity` and `status` as a snapshot of the
+//! total, written when the product is sharded, restocked or synced, not by orders.
+//!
+//! Products the original wrote have no `shards` field and stay unsharded.
+
+use firestore::FirestoreDb;
+use firestore::FirestoreTransaction;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{TxResult, fs};
+
+/// The subcollection of a product's shards.
+pub(crate) const SHARDS: &str = "stock";
+
+/// The most shards a product may have (each order reads at least one; restock and the total
+/// read them all).
+pub const MAX_SHARDS: u32 = 256;
+
+/// One shard document.
+#[derive(Serialize, Deserialize, Clone, Copy, Default)]
+pub(crate) struct ShardDoc {
+    pub(crate) quantity: i64,
+}
+
+/// The shards of one product, inside a transaction or out of one.
+pub(crate) struct Shards<'a> {
+    pub(crate) db: &'a FirestoreDb,
+    /// The product document's path: the shards' parent.
+    pub(crate) parent: String,
+    pub(crate) count: u32,
+}
+
+impl Shards<'_> {
+    /// Shard `k`'s units (a missing shard holds none).
+    pub(crate) async fn read(&self, k: u32) -> TxResult<i64> {
+        let doc: Option<ShardDoc> = self
+            .db
+            .fluent()
+            .select()
+            .by_id_in(SHARDS)
+            .parent(&self.parent)
+            .obj()
+            .one(k.to_string())
+            .await
+            .map_err(fs)?;
+        Ok(doc.unwrap_or_default().quantity)
+    }
+
+    /// Every shard's units, in shard order.
+    pub(crate) async fn read_all(&self) -> TxResult<Vec<i64>> {
+        let mut all = Vec::with_capacity(self.count as usize);
+        for k in 0..self.count {
+            all.push(self.read(k).await?);
+        }
+        Ok(all)
+    }
+
+    /// Queues shard `k` := `quantity`.
+    pub(crate) fn write(
+        &self,
+        tx: &mut FirestoreTransaction<'_>,
+        k: u32,
+        quantity: i64,
+    ) -> TxResult<()> {
+        self.db
+            .fluent()
+            .update()
+            .in_col(SHARDS)
+            .document_id(k.to_string())
+            .parent(&self.parent)
+            .object(&ShardDoc { quantity })
+            .add_to_transaction(tx)
+            .map_err(fs)?;
+        Ok(())
+    }
+
+    /// Queues the deletion of shard `k`.
+    pub(crate) fn delete(&self, tx: &mut FirestoreTransaction<'_>, k: u32) -> TxResult<()> {
+        self.db
+            .fluent()
+            .delete()
+            .from(SHARDS)
+            .parent(&self.parent)
+            .document_id(k.to_string())
+            .add_to_transaction(tx)
+            .map_err(fs)?;
+        Ok(())
+    }
+
+    /// Takes `take` units, starting at shard `start` and moving on to the next ones while
+    /// short (reading each in the transaction, so none can go below zero). Queues the writes
+    /// and returns true; false (nothing queued) when every shard together holds fewer.
+    pub(crate) async fn take(
+        &self,
+        tx: &mut FirestoreTransaction<'_>,
+        start: u32,
+        take: i64,
+    ) -> TxResult<bool> {
+        let mut needed = take;
+        let mut taken = Vec::new();
+        for i in 0..self.count {
+            let k = (start + i) % self.count;
+            let held = self.read(k).await?;
+            let from_here = held.min(needed);
+            if from_here > 0 {
+                taken.push((k, held - from_here));
+                needed -= from_here;
+            }
+            if needed == 0 {
+                break;
+            }
+        }
+        if needed > 0 {
+            return Ok(false);
+        }
+        for (k, left) in taken {
+            self.write(tx, k, left)?;
+        }
+        Ok(true)
+    }
+}
+
+/// `total` units spread over `n` shards as evenly as whole units allow.
+pub(crate) fn spread(total: i64, n: u32) -> Vec<i64> {
+    let n64 = i64::from(n.max(1));
+    (0..n64)
+        .map(|k| total / n64 + i64::from(k < total % n64))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn spread_keeps_every_unit_and_evens_out() {
+        for (total, n) in [(0, 4), (3, 4), (50, 4), (51, 16), (1_000_000, 64), (7, 1)] {
+            let parts = spread(total, n);
+            assert_eq!(parts.len(), n as usize);
+            assert_eq!(parts.iter().sum::<i64>(), total, "{total} over {n}");
+            let (lo, hi) = (parts.iter().min().unwrap(), parts.iter().max().unwrap());
+            assert!(hi - lo <= 1, "{parts:?}");
+        }
+    }
+}
