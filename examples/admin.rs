@@ -132,6 +132,19 @@ enum ProductsCommand {
     List,
     /// Adds units to a product's stock.
     Restock { product_id: String, quantity: u64 },
+    /// Firestore: splits a hot product's stock over N shard documents (about N orders per
+    /// second instead of one on real Firestore). Safe while orders flow; again to re-split.
+    Shard {
+        product_id: String,
+        /// Shard documents, 1 to 256.
+        #[arg(long)]
+        shards: u32,
+    },
+    /// Firestore: puts a sharded product's stock back into its document.
+    Unshard { product_id: String },
+    /// Firestore: writes a sharded product's true total into its document's `quantity` and
+    /// `status`, which the original's clients read (orders do not update it).
+    SyncStock { product_id: String },
 }
 
 #[derive(Subcommand)]
@@ -254,6 +267,47 @@ async fn grant_admin(store: &dyn Store, email: &str) -> Result<String, Box<dyn s
     };
     store.create_user(&user).await?;
     Ok(format!("{email} created as admin"))
+}
+
+/// The sharding commands: Firestore only (a SQL row lock is held only for the statement, so
+/// SQL products need no shards).
+#[cfg(feature = "firestore")]
+async fn shard_command(
+    settings: &Settings,
+    command: ProductsCommand,
+) -> Result<inventory_kit::core::Product, Box<dyn std::error::Error>> {
+    let Some(store) = settings.open_firestore().await? else {
+        return Err("stock sharding is a Firestore feature: SQL databases need none".into());
+    };
+    let now = inventory_kit::core::now();
+    let product = match command {
+        ProductsCommand::Shard { product_id, shards } => {
+            store
+                .shard_product(&ProductId::new(product_id)?, shards, now)
+                .await?
+        }
+        ProductsCommand::Unshard { product_id } => {
+            store
+                .unshard_product(&ProductId::new(product_id)?, now)
+                .await?
+        }
+        ProductsCommand::SyncStock { product_id } => {
+            store
+                .sync_stock_snapshot(&ProductId::new(product_id)?, now)
+                .await?
+        }
+        _ => unreachable!("only sharding commands come here"),
+    };
+    store.close().await;
+    Ok(product)
+}
+
+#[cfg(not(feature = "firestore"))]
+async fn shard_command(
+    _: &Settings,
+    _: ProductsCommand,
+) -> Result<inventory_kit::core::Product, Box<dyn std::error::Error>> {
+    Err("stock sharding is a Firestore feature (build with --features firestore)".into())
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
@@ -432,6 +486,22 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 )
                 .await?;
             say(json, format!("{}: {} in stock", p.id, p.quantity));
+        }
+        Command::Products {
+            command:
+                command @ (ProductsCommand::Shard { .. }
+                | ProductsCommand::Unshard { .. }
+                | ProductsCommand::SyncStock { .. }),
+        } => {
+            let p = shard_command(&settings, command).await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"product_id": p.id.as_str(), "quantity": p.quantity})
+                );
+            } else {
+                println!("{}: {} in stock", p.id, p.quantity);
+            }
         }
         Command::Notifications {
             command: NotificationsCommand::Counts,

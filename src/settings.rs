@@ -490,6 +490,20 @@ impl Settings {
         self.open_store_at(&self.database.read_only_url()).await
     }
 
+    /// The Firestore store itself, for what only Firestore has (sharded stock), when
+    /// `DATABASE_URL` names Firestore; `None` for another database.
+    #[cfg(feature = "firestore")]
+    pub async fn open_firestore(
+        &self,
+    ) -> inventory_core::Result<Option<inventory_firestore::FirestoreStore>> {
+        if self.database.scheme() != "firestore" {
+            return Ok(None);
+        }
+        Ok(Some(
+            inventory_firestore::FirestoreStore::connect_url(&self.database.url).await?,
+        ))
+    }
+
     async fn open_store_at(&self, url: &str) -> inventory_core::Result<Arc<dyn Store>> {
         let options = crate::ConnectOptions {
             max_connections: self.database.max_connections,

@@ -410,3 +410,41 @@ async fn exports_are_private_and_never_overwritten_read_only_commands_create_not
         assert!(!missing.exists(), "{args:?} created the database");
     }
 }
+
+/// `products shard|sync-stock|unshard` against the Firestore emulator, while the SQL stores
+/// refuse them with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
+async fn sharding_commands_on_firestore() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = sqlite_url(dir.path(), "shard.db");
+    let (success, out) = admin(&sqlite, &["products", "shard", "p", "--shards", "4"], &[]);
+    assert!(!success && out.contains("Firestore feature"), "{out}");
+
+    let Ok(host) = std::env::var("FIRESTORE_EMULATOR_HOST") else {
+        return;
+    };
+    let project = format!("admin-{}", uuid::Uuid::now_v7().simple());
+    let url = format!("firestore://{project}");
+    let env = [("FIRESTORE_EMULATOR_HOST", host.as_str())];
+    let seed = dir.path().join("seed.json");
+    std::fs::write(
+        &seed,
+        r#"[{"product_id":"hot","product_name":"Hot","quantity":10}]"#,
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let (success, out) = admin(&url, args, &env);
+        assert!(success, "admin {args:?} failed:\n{out}");
+        out
+    };
+    run(&["seed-products", seed.to_str().unwrap()]);
+    let out = run(&["--json", "products", "shard", "hot", "--shards", "4"]);
+    assert!(out.contains(r#""quantity":10"#), "{out}");
+    let (success, out) = admin(&url, &["products", "shard", "hot", "--shards", "0"], &env);
+    assert!(!success && out.contains("shards"), "{out}");
+    assert!(run(&["products", "restock", "hot", "2"]).contains("hot: 12 in stock"));
+    assert!(run(&["products", "sync-stock", "hot"]).contains("hot: 12 in stock"));
+    assert!(run(&["products", "unshard", "hot"]).contains("hot: 12 in stock"));
+    assert!(run(&["products", "list"]).contains("12"));
+}

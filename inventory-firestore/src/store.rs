@@ -363,11 +363,16 @@ impl FirestoreStore {
             .create_listener(FirestoreMemListenStateStorage::new())
             .await
             .map_err(map)?;
+        // The newest notification only: a new one (from any process) replaces it and wakes
+        // the dispatcher. A target of every pending one cost the emulator the whole backlog
+        // on each change (it resends the result set), and woke dispatchers for their own
+        // claims and sends.
         self.db
             .fluent()
             .select()
             .from(self.cols.notifications.as_str())
-            .filter(|q| q.for_all([q.field("status").eq("pending")]))
+            .order(|o| o.fields([o.field("notification_id").desc()]))
+            .limit(1)
             .listen()
             .add_target(FirestoreListenerTarget::new(LISTEN_TARGET), &mut listener)
             .map_err(map)?;

@@ -24,6 +24,17 @@ const CHANNEL: &str = "inventory_outbox";
 
 const KEY_TAKEN: &str = "an order with this idempotency key was placed concurrently";
 
+/// The PostgreSQL migrations.
+#[cfg(feature = "postgres")]
+static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+fn migrate_result(result: std::result::Result<(), sqlx::migrate::MigrateError>) -> Result<()> {
+    result.map_err(|e| match e {
+        sqlx::migrate::MigrateError::Execute(e) => db(e),
+        other => Error::other(other),
+    })
+}
+
 /// Which SQL database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -288,7 +299,8 @@ impl SqlStore {
                 )));
             }
         };
-        if options.migrate {
+        // PostgreSQL migrated on its first connection already.
+        if options.migrate && store.dialect() == Dialect::Sqlite {
             store.migrate().await?;
         }
         Ok(store)
@@ -384,30 +396,32 @@ impl SqlStore {
             connect = connect.options([("search_path", schema.as_str())]);
         }
         // One connection first: a refused connection or a missing database fails now, with
-        // the cause, not after the pool's acquire timeout.
-        {
-            use sqlx::Connection as _;
-            let conn = tokio::time::timeout(
-                options.acquire_timeout,
-                sqlx::PgConnection::connect_with(&connect),
-            )
-            .await
-            .map_err(|_| {
-                config_err(format!(
-                    "{} did not answer within {:?}",
-                    pg_target(&connect),
-                    options.acquire_timeout
-                ))
-            })?
-            .map_err(|e| pg_start_error(&connect, e))?;
-            let _ = conn.close().await;
+        // the cause, not after the pool's acquire timeout. It also runs the migrations, and
+        // the pool opens its connections when they are first needed: each new connection may
+        // cost a TLS handshake (about 100 ms on a small machine), and a start that opened
+        // three of them one after another took 450 ms.
+        use sqlx::Connection as _;
+        let mut first = tokio::time::timeout(
+            options.acquire_timeout,
+            sqlx::PgConnection::connect_with(&connect),
+        )
+        .await
+        .map_err(|_| {
+            config_err(format!(
+                "{} did not answer within {:?}",
+                pg_target(&connect),
+                options.acquire_timeout
+            ))
+        })?
+        .map_err(|e| pg_start_error(&connect, e))?;
+        if options.migrate {
+            migrate_result(PG_MIGRATIONS.run(&mut first).await)?;
         }
+        let _ = first.close().await;
         let pool = clean_connections(PgPoolOptions::new())
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
-            .await
-            .map_err(db)?;
+            .connect_lazy_with(connect);
         let signal = watch::channel(0).0;
         let listener = tokio::spawn(listen(pool.clone(), signal.clone()));
         let listener = Some(AbortOnDrop(listener));
@@ -430,15 +444,11 @@ impl SqlStore {
     /// Runs the embedded migrations (idempotent). Migrations are additive (expand first,
     /// contract in a later release), so old and new servers can run side by side.
     pub async fn migrate(&self) -> Result<()> {
-        let result = match &self.backend {
+        migrate_result(match &self.backend {
             #[cfg(feature = "sqlite")]
             Backend::Sqlite { write, .. } => sqlx::migrate!("./migrations/sqlite").run(write).await,
             #[cfg(feature = "postgres")]
-            Backend::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
-        };
-        result.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(e) => db(e),
-            other => Error::other(other),
+            Backend::Postgres(pool) => PG_MIGRATIONS.run(pool).await,
         })
     }
 
