@@ -370,6 +370,9 @@ impl Dispatcher {
                     look = true;
                 }
                 _ = tokio::time::sleep(wait), if !shutdown.is_cancelled() => look = true,
+                // Shut down with nothing in flight (the shutdown came during a claim that
+                // found nothing): the loop's top ends the dispatcher.
+                else => {}
             }
         }
         tracing::info!(owner = %self.config.owner, "dispatcher stopped");

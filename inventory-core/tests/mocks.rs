@@ -74,3 +74,31 @@ async fn the_dispatcher_with_a_mocked_mailer() {
         .unwrap();
     assert_eq!(report.sent, 1);
 }
+
+/// A shutdown that arrives while the dispatcher waits for a claim that finds nothing ends
+/// the dispatcher cleanly. (Its wait then had no branch left to wait on, and the task
+/// panicked: seen when a server was stopped under load.)
+#[tokio::test]
+async fn shutdown_during_an_empty_claim_ends_the_dispatcher() {
+    let shutdown = CancellationToken::new();
+    let mut store = MockNotificationStore::new();
+    store.expect_subscribe().returning(|| watch::channel(0).1);
+    let during = shutdown.clone();
+    store
+        .expect_claim_due()
+        .times(1)
+        .returning(move |_, _, _, _| {
+            during.cancel();
+            Ok(Vec::new())
+        });
+    let dispatcher = Dispatcher::new(
+        Arc::new(store),
+        Arc::new(RecordingMailer::new()),
+        DispatcherConfig::default(),
+    );
+    let run = tokio::spawn(dispatcher.run(shutdown));
+    tokio::time::timeout(std::time::Duration::from_secs(10), run)
+        .await
+        .expect("the dispatcher stops")
+        .expect("the dispatcher task must not panic");
+}
