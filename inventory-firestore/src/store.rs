@@ -152,6 +152,13 @@ pub(crate) fn fs(e: FirestoreError) -> BackoffError<TxError> {
     }
 }
 
+/// The fields of an order that confirming it writes ([`ORDER_STATUS_FIELDS`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct OrderStatusDoc {
+    status: String,
+    updated_at: std::time::SystemTime,
+}
+
 /// A transaction step's error outside a transaction.
 fn untx(e: BackoffError<TxError>) -> Error {
     let inner = match e {
@@ -628,18 +635,15 @@ impl FirestoreStore {
                 if n.status != "pending" || n.lease_owner.as_deref() != Some(owner.as_str()) {
                     return abort(Error::LeaseLost(id));
                 }
-                let mut order = None;
-                // An order confirmation confirms its order; other messages have none.
+                // An order confirmation confirms its order; other messages have none. The
+                // order is not read: its confirmation is pending and leased to us, and a cancel
+                // cancels the pending confirmation in its own transaction, so the order is not
+                // cancelled (it is pending, or confirmed already).
                 let order_id = n.order_id.clone();
-                if let (Some(now), Some(order_id)) = (confirm_order_at, &order_id) {
-                    let doc: Option<OrderDoc> =
-                        read(&db, cols.orders.as_str(), order_id.as_str()).await?;
-                    order = doc.filter(|o| o.status() == "pending").map(|mut o| {
-                        o.status = Some("confirmed".into());
-                        o.updated_at = Some(sys(now));
-                        o
-                    });
-                }
+                let order = confirm_order_at.map(|now| OrderStatusDoc {
+                    status: "confirmed".into(),
+                    updated_at: sys(now),
+                });
                 change(&mut n);
                 write(
                     &db,
