@@ -22,6 +22,11 @@
 //!   losslessly into a UUIDv8, so they are addressable. Ours add `order_id`, `user_id`,
 //!   `quantity`, `status`, `idempotency_key`, `created_at`, `updated_at`.
 //! - Ours alone: `Notifications/{id}` (the outbox) and `IdempotencyKeys/{user}:{key}`.
+//! - A product whose stock is sharded ([`FirestoreStore::shard_product`]) has `shards: N` and
+//!   its units in `Products/{id}/stock/{0..N}` (`quantity` each); its own `quantity` and
+//!   `status` are then a snapshot ([`FirestoreStore::sync_stock_snapshot`]), since orders write
+//!   only a shard. Real Firestore sustains about one write per second per document: N shards
+//!   sell about N orders per second.
 //!
 //! See `docs/migrating.md` for running beside the original service.
 //!
@@ -32,11 +37,11 @@
 //!
 //! Placing an order is one Firestore transaction (stock read, decrement, order, notification,
 //! idempotency key). Transactions on one document contend badly on Firestore, so within a
-//! process orders for the same product are serialised before their transaction; across
-//! processes the transaction retries. A claimed notification's `next_attempt_at` is moved to
+//! process orders for the same product (for the same shard, when sharded) are serialised
+//! before their transaction; across processes the transaction retries. A claimed notification's `next_attempt_at` is moved to
 //! the end of its lease, so "due" is one range query. The outbox signal comes from Firestore's
-//! real-time listen stream on pending notifications; the dispatcher's sweep remains the safety
-//! net should the stream stop.
+//! real-time listen stream on the newest notification (a new one from any process replaces
+//! it); the dispatcher's sweep remains the safety net should the stream stop.
 #![deny(missing_docs)]
 
 mod docs;
