@@ -10,15 +10,17 @@
 //! FIRESTORE_EMULATOR_HOST=127.0.0.1:8086 ./target/release/examples/firestore_shards --seconds 5
 //! ```
 
-use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use inventory_core::*;
 use inventory_firestore::{FirestoreConfig, FirestoreStore};
-use serde_json::{Value, json};
+use serde_json::json;
+
+#[path = "bench/mod.rs"]
+mod bench;
+use bench::Server;
 
 #[derive(Parser)]
 struct Args {
@@ -36,47 +38,18 @@ struct Args {
 const STOCK: u64 = 1_000_000_000;
 const SECRET: &str = "shard-bench-secret-of-at-least-32-bytes";
 
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sibling(name: &str) -> PathBuf {
-    let mut p = std::env::current_exe().unwrap();
-    p.pop();
-    p.join(name)
-}
-
 async fn start_server(project: &str) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(sibling("server"))
-        .env("DATABASE_URL", format!("firestore://{project}"))
-        .env("JWT_SECRET", SECRET)
-        .env("SMTP_MODE", "mock")
-        .env("RUN_DISPATCHER", "false")
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("RUST_LOG", "error")
-        .env("LOGIN_RATE_LIMIT", "off")
-        .env("REGISTER_RATE_LIMIT", "off")
-        .spawn()
-        .expect("server binary next to this one");
-    let url = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client.get(format!("{url}/health")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Server(child, url)
+    bench::start_server(&[
+        ("DATABASE_URL", format!("firestore://{project}")),
+        ("JWT_SECRET", SECRET.to_owned()),
+        ("SMTP_MODE", "mock".to_owned()),
+        ("RUN_DISPATCHER", "false".to_owned()),
+        ("RUST_LOG", "error".to_owned()),
+        ("LOGIN_RATE_LIMIT", "off".to_owned()),
+        ("REGISTER_RATE_LIMIT", "off".to_owned()),
+    ])
+    .await
+    .0
 }
 
 struct Case {
@@ -112,18 +85,7 @@ async fn case(shards: u32, buyers: usize, seconds: u64) -> Case {
         .unwrap();
     let mut tokens = Vec::new();
     for i in 0..buyers {
-        let r: Value = client
-            .post(format!("{}/auth/register", servers[0].1))
-            .json(
-                &json!({"email": format!("b{i}@example.com"), "password": "shard-bench-password"}),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        tokens.push(r["access_token"].as_str().expect("registered").to_owned());
+        tokens.push(bench::token(&client, &servers[0].url, &format!("b{i}@example.com")).await);
     }
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds);
@@ -131,7 +93,7 @@ async fn case(shards: u32, buyers: usize, seconds: u64) -> Case {
         .into_iter()
         .enumerate()
         .map(|(i, token)| {
-            let url = format!("{}/orders/place", servers[i % 2].1);
+            let url = format!("{}/orders/place", servers[i % 2].url);
             let client = client.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
@@ -169,7 +131,7 @@ async fn case(shards: u32, buyers: usize, seconds: u64) -> Case {
     let elapsed = start.elapsed().as_secs_f64();
     drop(servers);
     latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    let pct = |p: f64| bench::percentile(&latencies, p);
     let store = Arc::new(store);
     let left = store.get_product(&hot).await.unwrap().unwrap().quantity;
     let stored = transfer::collect_all(|page| store.list_orders(page))

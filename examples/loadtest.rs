@@ -12,8 +12,7 @@
 //! 4. cold start: process start to the first 200 on `/health`;
 //! 5. resident memory idle and under load.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +21,10 @@ use clap::Parser;
 use inventory_core::{HashParams, Password, PasswordHasher};
 use inventory_mail::testing::SmtpSink;
 use serde_json::{Value, json};
+
+#[path = "bench/mod.rs"]
+mod bench;
+use bench::{Server, percentile, token};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -68,24 +71,6 @@ struct RunResult {
     restart_ms: f64,
 }
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sibling(name: &str) -> PathBuf {
-    let mut p = std::env::current_exe().unwrap();
-    p.pop();
-    p.join(name)
-}
-
 fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -100,77 +85,29 @@ fn rss_mb(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start_server(database_url: &str, smtp_port: u16) -> (Server, f64) {
-    let port = free_port();
     let mut seed =
         vec![json!({"product_id": "hot", "product_name": "Hot", "quantity": PRODUCT_STOCK})];
     for i in 0..100 {
         seed.push(json!({"product_id": format!("p-{i}"), "product_name": format!("P{i}"), "quantity": PRODUCT_STOCK}));
     }
-    let started = Instant::now();
-    let child = Command::new(sibling("server"))
-        .env("DATABASE_URL", database_url)
-        .env("JWT_SECRET", "load-test-secret-of-at-least-32-bytes!")
-        .env("SMTP_HOST", "127.0.0.1")
-        .env("SMTP_PORT", smtp_port.to_string())
-        .env("SMTP_USE_TLS", "false")
-        .env("SEED_PRODUCTS", Value::Array(seed).to_string())
-        .env("ADMIN_EMAILS", "admin@example.com")
+    bench::start_server(&[
+        ("DATABASE_URL", database_url.to_owned()),
+        (
+            "JWT_SECRET",
+            "load-test-secret-of-at-least-32-bytes!".to_owned(),
+        ),
+        ("SMTP_HOST", "127.0.0.1".to_owned()),
+        ("SMTP_PORT", smtp_port.to_string()),
+        ("SMTP_USE_TLS", "false".to_owned()),
+        ("SEED_PRODUCTS", Value::Array(seed).to_string()),
+        ("ADMIN_EMAILS", "admin@example.com".to_owned()),
         // The load test counts every order as this admin without reading its mail.
-        .env("ADMIN_REQUIRES_VERIFIED_EMAIL", "false")
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("RUST_LOG", "warn")
-        .env("LOGIN_RATE_LIMIT", "off")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the release server (run benches/load.sh)");
-    let url = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    loop {
-        if let Ok(r) = client.get(format!("{url}/health")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let cold = started.elapsed().as_secs_f64() * 1000.0;
-    (Server { child, url }, cold)
-}
-
-async fn token(client: &reqwest::Client, url: &str, email: &str) -> String {
-    let body = json!({"email": email, "password": "load-test-password"});
-    let r: Value = client
-        .post(format!("{url}/auth/register"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["access_token"].as_str().expect("registered").to_owned()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+        ("ADMIN_REQUIRES_VERIFIED_EMAIL", "false".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+        ("LOGIN_RATE_LIMIT", "off".to_owned()),
+    ])
+    .await
 }
 
 struct Wrk {
@@ -484,12 +421,12 @@ async fn main() {
     // The argon2 bound: cores / time of one verification at the server's parameters.
     let hasher = PasswordHasher::new(HashParams::default(), 1).unwrap();
     let hash = hasher
-        .hash(&Password::new("load-test-password").unwrap())
+        .hash(&Password::new(bench::PASSWORD).unwrap())
         .await
         .unwrap();
     let t = Instant::now();
     for _ in 0..20 {
-        hasher.verify("load-test-password", &hash).await.unwrap();
+        hasher.verify(bench::PASSWORD, &hash).await.unwrap();
     }
     let hash_ms = t.elapsed().as_secs_f64() * 1000.0 / 20.0;
 
