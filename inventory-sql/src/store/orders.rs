@@ -48,6 +48,21 @@ pub(super) enum Job {
 }
 
 impl Job {
+    /// Answers the caller with an error.
+    fn fail(self, e: Error) {
+        match self {
+            Job::Place { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            Job::MarkSent { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            Job::Claim { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
     fn abandoned(&self) -> bool {
         match self {
             Job::Place { reply, .. } => reply.is_closed(),
@@ -172,6 +187,21 @@ struct Writes<'a> {
     claims: Vec<&'a Claim>,
 }
 
+impl<'a> Writes<'a> {
+    /// The writes of these jobs.
+    fn of(jobs: &'a [Job]) -> Self {
+        let mut writes = Writes::default();
+        for job in jobs {
+            match job {
+                Job::Place { new, .. } => writes.orders.push(new),
+                Job::MarkSent { mark, .. } => writes.marks.push(mark),
+                Job::Claim { claim, .. } => writes.claims.push(claim),
+            }
+        }
+        writes
+    }
+}
+
 /// What one transaction did: each write's outcome, by kind, in order.
 #[derive(Default)]
 struct Outcomes {
@@ -205,38 +235,12 @@ impl Writer {
         if jobs.is_empty() {
             return;
         }
-        let mut writes = Writes::default();
-        for job in &jobs {
-            match job {
-                Job::Place { new, .. } => writes.orders.push(new),
-                Job::MarkSent { mark, .. } => writes.marks.push(mark),
-                Job::Claim { claim, .. } => writes.claims.push(claim),
-            }
-        }
-        match self.try_batch(&writes, &mut queue).await {
-            Ok(outcomes) => {
-                if outcomes
-                    .placed
-                    .iter()
-                    .any(|o| matches!(o, Ok(p) if !p.replayed))
-                {
-                    bump(&self.signal);
-                }
-                let mut placed = outcomes.placed.into_iter();
-                let mut marked = outcomes.marked.into_iter();
-                let mut claimed = outcomes.claimed.into_iter();
-                for job in jobs {
-                    match job {
-                        Job::Place { reply, .. } => {
-                            let _ = reply.send(placed.next().expect("an outcome per order"));
-                        }
-                        Job::MarkSent { reply, .. } => {
-                            let _ = reply.send(Ok(marked.next().expect("an outcome per mark")));
-                        }
-                        Job::Claim { reply, .. } => {
-                            let _ = reply.send(Ok(claimed.next().expect("an outcome per claim")));
-                        }
-                    }
+        match self.try_batch(&Writes::of(&jobs), &mut queue).await {
+            Ok(outcomes) => self.answer(jobs, outcomes),
+            Err(e) if jobs.len() == 1 && !matches!(e, Error::AlreadyExists(_)) => {
+                // Alone already: its own failure.
+                if let Some(job) = jobs.into_iter().next() {
+                    job.fail(e);
                 }
             }
             Err(e) => {
@@ -245,33 +249,47 @@ impl Writer {
                 tracing::debug!(error = %e, writes = jobs.len(), "batch failed; writing one by one");
                 drop(queue);
                 for job in jobs {
-                    match job {
-                        Job::Place { new, reply } => {
-                            let _ = reply.send(self.place_one(&new).await);
-                        }
-                        Job::MarkSent { mark, reply } => {
-                            let one = Writes {
-                                marks: vec![&mark],
-                                ..Writes::default()
-                            };
-                            let outcome = self
-                                .try_batch(&one, &mut None)
-                                .await
-                                .map(|mut o| o.marked.pop() == Some(true));
-                            let _ = reply.send(outcome);
-                        }
-                        Job::Claim { claim, reply } => {
-                            let one = Writes {
-                                claims: vec![&claim],
-                                ..Writes::default()
-                            };
-                            let outcome = self
-                                .try_batch(&one, &mut None)
-                                .await
-                                .map(|mut o| o.claimed.pop().unwrap_or_default());
-                            let _ = reply.send(outcome);
-                        }
+                    let one = Writes::of(std::slice::from_ref(&job));
+                    let mut outcome = self.try_batch(&one, &mut None).await;
+                    let keyed =
+                        matches!(&job, Job::Place { new, .. } if new.idempotency_key.is_some());
+                    if keyed && matches!(outcome, Err(Error::AlreadyExists(_))) {
+                        // Another process placed an order with this key meanwhile: it is the
+                        // answer, found by the same write again.
+                        outcome = self.try_batch(&one, &mut None).await;
                     }
+                    match outcome {
+                        Ok(outcomes) => self.answer(vec![job], outcomes),
+                        Err(e) => job.fail(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends each job its outcome (they come in the jobs' order, by kind) and raises the
+    /// outbox signal if an order was placed.
+    fn answer(&self, jobs: Vec<Job>, outcomes: Outcomes) {
+        if outcomes
+            .placed
+            .iter()
+            .any(|o| matches!(o, Ok(p) if !p.replayed))
+        {
+            bump(&self.signal);
+        }
+        let mut placed = outcomes.placed.into_iter();
+        let mut marked = outcomes.marked.into_iter();
+        let mut claimed = outcomes.claimed.into_iter();
+        for job in jobs {
+            match job {
+                Job::Place { reply, .. } => {
+                    let _ = reply.send(placed.next().expect("an outcome per order"));
+                }
+                Job::MarkSent { reply, .. } => {
+                    let _ = reply.send(Ok(marked.next().expect("an outcome per mark")));
+                }
+                Job::Claim { reply, .. } => {
+                    let _ = reply.send(Ok(claimed.next().expect("an outcome per claim")));
                 }
             }
         }
@@ -324,24 +342,6 @@ impl Writer {
             }
             .await
         })
-    }
-
-    /// Places one order in a transaction of its own: the path taken when a batch failed.
-    async fn place_one(&self, new: &NewOrder) -> Result<Placed> {
-        let one = Writes {
-            orders: vec![new],
-            ..Writes::default()
-        };
-        let mut outcome = self.try_batch(&one, &mut None).await;
-        if matches!(outcome, Err(Error::AlreadyExists(_))) && new.idempotency_key.is_some() {
-            // Another process placed an order with this key meanwhile: it is the answer.
-            outcome = self.try_batch(&one, &mut None).await;
-        }
-        let placed = outcome?.placed.pop().expect("one outcome per order")?;
-        if !placed.replayed {
-            bump(&self.signal);
-        }
-        Ok(placed)
     }
 }
 
