@@ -54,13 +54,10 @@ impl Shards<'_> {
         Ok(doc.unwrap_or_default().quantity)
     }
 
-    /// Every shard's units, in shard order.
+    /// Every shard's units, in shard order (read concurrently: up to 256 reads would
+    /// otherwise be as many round trips one after another).
     pub(crate) async fn read_all(&self) -> TxResult<Vec<i64>> {
-        let mut all = Vec::with_capacity(self.count as usize);
-        for k in 0..self.count {
-            all.push(self.read(k).await?);
-        }
-        Ok(all)
+        futures::future::try_join_all((0..self.count).map(|k| self.read(k))).await
     }
 
     /// Queues shard `k` := `quantity`.

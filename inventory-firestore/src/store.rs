@@ -493,28 +493,30 @@ impl FirestoreStore {
                 format!("must be 1 to {MAX_SHARDS}"),
             ));
         }
-        self.reshard(id, shards, now).await
+        self.reshard(id, Some(shards), now).await
     }
 
     /// Puts a sharded product's stock back into its document (`quantity`) and deletes the
     /// shards. A product that is not sharded is returned unchanged.
     pub async fn unshard_product(&self, id: &ProductId, now: DateTime<Utc>) -> Result<Product> {
-        self.reshard(id, 0, now).await
+        self.reshard(id, Some(0), now).await
     }
 
     /// Writes a sharded product's true total into its document's `quantity` and `status`
     /// (what the original's clients read): run it now and then to keep that snapshot close.
     /// Orders never write the product document of a sharded product.
     pub async fn sync_stock_snapshot(&self, id: &ProductId, now: DateTime<Utc>) -> Result<Product> {
-        let current = self
-            .get::<ProductDoc>(&self.cols.products, &doc_id(id.as_str()))
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("product {id}")))?;
-        self.reshard(id, current.shard_count().unwrap_or(0), now)
-            .await
+        self.reshard(id, None, now).await
     }
 
-    async fn reshard(&self, id: &ProductId, shards: u32, now: DateTime<Utc>) -> Result<Product> {
+    /// Moves `id`'s stock into `to` shards (0: into the document), or with `None` keeps the
+    /// shards as they are and only writes the total into the document.
+    async fn reshard(
+        &self,
+        id: &ProductId,
+        to: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Result<Product> {
         let doc = self
             .tx(
                 (self.cols.clone(), id.clone()),
@@ -527,6 +529,7 @@ impl FirestoreStore {
                             return abort(Error::NotFound(format!("product {id}")));
                         };
                         let before = doc.shard_count().unwrap_or(0);
+                        let shards = to.unwrap_or(before);
                         let total = if before > 0 {
                             let old = shards_of(&db, &cols, &key, before)?;
                             let total: i64 = old.read_all().await?.iter().sum();
@@ -537,7 +540,7 @@ impl FirestoreStore {
                         } else {
                             doc.quantity
                         };
-                        if shards > 0 {
+                        if to.is_some() && shards > 0 {
                             let new = shards_of(&db, &cols, &key, shards)?;
                             for (k, units) in spread(total, shards).into_iter().enumerate() {
                                 new.write(tx, k as u32, units)?;

@@ -299,10 +299,6 @@ impl SqlStore {
                 )));
             }
         };
-        // PostgreSQL migrated on its first connection already.
-        if options.migrate && store.dialect() == Dialect::Sqlite {
-            store.migrate().await?;
-        }
         Ok(store)
     }
 
@@ -363,7 +359,11 @@ impl SqlStore {
             write,
             _keeper: keeper,
         };
-        Ok(Self::assemble(backend, watch::channel(0).0, None))
+        let store = Self::assemble(backend, watch::channel(0).0, None);
+        if options.migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
     }
 
     #[cfg(feature = "postgres")]
