@@ -444,3 +444,103 @@ async fn the_originals_documents_serve_the_whole_api() {
     );
     let _ = legacys_order;
 }
+
+/// Sharding a product the original wrote (seeded and read through the emulator's REST API,
+/// as the original and its clients see the document): its own fields stay, the API shows the
+/// true total, the document keeps a snapshot for the original's clients, orders take from the
+/// shards, restock and cancel put units back, and unsharding returns the stock to the document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
+async fn sharding_a_product_of_the_original() {
+    use inventory_core::testkit::{TestStore, order, user};
+    use inventory_core::{Error, Page, ProductId, now};
+    use inventory_kit::firestore::{FirestoreConfig, FirestoreStore};
+    let Some(host) = emulator() else { return };
+    let project = format!("shard-{}", uuid::Uuid::now_v7().simple());
+    let rest = Rest::new(&host, &project);
+    rest.create(
+        "Products",
+        Some("hot"),
+        json!({
+            "product_name": s("Hot"),
+            "quantity": int(10),
+            "status": s("in_stock"),
+            "price": { "doubleValue": 9.5 },
+        }),
+    )
+    .await;
+    // (quantity, status, price) as the original's clients read them.
+    let raw = || async {
+        let f = rest.fields("Products", "hot").await;
+        (
+            f["quantity"]["integerValue"]
+                .as_str()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap(),
+            f["status"]["stringValue"].as_str().unwrap().to_owned(),
+            f["price"]["doubleValue"].as_f64().unwrap(),
+        )
+    };
+    let store = std::sync::Arc::new(
+        FirestoreStore::connect(FirestoreConfig::new(&project))
+            .await
+            .unwrap(),
+    );
+    // The shard documents, counted through the REST API.
+    let shard_docs = || async {
+        let resp = rest
+            .http
+            .get(format!("{}/Products/hot/stock", rest.base))
+            .bearer_auth("owner")
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        let list: Value = resp.json().await.unwrap();
+        list["documents"].as_array().map_or(0, Vec::len)
+    };
+    let id = ProductId::new("hot").unwrap();
+    let sharded = store.shard_product(&id, 4, now()).await.unwrap();
+    assert_eq!(sharded.quantity, 10);
+    assert_eq!(shard_docs().await, 4, "four shard documents");
+    assert_eq!(raw().await.2, 9.5, "the operator's field survives sharding");
+
+    let shop: TestStore = store.clone();
+    let u = user(&shop, "shard@example.com").await;
+    // 7 units asked by one order: more than any one shard holds (2 or 3), so it takes from
+    // several.
+    let big = shop
+        .place_order(&order(&u, &id, 7))
+        .await
+        .expect("7 of 10 units across shards");
+    assert_eq!(shop.get_product(&id).await.unwrap().unwrap().quantity, 3);
+    assert_eq!(
+        raw().await.0,
+        10,
+        "orders do not write the product document"
+    );
+    assert!(matches!(
+        shop.place_order(&order(&u, &id, 4)).await,
+        Err(Error::OutOfStock { .. })
+    ));
+    store.sync_stock_snapshot(&id, now()).await.unwrap();
+    let (quantity, status, _) = raw().await;
+    assert_eq!((quantity, status.as_str()), (3, "in_stock"));
+
+    assert_eq!(shop.restock(&id, 5, now()).await.unwrap().quantity, 8);
+    shop.cancel_order(big.order.id, now()).await.unwrap();
+    assert_eq!(shop.get_product(&id).await.unwrap().unwrap().quantity, 15);
+    let listed = shop.list_products(Page::default()).await.unwrap();
+    assert_eq!(listed[0].quantity, 15, "the list shows the true total too");
+
+    let back = store.unshard_product(&id, now()).await.unwrap();
+    assert_eq!(back.quantity, 15);
+    let (quantity, _, price) = raw().await;
+    assert_eq!((quantity, price), (15, 9.5));
+    assert_eq!(shard_docs().await, 0, "unsharding deletes the shards");
+    shop.place_order(&order(&u, &id, 15))
+        .await
+        .expect("unsharded again: the document's stock");
+    assert_eq!(raw().await.0, 0);
+}
