@@ -284,15 +284,9 @@ async fn two_instances_never_oversell_sharded_or_not() {
     let project = format!("test-{}", uuid::Uuid::now_v7().simple());
     let mut config = FirestoreConfig::new(&project);
     config.listen = false;
-    let a: TestStore = Arc::new(FirestoreStore::connect(config.clone()).await.unwrap());
+    let first = Arc::new(FirestoreStore::connect(config.clone()).await.unwrap());
+    let a: TestStore = first.clone();
     let b: TestStore = Arc::new(FirestoreStore::connect(config).await.unwrap());
-    let sharder = FirestoreStore::connect({
-        let mut c = FirestoreConfig::new(&project);
-        c.listen = false;
-        c
-    })
-    .await
-    .unwrap();
     let mut buyers = Vec::new();
     for i in 0..200 {
         buyers.push(inventory_core::testkit::user(&a, &format!("buyer{i}@example.com")).await);
@@ -300,7 +294,7 @@ async fn two_instances_never_oversell_sharded_or_not() {
     for (id, shards) in [("plain", 0), ("sharded", 4)] {
         let p = inventory_core::testkit::product(&a, id, 50).await;
         if shards > 0 {
-            sharder.shard_product(&p, shards, now()).await.unwrap();
+            first.shard_product(&p, shards, now()).await.unwrap();
         }
         let tasks = buyers.iter().enumerate().map(|(i, u)| {
             let store = if i % 2 == 0 { a.clone() } else { b.clone() };
