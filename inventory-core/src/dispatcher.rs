@@ -6,12 +6,14 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::domain::Notification;
 use crate::error::{Error, Result};
+use crate::handoff::{Handed, Handoff};
 use crate::ports::{Mailer, NotificationStore};
 use crate::templates::Templates;
 
@@ -286,6 +288,10 @@ impl Dispatcher {
     /// sends each independently with a lease heartbeat, and on shutdown finishes the sends in
     /// flight. Store errors back off and are retried.
     ///
+    /// It offers the store a [`Handoff`] first: a store that takes it leases each new order
+    /// confirmation to this dispatcher as the order is placed, while a send slot is free, and
+    /// hands it over in memory, so no claim is needed for it (see [`crate::handoff`]).
+    ///
     /// Mail health: the gauge `inventory_mail_consecutive_failures` counts failed sends since
     /// the last success, and a WARN `mail is not flowing` is logged at 3 and every 10 after.
     pub async fn run(self, shutdown: CancellationToken) {
@@ -294,37 +300,60 @@ impl Dispatcher {
         let mut failing = 0u64;
         let mut next_retry: Option<DateTime<Utc>> = None;
         let mut in_flight: tokio::task::JoinSet<Result<Outcome>> = tokio::task::JoinSet::new();
+        // One permit per send slot: a send holds one from its claim (or its order's placement,
+        // for a confirmation handed over) until it is recorded.
         let slots = self.config.concurrency.max(1);
+        let permits = Arc::new(Semaphore::new(slots));
+        let (handoff, mut handed) =
+            Handoff::new(&self.config.owner, self.config.lease, permits.clone());
+        // Whether confirmations may still arrive from the store's handoff.
+        let mut handing = self.store.accept_handoff(handoff);
         // While sends are in flight, claim only once half the slots are free: claiming for
         // each slot as it frees costs a store round trip (a commit) per notification, and
         // under a backlog that round trip, not the mail, became the limit (300 emails/s).
         let refill = (slots / 2).max(1);
-        let may_claim = |free: usize, in_flight: usize| free >= refill || in_flight == 0;
+        let may_claim = |free: usize| free >= refill || free == slots;
         // Claim at start; afterwards when woken.
         let mut look = true;
-        tracing::info!(owner = %self.config.owner, "dispatcher started");
+        tracing::info!(owner = %self.config.owner, handoff = handing, "dispatcher started");
         loop {
-            if shutdown.is_cancelled() && in_flight.is_empty() {
-                break;
+            if shutdown.is_cancelled() {
+                // Take no more confirmations; those handed over already are still sent.
+                handed.close();
+                if in_flight.is_empty() && !handing {
+                    break;
+                }
             }
             let mut wait = self.config.sweep_interval;
-            let free = slots.saturating_sub(in_flight.len());
-            if look && free > 0 && may_claim(free, in_flight.len()) && !shutdown.is_cancelled() {
+            let free = permits.available_permits();
+            if look && free > 0 && may_claim(free) && !shutdown.is_cancelled() {
+                let limit = free.min(self.config.batch_size.max(1) as usize);
+                // A placement may take a slot between the count and here: count again.
+                let Ok(mut claim_slots) = permits.clone().try_acquire_many_owned(limit as u32)
+                else {
+                    continue;
+                };
                 signal.borrow_and_update();
                 look = false;
-                let limit = (free as u32).min(self.config.batch_size.max(1));
                 match self
                     .store
-                    .claim_due(&self.config.owner, Utc::now(), self.config.lease, limit)
+                    .claim_due(
+                        &self.config.owner,
+                        Utc::now(),
+                        self.config.lease,
+                        limit as u32,
+                    )
                     .await
                 {
                     Ok(batch) => {
                         error_streak = 0;
                         // A full claim: more may be due right now.
-                        look = batch.len() as u32 >= limit;
+                        look = batch.len() >= limit;
                         for n in batch {
-                            let me = self.clone();
-                            in_flight.spawn(async move { me.deliver_with_heartbeat(n).await });
+                            // The store returns at most `limit`, one slot each.
+                            if let Some(slot) = claim_slots.split(1) {
+                                self.start(&mut in_flight, n, slot);
+                            }
                         }
                     }
                     Err(e) => {
@@ -344,10 +373,7 @@ impl Dispatcher {
                     next_retry = None;
                 }
             }
-            if look
-                && may_claim(slots.saturating_sub(in_flight.len()), in_flight.len())
-                && !shutdown.is_cancelled()
-            {
+            if look && may_claim(permits.available_permits()) && !shutdown.is_cancelled() {
                 continue;
             }
             tokio::select! {
@@ -362,6 +388,12 @@ impl Dispatcher {
                     // A freed slot claims again only if more may be due: the last claim was
                     // full, or a signal or sweep arrived meanwhile (both set `look`).
                 }
+                one = handed.recv(), if handing => match one {
+                    Some(Handed { notification, slot }) => {
+                        self.start(&mut in_flight, notification, slot);
+                    }
+                    None => handing = false,
+                },
                 changed = signal.changed(), if !shutdown.is_cancelled() => {
                     if changed.is_err() {
                         // The store dropped its signal: fall back to sweeping.
@@ -376,6 +408,21 @@ impl Dispatcher {
             }
         }
         tracing::info!(owner = %self.config.owner, "dispatcher stopped");
+    }
+
+    /// Starts sending `n`, holding its send slot until the outcome is recorded.
+    fn start(
+        &self,
+        in_flight: &mut tokio::task::JoinSet<Result<Outcome>>,
+        n: Notification,
+        slot: OwnedSemaphorePermit,
+    ) {
+        let me = self.clone();
+        in_flight.spawn(async move {
+            let outcome = me.deliver_with_heartbeat(n).await;
+            drop(slot);
+            outcome
+        });
     }
 
     /// Counts one delivery's outcome; returns its retry time, if any.

@@ -744,6 +744,13 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// Leases it to `owner` until `until`, counting one attempt: what a claim does.
+    pub fn lease_to(&mut self, owner: &str, until: DateTime<Utc>) {
+        self.lease_owner = Some(owner.to_owned());
+        self.lease_until = Some(until);
+        self.attempts += 1;
+    }
+
     /// The order it confirms, if it is an order confirmation.
     pub fn order_id(&self) -> Option<Uuid> {
         match &self.message {

@@ -55,6 +55,7 @@ pub mod auth;
 pub mod dispatcher;
 pub mod domain;
 pub mod error;
+pub mod handoff;
 pub mod mail;
 pub mod memory;
 pub mod orders;

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::domain::*;
 use crate::error::{Error, Result};
+use crate::handoff::{Handoff, HandoffSlot};
 use crate::ports::*;
 
 #[derive(Default)]
@@ -29,6 +30,7 @@ struct State {
 pub struct MemoryStore {
     state: Mutex<State>,
     signal: watch::Sender<u64>,
+    handoff: HandoffSlot,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -42,6 +44,7 @@ impl Default for MemoryStore {
         MemoryStore {
             state: Mutex::new(State::default()),
             signal: watch::channel(0).0,
+            handoff: HandoffSlot::default(),
         }
     }
 }
@@ -212,6 +215,8 @@ impl ProductStore for MemoryStore {
 #[async_trait]
 impl OrderStore for MemoryStore {
     async fn place_order(&self, new: &NewOrder) -> Result<Placed> {
+        let reservation = self.handoff.reserve();
+        let mut handed = None;
         let placed = self.with(|s| {
             if let Some(key) = &new.idempotency_key
                 && let Some(id) = s.order_by_key.get(&(new.user_id, key.as_str().to_owned()))
@@ -238,7 +243,11 @@ impl OrderStore for MemoryStore {
             product.quantity -= take;
             product.updated_at = new.now;
             let order = new.order();
-            let notification = new.notification(product.name.clone());
+            let mut notification = new.notification(product.name.clone());
+            if let Some(r) = &reservation {
+                r.lease(&mut notification, new.now);
+                handed = Some(notification.clone());
+            }
             if let Some(key) = &order.idempotency_key {
                 s.order_by_key.insert((new.user_id, key.clone()), new.id);
             }
@@ -250,8 +259,10 @@ impl OrderStore for MemoryStore {
                 replayed: false,
             })
         })?;
-        if !placed.replayed {
-            self.signal.send_modify(|n| *n = n.wrapping_add(1));
+        match (reservation, handed) {
+            (Some(r), Some(n)) => r.hand_over(n),
+            _ if !placed.replayed => self.signal.send_modify(|n| *n = n.wrapping_add(1)),
+            _ => {}
         }
         Ok(placed)
     }
@@ -334,9 +345,7 @@ impl NotificationStore for MemoryStore {
                 .into_iter()
                 .take(limit as usize)
                 .map(|n| {
-                    n.lease_owner = Some(owner.to_owned());
-                    n.lease_until = Some(lease_until);
-                    n.attempts += 1;
+                    n.lease_to(owner, lease_until);
                     n.clone()
                 })
                 .collect())
@@ -468,6 +477,10 @@ impl NotificationStore for MemoryStore {
 
     fn subscribe(&self) -> watch::Receiver<u64> {
         self.signal.subscribe()
+    }
+
+    fn accept_handoff(&self, handoff: Handoff) -> bool {
+        self.handoff.accept(handoff)
     }
 }
 

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::domain::*;
 use crate::error::{MailError, Result};
+use crate::handoff::Handoff;
 
 /// Users and their credentials.
 #[cfg_attr(feature = "mock", mockall::automock)]
@@ -135,6 +136,14 @@ pub trait NotificationStore: Send + Sync {
     /// A receiver whose value changes whenever new work may be due (an order placed here or,
     /// for shared databases, in another process). A hint only: the dispatcher also sweeps.
     fn subscribe(&self) -> watch::Receiver<u64>;
+    /// Offers the store a dispatcher of this process to hand new order confirmations to as
+    /// they are placed, already leased to it (see [`handoff`](crate::handoff)): the
+    /// dispatcher then neither queries nor claims for them. Returns whether the store takes
+    /// the offer; a store that does not (the default) leaves every confirmation to claims.
+    fn accept_handoff(&self, handoff: Handoff) -> bool {
+        let _ = handoff;
+        false
+    }
 }
 
 /// The check every [`NotificationStore::enqueue`] makes first.
@@ -367,6 +376,9 @@ macro_rules! delegate {
                 }
                 fn subscribe(&self) -> $crate::watch::Receiver<u64> {
                     { let $s = self; &$inner }.subscribe()
+                }
+                fn accept_handoff(&self, handoff: $crate::handoff::Handoff) -> bool {
+                    { let $s = self; &$inner }.accept_handoff(handoff)
                 }
         }
     };

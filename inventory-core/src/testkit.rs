@@ -1384,3 +1384,119 @@ pub async fn lists_continue_after_a_cursor(store: TestStore) {
         "the page after c-2 is c-3, c-4 whatever was added before"
     );
 }
+
+/// A store that takes a dispatcher's [`Handoff`](crate::handoff::Handoff) writes each new
+/// confirmation leased to it in the order's own step and hands it over: no claim takes it
+/// meanwhile, its send is recorded (and confirms the order), and a cancel still stops it. With
+/// no free send slot, or once the dispatcher is gone, confirmations are written due, for claims.
+///
+/// Not part of [`store_conformance!`](crate::store_conformance): call it for a store whose
+/// [`NotificationStore::accept_handoff`] takes the offer.
+pub async fn handoff_leases_confirmations_to_the_local_dispatcher(store: TestStore) {
+    use crate::handoff::Handoff;
+    let u = user(&store, "handed@example.com").await;
+    let p = product(&store, "handed", 10).await;
+    let lease = Duration::from_secs(60);
+    let slots = Arc::new(tokio::sync::Semaphore::new(1));
+    let (handoff, mut handed) = Handoff::new("local", lease, slots.clone());
+    assert!(
+        store.accept_handoff(handoff),
+        "the store refused the handoff"
+    );
+
+    // Handed over leased, exactly as placed; nobody else can claim it.
+    let new = order(&u, &p, 1);
+    let placed = store.place_order(&new).await.unwrap().order;
+    let first = handed.try_recv().expect("the confirmation was handed over");
+    let n = first.notification.clone();
+    assert_eq!((n.id, n.order_id()), (new.notification_id, Some(placed.id)));
+    assert_eq!(n.lease_owner.as_deref(), Some("local"));
+    assert_eq!(n.lease_until, Some(new.now + chrono::Duration::seconds(60)));
+    assert_eq!((n.attempts, n.status), (1, NotificationStatus::Pending));
+    let stored = store
+        .notification_for_order(placed.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.lease_owner.as_deref(), stored.attempts),
+        (Some("local"), 1)
+    );
+    assert!(
+        store
+            .claim_due("other", t0(), lease, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a confirmation leased at placement was claimed by another dispatcher"
+    );
+    // Busy: the only slot is held by the first send; the next order is left to claims.
+    let busy = store.place_order(&order(&u, &p, 1)).await.unwrap().order;
+    assert!(
+        handed.try_recv().is_err(),
+        "handed over without a free slot"
+    );
+    let claimed = store.claim_due("other", t0(), lease, 10).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|n| n.order_id()).collect::<Vec<_>>(),
+        [Some(busy.id)]
+    );
+    store.mark_sent(claimed[0].id, "other", t0()).await.unwrap();
+
+    store.mark_sent(n.id, "local", t0()).await.unwrap();
+    drop(first);
+    let sent = store
+        .notification_for_order(placed.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent.status, NotificationStatus::Sent);
+    assert_eq!(sent.lease_owner, None);
+    let o = store.get_order(placed.id).await.unwrap().unwrap();
+    assert_eq!(o.status, OrderStatus::Confirmed);
+
+    // Cancelled after the handover: the send cannot be recorded, the order stays cancelled.
+    let cancelled = store.place_order(&order(&u, &p, 1)).await.unwrap().order;
+    let second = handed
+        .try_recv()
+        .expect("handed over once the slot was free");
+    store.cancel_order(cancelled.id, t0()).await.unwrap();
+    let result = store.mark_sent(second.notification.id, "local", t0()).await;
+    assert!(
+        matches!(result, Err(Error::LeaseLost(_))),
+        "mark_sent after a cancel must be LeaseLost, got {result:?}"
+    );
+    let o = store.get_order(cancelled.id).await.unwrap().unwrap();
+    assert_eq!(o.status, OrderStatus::Cancelled);
+    drop(second);
+
+    // A failed send of a handed confirmation is retried like any other.
+    let retried = store.place_order(&order(&u, &p, 1)).await.unwrap().order;
+    let third = handed.try_recv().expect("handed over");
+    let again = t0();
+    store
+        .mark_failed(third.notification.id, "local", "451 try later", Some(again))
+        .await
+        .unwrap();
+    drop(third);
+    let claimed = store.claim_due("other", again, lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        (claimed[0].order_id(), claimed[0].attempts),
+        (Some(retried.id), 2)
+    );
+    store
+        .mark_sent(claimed[0].id, "other", again)
+        .await
+        .unwrap();
+
+    // The dispatcher is gone: the next confirmation is due at once, for any claimer.
+    drop(handed);
+    let orphan = store.place_order(&order(&u, &p, 1)).await.unwrap().order;
+    let claimed = store.claim_due("other", t0(), lease, 10).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|n| n.order_id()).collect::<Vec<_>>(),
+        [Some(orphan.id)]
+    );
+    assert_eq!(slots.available_permits(), 1, "every slot was given back");
+}

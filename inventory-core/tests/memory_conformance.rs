@@ -18,3 +18,17 @@ mod through_pointers {
         Some(Arc::new(Box::new(Arc::new(MemoryStore::new()))) as TestStore)
     });
 }
+
+/// The handoff to a local dispatcher (not in the suite: only stores that take it), through
+/// pointers, so their delegation of `accept_handoff` is covered too.
+#[tokio::test]
+async fn handoff_leases_confirmations_to_the_local_dispatcher() {
+    use inventory_core::MemoryStore;
+    use inventory_core::testkit::{
+        TestStore, handoff_leases_confirmations_to_the_local_dispatcher,
+    };
+    handoff_leases_confirmations_to_the_local_dispatcher(Arc::new(Box::new(Arc::new(
+        MemoryStore::new(),
+    ))) as TestStore)
+    .await;
+}

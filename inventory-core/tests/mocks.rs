@@ -83,6 +83,7 @@ async fn shutdown_during_an_empty_claim_ends_the_dispatcher() {
     let shutdown = CancellationToken::new();
     let mut store = MockNotificationStore::new();
     store.expect_subscribe().returning(|| watch::channel(0).1);
+    store.expect_accept_handoff().returning(|_| false);
     let during = shutdown.clone();
     store
         .expect_claim_due()

@@ -472,11 +472,45 @@ async fn the_running_dispatcher_is_woken_by_the_store_signal() {
     let shutdown = CancellationToken::new();
     let handle = Dispatcher::new(store.clone(), mailer.clone(), config).spawn(shutdown.clone());
     // The first order may be picked up by the loop's first cycle; once it is delivered the loop
-    // is idle, so the second can only arrive through the signal (the sweep would take an hour).
+    // is idle, so the next message can only arrive through the signal (the sweep would take an
+    // hour). A verification email is not handed over like a confirmation: it is enqueued.
     let first = one_order(&store).await;
     tokio::time::timeout(Duration::from_secs(10), mailer.wait_for(1))
         .await
         .expect("first order delivered");
+    let buyer = store.get_user(first.user_id).await.unwrap().unwrap();
+    let verification = Notification::email_verification(&buyer, "a-code".into(), Utc::now());
+    store.enqueue(&verification).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), mailer.wait_for(2))
+        .await
+        .expect("woken by the signal");
+    shutdown.cancel();
+    handle.await.unwrap();
+    assert_eq!(
+        mailer.deliveries()[1].message_id,
+        format!("{}@inventory-kit", verification.id)
+    );
+}
+
+/// An order placed while the dispatcher runs is handed to it, leased at placement: it is sent
+/// without a claim and without waking anyone through the outbox signal.
+#[tokio::test]
+async fn the_running_dispatcher_takes_confirmations_handed_over_at_placement() {
+    let store = store();
+    let mailer = Arc::new(RecordingMailer::new());
+    let config = DispatcherConfig {
+        sweep_interval: Duration::from_secs(3600),
+        ..DispatcherConfig::default()
+    };
+    let shutdown = CancellationToken::new();
+    let handle = Dispatcher::new(store.clone(), mailer.clone(), config).spawn(shutdown.clone());
+    // Delivered by the first claim, so the dispatcher has started (and offered its handoff).
+    let first = one_order(&store).await;
+    tokio::time::timeout(Duration::from_secs(10), mailer.wait_for(1))
+        .await
+        .expect("first order delivered");
+    let mut signal = store.subscribe();
+    signal.borrow_and_update();
     let buyer = Email::parse("buyer@example.com").unwrap();
     let second = NewOrder::new(
         first.user_id,
@@ -487,12 +521,36 @@ async fn the_running_dispatcher_is_woken_by_the_store_signal() {
     store.place_order(&second).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), mailer.wait_for(2))
         .await
-        .expect("woken by the signal");
+        .expect("the handed confirmation is sent");
+    assert!(
+        !signal.has_changed().unwrap(),
+        "the order went through the outbox signal, not the handoff"
+    );
     shutdown.cancel();
     handle.await.unwrap();
+    let n = store
+        .notification_for_order(second.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((n.status, n.attempts), (NotificationStatus::Sent, 1));
+    let o = store.get_order(second.id).await.unwrap().unwrap();
+    assert_eq!(o.status, OrderStatus::Confirmed);
+    // Stopped: the next order is left due for whichever dispatcher claims next.
+    let third = NewOrder::new(
+        first.user_id,
+        Email::parse("buyer@example.com").unwrap(),
+        first.product_id.clone(),
+        Quantity::ONE,
+    );
+    store.place_order(&third).await.unwrap();
+    let due = store
+        .claim_due("next", Utc::now(), Duration::from_secs(10), 10)
+        .await
+        .unwrap();
     assert_eq!(
-        mailer.deliveries()[1].message_id,
-        format!("{}@inventory-kit", second.notification_id)
+        due.iter().map(|n| n.id).collect::<Vec<_>>(),
+        [third.notification_id]
     );
 }
 
