@@ -93,11 +93,18 @@ impl Handoff {
 }
 
 impl Reservation {
+    /// The lease of a confirmation placed at `now`: the dispatcher's owner name, and when the
+    /// lease runs out.
+    pub fn terms(&self, now: DateTime<Utc>) -> (Arc<str>, DateTime<Utc>) {
+        let until = now + chrono::Duration::from_std(self.handoff.lease).unwrap_or_default();
+        (self.handoff.owner.clone(), until)
+    }
+
     /// Leases `notification` to the dispatcher from `now` for its lease, counting one attempt,
     /// exactly as a claim does; returns when the lease runs out.
     pub fn lease(&self, notification: &mut Notification, now: DateTime<Utc>) -> DateTime<Utc> {
-        let until = now + chrono::Duration::from_std(self.handoff.lease).unwrap_or_default();
-        notification.lease_to(&self.handoff.owner, until);
+        let (owner, until) = self.terms(now);
+        notification.lease_to(&owner, until);
         until
     }
 

@@ -7,15 +7,17 @@ use chrono::{DateTime, Utc};
 use firestore::errors::{BackoffError, FirestoreError};
 use firestore::{
     FirestoreDb, FirestoreListenEvent, FirestoreListener, FirestoreListenerTarget,
-    FirestoreMemListenStateStorage, FirestoreTransaction, FirestoreTransactionOptions,
-    FirestoreWritePrecondition,
+    FirestoreInstant, FirestoreMemListenStateStorage, FirestoreTransaction,
+    FirestoreTransactionOps, FirestoreWritePrecondition,
 };
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
+use inventory_core::handoff::{Handoff, HandoffSlot};
 use inventory_core::*;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::commit::{self, Leased};
 use crate::docs::*;
 use crate::shards::{MAX_SHARDS, Shards, spread};
 
@@ -153,14 +155,14 @@ pub(crate) fn fs(e: FirestoreError) -> BackoffError<TxError> {
 }
 
 /// The fields of an order that confirming it writes ([`ORDER_STATUS_FIELDS`]).
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct OrderStatusDoc {
     status: String,
     updated_at: std::time::SystemTime,
 }
 
 /// A transaction step's error outside a transaction.
-fn untx(e: BackoffError<TxError>) -> Error {
+pub(crate) fn untx(e: BackoffError<TxError>) -> Error {
     let inner = match e {
         BackoffError::Permanent(e) => e,
         BackoffError::Transient { err, .. } => err,
@@ -208,7 +210,7 @@ where
 /// Only documents that are wholly ours (or new) are written without a mask.
 fn write<T>(
     db: &FirestoreDb,
-    tx: &mut FirestoreTransaction,
+    tx: &mut impl FirestoreTransactionOps,
     col: &str,
     id: impl AsRef<str> + Send,
     doc: &T,
@@ -236,8 +238,25 @@ where
     Ok(())
 }
 
+/// Whether a listen event may mean a notification is due for a claim: a pending one whose
+/// next attempt has come (within a second, for clocks that differ between processes). Not one
+/// leased at placement or by a claim (it is due only when its lease runs out, and the sweep
+/// finds it then), a recorded send, or a retry scheduled for later; so a dispatcher is not
+/// woken, and does not query, for work that is already in hand. A document that cannot be
+/// read as a notification wakes it (the claim parks it as failed).
+fn may_be_due(event: &FirestoreListenEvent) -> bool {
+    let FirestoreListenEvent::DocumentChange(change) = event else {
+        return false;
+    };
+    let soon = Utc::now() + chrono::Duration::seconds(1);
+    change.document.as_ref().is_none_or(|doc| {
+        FirestoreDb::deserialize_doc_to::<NotificationDoc>(doc)
+            .map_or(true, |n| n.status == "pending" && utc(n.next_attempt_at) <= soon)
+    })
+}
+
 /// Maps a Firestore error onto the core kinds.
-fn map(e: FirestoreError) -> Error {
+pub(crate) fn map(e: FirestoreError) -> Error {
     match e {
         FirestoreError::ErrorInTransaction(inner) => match inner.source.downcast::<TxError>() {
             Ok(tx) => match *tx {
@@ -267,6 +286,10 @@ pub struct FirestoreStore {
     legacy_orders: tokio::sync::Mutex<LegacyOrders>,
     listener:
         tokio::sync::Mutex<Option<FirestoreListener<FirestoreDb, FirestoreMemListenStateStorage>>>,
+    /// The local dispatcher new confirmations are handed to, if one runs.
+    handoff: HandoffSlot,
+    /// The notifications leased here, with their versions, to record outcomes without a read.
+    leased: Leased,
 }
 
 impl std::fmt::Debug for FirestoreStore {
@@ -330,6 +353,8 @@ impl FirestoreStore {
             user_index: tokio::sync::Mutex::new(UserIndex::default()),
             legacy_orders: tokio::sync::Mutex::new(LegacyOrders::default()),
             listener: tokio::sync::Mutex::new(None),
+            handoff: HandoffSlot::default(),
+            leased: Leased::default(),
         };
         if config.listen {
             store.start_listener().await?;
@@ -386,11 +411,7 @@ impl FirestoreStore {
         let signal = self.signal.clone();
         listener
             .start(move |event| {
-                // Every change (and every reconnect's reset) is a hint to look for due work.
-                if matches!(
-                    event,
-                    FirestoreListenEvent::DocumentChange(_) | FirestoreListenEvent::TargetChange(_)
-                ) {
+                if may_be_due(&event) {
                     signal.send_modify(|n| *n = n.wrapping_add(1));
                 }
                 async { Ok(()) }
@@ -577,13 +598,19 @@ impl FirestoreStore {
             + Send
             + Sync,
     {
-        self.db
-            .run_transaction_with_options(
-                move |db, tx| f(db, tx, ctx.clone()),
-                FirestoreTransactionOptions::new().with_max_retries(self.max_retries),
-            )
-            .await
-            .map_err(map)
+        Ok(self.tx_at(ctx, f).await?.0)
+    }
+
+    /// [`FirestoreStore::tx`], with the commit time: the version of what it wrote.
+    async fn tx_at<C, T, F>(&self, ctx: C, f: F) -> Result<(T, Option<FirestoreInstant>)>
+    where
+        C: Clone + Send + Sync + 'static,
+        T: Send,
+        F: for<'b> Fn(FirestoreDb, &'b mut FirestoreTransaction, C) -> BoxFuture<'b, TxResult<T>>
+            + Send
+            + Sync,
+    {
+        commit::run(&self.db, self.max_retries, ctx, f).await
     }
 
     async fn get<T>(&self, col: &str, id: &str) -> Result<Option<T>>
@@ -619,7 +646,12 @@ impl FirestoreStore {
         Ok(docs.into_iter().next())
     }
 
-    /// Changes a leased notification in a transaction; `Conflict` if `owner` lost the lease.
+    /// Changes a leased notification; [`Error::LeaseLost`] if `owner` lost the lease.
+    ///
+    /// A notification leased by this store is changed with one commit and no read: its write
+    /// requires the document to be unchanged since the lease was written (see the `commit`
+    /// module). Otherwise, or when that precondition fails, in a transaction that reads it
+    /// first.
     async fn with_lease(
         &self,
         id: Uuid,
@@ -627,53 +659,90 @@ impl FirestoreStore {
         change: Arc<dyn Fn(&mut NotificationDoc) + Send + Sync>,
         confirm_order_at: Option<DateTime<Utc>>,
     ) -> Result<()> {
-        let ctx = (self.cols.clone(), owner.to_owned(), change);
-        self.tx(ctx, move |db, tx, (cols, owner, change)| {
-            async move {
-                let Some(mut n): Option<NotificationDoc> =
-                    read(&db, cols.notifications.as_str(), id.to_string()).await?
-                else {
-                    return abort(Error::NotFound(format!("notification {id}")));
-                };
-                if n.status != "pending" || n.lease_owner.as_deref() != Some(owner.as_str()) {
-                    return abort(Error::LeaseLost(id));
-                }
-                // An order confirmation confirms its order; other messages have none. The
-                // order is not read: its confirmation is pending and leased to us, and a cancel
-                // cancels the pending confirmation in its own transaction, so the order is not
-                // cancelled (it is pending, or confirmed already).
-                let order_id = n.order_id.clone();
-                let order = confirm_order_at.map(|now| OrderStatusDoc {
-                    status: "confirmed".into(),
-                    updated_at: sys(now),
-                });
-                change(&mut n);
-                write(
-                    &db,
-                    tx,
-                    cols.notifications.as_str(),
-                    id.to_string(),
-                    &n,
-                    None,
-                    None,
-                )?;
-                if let (Some(o), Some(order_id)) = (order, order_id) {
+        let order_status = confirm_order_at.map(|now| OrderStatusDoc {
+            status: "confirmed".into(),
+            updated_at: sys(now),
+        });
+        if let Some((mut n, version)) = self.leased.take(id)
+            && n.status == "pending"
+            && n.lease_owner.as_deref() == Some(owner)
+        {
+            change(&mut n);
+            let mut writes = commit::writes(&self.db);
+            self.db
+                .fluent()
+                .update()
+                .in_col(self.cols.notifications.as_str())
+                .precondition(FirestoreWritePrecondition::UpdateTime(version))
+                .document_id(id.to_string())
+                .object(&n)
+                .add_to_transaction(&mut writes)
+                .map_err(map)?;
+            confirm(&self.db, &self.cols, &mut writes, &n, order_status.as_ref())
+                .map_err(untx)?;
+            if let Some(version) = commit::commit_if(&self.db, writes).await? {
+                self.leased.remember(id, n, Some(version));
+                return Ok(());
+            }
+            // Changed since (cancelled, reclaimed after the lease ran out, edited): the
+            // transaction below reads what it is now.
+        }
+        let ctx = (self.cols.clone(), owner.to_owned(), change, order_status);
+        let (n, version) = self
+            .tx_at(ctx, move |db, tx, (cols, owner, change, order_status)| {
+                async move {
+                    let Some(mut n): Option<NotificationDoc> =
+                        read(&db, cols.notifications.as_str(), id.to_string()).await?
+                    else {
+                        return abort(Error::NotFound(format!("notification {id}")));
+                    };
+                    if n.status != "pending" || n.lease_owner.as_deref() != Some(owner.as_str()) {
+                        return abort(Error::LeaseLost(id));
+                    }
+                    change(&mut n);
                     write(
                         &db,
                         tx,
-                        cols.orders.as_str(),
-                        order_id.as_str(),
-                        &o,
-                        Some(true),
-                        Some(&ORDER_STATUS_FIELDS),
+                        cols.notifications.as_str(),
+                        id.to_string(),
+                        &n,
+                        None,
+                        None,
                     )?;
+                    confirm(&db, &cols, tx, &n, order_status.as_ref())?;
+                    Ok(n)
                 }
-                Ok(())
-            }
-            .boxed()
-        })
-        .await
+                .boxed()
+            })
+            .await?;
+        self.leased.remember(id, n, version);
+        Ok(())
     }
+}
+
+/// Confirms the order of a confirmation that was just sent, by field mask. The order is not
+/// read: its confirmation was pending and leased to the sender, and a cancel cancels the
+/// pending confirmation in its own transaction, so the order is not cancelled (it is pending,
+/// or confirmed already). Other messages have no order.
+fn confirm(
+    db: &FirestoreDb,
+    cols: &Collections,
+    writes: &mut impl FirestoreTransactionOps,
+    n: &NotificationDoc,
+    status: Option<&OrderStatusDoc>,
+) -> TxResult<()> {
+    if let (Some(status), Some(order_id)) = (status, &n.order_id) {
+        write(
+            db,
+            writes,
+            cols.orders.as_str(),
+            order_id.as_str(),
+            status,
+            Some(true),
+            Some(&ORDER_STATUS_FIELDS),
+        )?;
+    }
+    Ok(())
 }
 
 impl FirestoreStore {
@@ -1079,9 +1148,12 @@ impl OrderStore for FirestoreStore {
     async fn place_order(&self, new: &NewOrder) -> Result<Placed> {
         let (_guard, start) = self.stock_guard(new.product_id.as_str()).await;
         let order = new.order();
-        let ctx = (self.cols.clone(), order, new.clone());
-        let (placed, shards) = self
-            .tx(ctx, move |db, tx, (cols, order, new)| {
+        // A free slot of the local dispatcher: the confirmation is written leased to it.
+        let reservation = self.handoff.reserve();
+        let lease = reservation.as_ref().map(|r| r.terms(new.now));
+        let ctx = (self.cols.clone(), order, new.clone(), lease);
+        let ((placed, shards, handed), version) = self
+            .tx_at(ctx, move |db, tx, (cols, order, new, lease)| {
                 async move {
                     let key_id = order
                         .idempotency_key
@@ -1108,7 +1180,7 @@ impl OrderStore for FirestoreStore {
                                 order: existing,
                                 replayed: true,
                             };
-                            return Ok((replayed, None));
+                            return Ok((replayed, None, None));
                         }
                     }
                     let Some(mut product): Option<ProductDoc> =
@@ -1149,8 +1221,15 @@ impl OrderStore for FirestoreStore {
                             )?;
                         }
                     }
-                    let notification =
-                        NotificationDoc::from(&new.notification(product.product_name.clone()));
+                    let mut notification = new.notification(product.product_name.clone());
+                    if let Some((owner, until)) = &lease {
+                        notification.lease_to(owner, *until);
+                    }
+                    let mut notification = NotificationDoc::from(&notification);
+                    if let Some((_, until)) = &lease {
+                        // While leased it is not due; when the lease runs out it is due again.
+                        notification.next_attempt_at = sys(*until);
+                    }
                     write(
                         &db,
                         tx,
@@ -1186,7 +1265,8 @@ impl OrderStore for FirestoreStore {
                         order,
                         replayed: false,
                     };
-                    Ok((placed, Some(shards.unwrap_or(0))))
+                    let handed = lease.is_some().then_some(notification);
+                    Ok((placed, Some(shards.unwrap_or(0)), handed))
                 }
                 .boxed()
             })
@@ -1194,8 +1274,19 @@ impl OrderStore for FirestoreStore {
         if let Some(shards) = shards {
             self.note_shards(new.product_id.as_str(), Some(shards));
         }
-        if !placed.replayed {
-            self.bump();
+        match (reservation, handed) {
+            (Some(reservation), Some(doc)) => {
+                self.leased
+                    .remember(new.notification_id, doc.clone(), version);
+                match doc.into_notification() {
+                    Ok(n) => reservation.hand_over(n),
+                    // Not expected (it was just built from the domain type); the lease runs
+                    // out and it is claimed then.
+                    Err(e) => tracing::warn!(error = %e, "a confirmation could not be handed over"),
+                }
+            }
+            _ if !placed.replayed => self.bump(),
+            _ => {}
         }
         Ok(placed)
     }
@@ -1468,7 +1559,7 @@ impl NotificationStore for FirestoreStore {
         let claims = futures::stream::iter(candidates.into_iter().filter_map(|m| m.id))
             .map(|id| {
                 let ctx = (self.cols.clone(), owner.to_owned(), id);
-                self.tx(ctx, move |db, tx, (cols, owner, id)| {
+                self.tx_at(ctx, move |db, tx, (cols, owner, id)| {
                     async move {
                         let raw = db
                             .fluent()
@@ -1539,12 +1630,15 @@ impl NotificationStore for FirestoreStore {
         let mut failures = Vec::new();
         for c in claims {
             match c {
-                Ok(Claim::Taken(doc)) => match doc.into_notification() {
-                    Ok(n) => claimed.push(n),
+                Ok((Claim::Taken(doc), version)) => match doc.clone().into_notification() {
+                    Ok(n) => {
+                        self.leased.remember(n.id, *doc, version);
+                        claimed.push(n);
+                    }
                     Err(e) => failures.push(e),
                 },
-                Ok(Claim::Skipped) => {}
-                Ok(Claim::Broken(id, reason)) => {
+                Ok((Claim::Skipped, _)) => {}
+                Ok((Claim::Broken(id, reason), _)) => {
                     metrics::counter!("inventory_notifications_invalid_total").increment(1);
                     tracing::error!(notification = %id, %reason, "invalid notification document marked failed");
                 }
@@ -1738,6 +1832,10 @@ impl NotificationStore for FirestoreStore {
 
     fn subscribe(&self) -> watch::Receiver<u64> {
         self.signal.subscribe()
+    }
+
+    fn accept_handoff(&self, handoff: Handoff) -> bool {
+        self.handoff.accept(handoff)
     }
 }
 

@@ -314,3 +314,78 @@ async fn two_instances_never_oversell_sharded_or_not() {
         assert_eq!(left, 0, "{id}: sold out, never below zero");
     }
 }
+
+/// The handoff to a local dispatcher: confirmations leased at placement, outcomes recorded
+/// with one commit whose precondition is the version written at placement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
+async fn handoff_leases_confirmations_to_the_local_dispatcher() {
+    let Some(store) = connect().await else { return };
+    inventory_core::testkit::handoff_leases_confirmations_to_the_local_dispatcher(Arc::new(store))
+        .await;
+}
+
+/// A send recorded without a read cannot overwrite what another process did meanwhile: an
+/// order cancelled through a second client after its confirmation was handed over stays
+/// cancelled, and the send is reported as having lost its lease. The same for an order whose
+/// lease ran out and was claimed by another process's dispatcher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
+async fn a_send_recorded_without_a_read_never_overwrites_another_process() {
+    use inventory_core::handoff::Handoff;
+    if !emulator() {
+        return;
+    }
+    let project = format!("test-{}", uuid::Uuid::now_v7().simple());
+    let here: TestStore = Arc::new(
+        FirestoreStore::connect(FirestoreConfig::new(&project))
+            .await
+            .unwrap(),
+    );
+    let there = FirestoreStore::connect(FirestoreConfig::new(&project))
+        .await
+        .unwrap();
+    let user = inventory_core::testkit::user(&here, "raced@example.com").await;
+    let product = inventory_core::testkit::product(&here, "raced", 10).await;
+    let lease = std::time::Duration::from_secs(60);
+    let (handoff, mut handed) =
+        Handoff::new("here", lease, Arc::new(tokio::sync::Semaphore::new(4)));
+    assert!(here.accept_handoff(handoff));
+
+    let new = inventory_core::testkit::order(&user, &product, 1);
+    here.place_order(&new).await.unwrap();
+    let first = handed.try_recv().expect("handed over");
+    there.cancel_order(new.id, Utc::now()).await.unwrap();
+    let result = here.mark_sent(first.notification.id, "here", Utc::now()).await;
+    assert!(
+        matches!(result, Err(Error::LeaseLost(_))),
+        "recorded over a cancel made by another process: {result:?}"
+    );
+    let order = there.get_order(new.id).await.unwrap().unwrap();
+    assert_eq!(order.status, OrderStatus::Cancelled);
+    let n = there.notification_for_order(new.id).await.unwrap().unwrap();
+    assert_eq!(n.status, NotificationStatus::Cancelled);
+
+    // Leased at placement until a time already past (a stalled process): another process
+    // claims it, and the stalled send cannot record over that claim.
+    let mut late = inventory_core::testkit::order(&user, &product, 1);
+    late.now = Utc::now() - chrono::Duration::seconds(120);
+    here.place_order(&late).await.unwrap();
+    let second = handed.try_recv().expect("handed over");
+    let claimed = there.claim_due("there", Utc::now(), lease, 10).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|n| n.id).collect::<Vec<_>>(),
+        [second.notification.id]
+    );
+    let result = here.mark_sent(second.notification.id, "here", Utc::now()).await;
+    assert!(
+        matches!(result, Err(Error::LeaseLost(_))),
+        "recorded over another process's claim: {result:?}"
+    );
+    there
+        .mark_sent(claimed[0].id, "there", Utc::now())
+        .await
+        .unwrap();
+    let n = there.notification_for_order(late.id).await.unwrap().unwrap();
+    assert_eq!((n.status, n.attempts), (NotificationStatus::Sent, 2));
+}
