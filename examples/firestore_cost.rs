@@ -239,10 +239,8 @@ async fn main() {
         async {
             let before = mailer.deliveries().len();
             ours(&store, "whole", n).await;
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while mailer.deliveries().len() < before + n && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            let _ =
+                tokio::time::timeout(Duration::from_secs(120), mailer.wait_for(before + n)).await;
             assert_eq!(
                 mailer.deliveries().len(),
                 before + n,

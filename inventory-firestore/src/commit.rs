@@ -39,7 +39,12 @@ const LEASED_MAX: usize = 50_000;
 impl Leased {
     /// Remembers `doc` as written at `version`, if it is leased (and the version is known);
     /// forgets it otherwise.
-    pub(crate) fn remember(&self, id: Uuid, doc: NotificationDoc, version: Option<FirestoreInstant>) {
+    pub(crate) fn remember(
+        &self,
+        id: Uuid,
+        doc: NotificationDoc,
+        version: Option<FirestoreInstant>,
+    ) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match version {
             Some(version) if doc.status == "pending" && doc.lease_owner.is_some() => {
@@ -56,10 +61,7 @@ impl Leased {
 
     /// Takes the entry of `id` out, if it is remembered.
     pub(crate) fn take(&self, id: Uuid) -> Option<(NotificationDoc, FirestoreInstant)> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id)
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&id)
     }
 }
 
@@ -97,11 +99,13 @@ where
         if let Some(id) = retry_of.take() {
             options = options.with_mode(FirestoreTransactionMode::ReadWriteRetry(id));
         }
-        let mut tx = db.begin_transaction_with_options(options).await.map_err(map)?;
+        let mut tx = db
+            .begin_transaction_with_options(options)
+            .await
+            .map_err(map)?;
         let id = tx.transaction_id().clone();
-        let reads = db.clone_with_consistency_selector(FirestoreConsistencySelector::Transaction(
-            id.clone(),
-        ));
+        let reads = db
+            .clone_with_consistency_selector(FirestoreConsistencySelector::Transaction(id.clone()));
         let failed = match f(reads, &mut tx, ctx.clone()).await {
             Ok(value) => match tx.commit().await {
                 Ok(done) => return Ok((value, done.commit_time)),

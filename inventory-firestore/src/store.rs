@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use firestore::errors::{BackoffError, FirestoreError};
 use firestore::{
-    FirestoreDb, FirestoreListenEvent, FirestoreListener, FirestoreListenerTarget,
-    FirestoreInstant, FirestoreMemListenStateStorage, FirestoreTransaction,
+    FirestoreDb, FirestoreInstant, FirestoreListenEvent, FirestoreListener,
+    FirestoreListenerTarget, FirestoreMemListenStateStorage, FirestoreTransaction,
     FirestoreTransactionOps, FirestoreWritePrecondition,
 };
 use futures::future::BoxFuture;
@@ -250,8 +250,9 @@ fn may_be_due(event: &FirestoreListenEvent) -> bool {
     };
     let soon = Utc::now() + chrono::Duration::seconds(1);
     change.document.as_ref().is_none_or(|doc| {
-        FirestoreDb::deserialize_doc_to::<NotificationDoc>(doc)
-            .map_or(true, |n| n.status == "pending" && utc(n.next_attempt_at) <= soon)
+        FirestoreDb::deserialize_doc_to::<NotificationDoc>(doc).map_or(true, |n| {
+            n.status == "pending" && utc(n.next_attempt_at) <= soon
+        })
     })
 }
 
@@ -678,8 +679,7 @@ impl FirestoreStore {
                 .object(&n)
                 .add_to_transaction(&mut writes)
                 .map_err(map)?;
-            confirm(&self.db, &self.cols, &mut writes, &n, order_status.as_ref())
-                .map_err(untx)?;
+            confirm(&self.db, &self.cols, &mut writes, &n, order_status.as_ref()).map_err(untx)?;
             if let Some(version) = commit::commit_if(&self.db, writes).await? {
                 self.leased.remember(id, n, Some(version));
                 return Ok(());

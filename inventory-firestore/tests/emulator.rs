@@ -356,7 +356,9 @@ async fn a_send_recorded_without_a_read_never_overwrites_another_process() {
     here.place_order(&new).await.unwrap();
     let first = handed.try_recv().expect("handed over");
     there.cancel_order(new.id, Utc::now()).await.unwrap();
-    let result = here.mark_sent(first.notification.id, "here", Utc::now()).await;
+    let result = here
+        .mark_sent(first.notification.id, "here", Utc::now())
+        .await;
     assert!(
         matches!(result, Err(Error::LeaseLost(_))),
         "recorded over a cancel made by another process: {result:?}"
@@ -372,12 +374,17 @@ async fn a_send_recorded_without_a_read_never_overwrites_another_process() {
     late.now = Utc::now() - chrono::Duration::seconds(120);
     here.place_order(&late).await.unwrap();
     let second = handed.try_recv().expect("handed over");
-    let claimed = there.claim_due("there", Utc::now(), lease, 10).await.unwrap();
+    let claimed = there
+        .claim_due("there", Utc::now(), lease, 10)
+        .await
+        .unwrap();
     assert_eq!(
         claimed.iter().map(|n| n.id).collect::<Vec<_>>(),
         [second.notification.id]
     );
-    let result = here.mark_sent(second.notification.id, "here", Utc::now()).await;
+    let result = here
+        .mark_sent(second.notification.id, "here", Utc::now())
+        .await;
     assert!(
         matches!(result, Err(Error::LeaseLost(_))),
         "recorded over another process's claim: {result:?}"
@@ -386,6 +393,10 @@ async fn a_send_recorded_without_a_read_never_overwrites_another_process() {
         .mark_sent(claimed[0].id, "there", Utc::now())
         .await
         .unwrap();
-    let n = there.notification_for_order(late.id).await.unwrap().unwrap();
+    let n = there
+        .notification_for_order(late.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((n.status, n.attempts), (NotificationStatus::Sent, 2));
 }
