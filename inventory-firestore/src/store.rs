@@ -2022,3 +2022,65 @@ impl Health for FirestoreStore {
             .map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use firestore::gcloud_sdk::google::firestore::v1::{DocumentChange, TargetChange};
+
+    use super::*;
+
+    fn change_of<T: serde::Serialize>(doc: &T) -> FirestoreListenEvent {
+        FirestoreListenEvent::DocumentChange(DocumentChange {
+            document: Some(FirestoreDb::serialize_to_doc("projects/p/n/x", doc).unwrap()),
+            ..Default::default()
+        })
+    }
+
+    fn notification(
+        status: NotificationStatus,
+        due: DateTime<Utc>,
+        owner: Option<&str>,
+    ) -> NotificationDoc {
+        let order = NewOrder::new(
+            Uuid::now_v7(),
+            Email::parse("ann@example.com").unwrap(),
+            ProductId::new("p").unwrap(),
+            Quantity::ONE,
+        );
+        let mut n = order.notification("P");
+        n.status = status;
+        n.next_attempt_at = due;
+        n.lease_owner = owner.map(str::to_owned);
+        NotificationDoc::from(&n)
+    }
+
+    #[test]
+    fn only_notifications_no_one_holds_wake_a_dispatcher() {
+        let now = Utc::now();
+        let later = now + chrono::Duration::seconds(10);
+        let pending = NotificationStatus::Pending;
+        assert!(may_be_due(&change_of(&notification(pending, now, None))));
+        // Leased at placement or by a claim: due only when the lease runs out.
+        assert!(!may_be_due(&change_of(&notification(
+            pending,
+            later,
+            Some("d")
+        ))));
+        // A retry scheduled for later; a recorded send.
+        assert!(!may_be_due(&change_of(&notification(pending, later, None))));
+        assert!(!may_be_due(&change_of(&notification(
+            NotificationStatus::Sent,
+            now,
+            None
+        ))));
+        // Unreadable: a claim parks it as failed.
+        assert!(may_be_due(&change_of(&BrokenDoc {
+            status: "pending".into(),
+            last_error: String::new(),
+        })));
+        // The stream's own bookkeeping.
+        assert!(!may_be_due(&FirestoreListenEvent::TargetChange(
+            TargetChange::default()
+        )));
+    }
+}
