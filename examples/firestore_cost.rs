@@ -185,6 +185,31 @@ async fn kit_store(listen: bool) -> TestStore {
     Arc::new(FirestoreStore::connect(config).await.expect("connect"))
 }
 
+/// Orders placed with a dispatcher delivering every confirmation to a recording mailer,
+/// measured until the last one is sent.
+async fn service(name: &'static str, listen: bool, n: usize) -> Phase {
+    let store = kit_store(listen).await;
+    let mailer = Arc::new(RecordingMailer::new());
+    let shutdown = CancellationToken::new();
+    let dispatcher = Dispatcher::new(store.clone(), mailer.clone(), DispatcherConfig::default())
+        .spawn(shutdown.clone());
+    ours(&store, "warm", 20).await;
+    let measured = phase(name, n, async {
+        let before = mailer.deliveries().len();
+        ours(&store, "whole", n).await;
+        let _ = tokio::time::timeout(Duration::from_secs(120), mailer.wait_for(before + n)).await;
+        assert_eq!(
+            mailer.deliveries().len(),
+            before + n,
+            "every confirmation sent"
+        );
+    })
+    .await;
+    shutdown.cancel();
+    let _ = dispatcher.await;
+    measured
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -227,34 +252,22 @@ async fn main() {
     )
     .await;
 
-    let store = kit_store(true).await;
-    let mailer = Arc::new(RecordingMailer::new());
-    let shutdown = CancellationToken::new();
-    let dispatcher = Dispatcher::new(store.clone(), mailer.clone(), DispatcherConfig::default())
-        .spawn(shutdown.clone());
-    ours(&store, "warm", 20).await;
-    let whole = phase(
-        "kit: whole service (listener + dispatcher, until every email is sent)",
+    let quiet = service(
+        "kit: orders + dispatcher, no listener (until every email is sent)",
+        false,
         n,
-        async {
-            let before = mailer.deliveries().len();
-            ours(&store, "whole", n).await;
-            let _ =
-                tokio::time::timeout(Duration::from_secs(120), mailer.wait_for(before + n)).await;
-            assert_eq!(
-                mailer.deliveries().len(),
-                before + n,
-                "every confirmation sent"
-            );
-        },
     )
     .await;
-    shutdown.cancel();
-    let _ = dispatcher.await;
+    let whole = service(
+        "kit: whole service (listener + dispatcher, until every email is sent)",
+        true,
+        n,
+    )
+    .await;
 
     println!("| one client, {n} orders, same emulator | orders/s | emulator CPU per order |");
     println!("|---|---|---|");
-    for p in [&reference, &alone, &whole] {
+    for p in [&reference, &alone, &quiet, &whole] {
         println!("{}", p.row());
     }
     let r = |p: &Phase| p.orders as f64 / p.wall.as_secs_f64();

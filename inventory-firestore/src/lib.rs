@@ -44,6 +44,7 @@
 //! it); the dispatcher's sweep remains the safety net should the stream stop.
 #![deny(missing_docs)]
 
+mod beacon;
 mod commit;
 mod docs;
 mod shards;

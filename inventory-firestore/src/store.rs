@@ -17,6 +17,7 @@ use inventory_core::*;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::beacon::{BEACON_ID, Beacon, BeaconDoc};
 use crate::commit::{self, Leased};
 use crate::docs::*;
 use crate::shards::{MAX_SHARDS, Shards, spread};
@@ -69,6 +70,8 @@ pub struct Collections {
     pub notifications: String,
     /// Idempotency keys, by `user_id:key`.
     pub idempotency_keys: String,
+    /// The one document whose changes wake the dispatchers of other processes.
+    pub beacon: String,
 }
 
 impl Default for Collections {
@@ -79,6 +82,7 @@ impl Default for Collections {
             orders: "Orders".into(),
             notifications: "Notifications".into(),
             idempotency_keys: "IdempotencyKeys".into(),
+            beacon: "OutboxBeacon".into(),
         }
     }
 }
@@ -238,21 +242,14 @@ where
     Ok(())
 }
 
-/// Whether a listen event may mean a notification is due for a claim: a pending one whose
-/// next attempt has come (within a second, for clocks that differ between processes). Not one
-/// leased at placement or by a claim (it is due only when its lease runs out, and the sweep
-/// finds it then), a recorded send, or a retry scheduled for later; so a dispatcher is not
-/// woken, and does not query, for work that is already in hand. A document that cannot be
-/// read as a notification wakes it (the claim parks it as failed).
-fn may_be_due(event: &FirestoreListenEvent) -> bool {
+/// Whether a listen event is the beacon raised by another process (this one wakes its own
+/// dispatcher directly). An unreadable beacon wakes it too: a spurious claim costs a query.
+fn raised_elsewhere(event: &FirestoreListenEvent, me: &str) -> bool {
     let FirestoreListenEvent::DocumentChange(change) = event else {
         return false;
     };
-    let soon = Utc::now() + chrono::Duration::seconds(1);
-    change.document.as_ref().is_none_or(|doc| {
-        FirestoreDb::deserialize_doc_to::<NotificationDoc>(doc).map_or(true, |n| {
-            n.status == "pending" && utc(n.next_attempt_at) <= soon
-        })
+    change.document.as_ref().is_some_and(|doc| {
+        FirestoreDb::deserialize_doc_to::<BeaconDoc>(doc).map_or(true, |b| b.by != me)
     })
 }
 
@@ -291,6 +288,8 @@ pub struct FirestoreStore {
     handoff: HandoffSlot,
     /// The notifications leased here, with their versions, to record outcomes without a read.
     leased: Leased,
+    /// Wakes other processes' dispatchers.
+    beacon: Beacon,
 }
 
 impl std::fmt::Debug for FirestoreStore {
@@ -343,6 +342,7 @@ impl FirestoreStore {
         let db = FirestoreDb::new(config.project_id.clone())
             .await
             .map_err(map)?;
+        let beacon = Beacon::new(db.clone(), config.collections.beacon.clone());
         let store = FirestoreStore {
             db,
             cols: Arc::new(config.collections),
@@ -356,6 +356,7 @@ impl FirestoreStore {
             listener: tokio::sync::Mutex::new(None),
             handoff: HandoffSlot::default(),
             leased: Leased::default(),
+            beacon,
         };
         if config.listen {
             store.start_listener().await?;
@@ -396,23 +397,20 @@ impl FirestoreStore {
             .create_listener(FirestoreMemListenStateStorage::new())
             .await
             .map_err(map)?;
-        // The newest notification only: a new one (from any process) replaces it and wakes
-        // the dispatcher. A target of every pending one cost the emulator the whole backlog
-        // on each change (it resends the result set), and woke dispatchers for their own
-        // claims and sends.
+        // The beacon only: a target on the outbox itself cost the emulator a query for every
+        // notification written, handed ones included (see the `beacon` module).
         self.db
             .fluent()
             .select()
-            .from(self.cols.notifications.as_str())
-            .order(|o| o.fields([o.field("notification_id").desc()]))
-            .limit(1)
-            .listen()
+            .by_id_in(self.cols.beacon.as_str())
+            .batch_listen([BEACON_ID])
             .add_target(FirestoreListenerTarget::new(LISTEN_TARGET), &mut listener)
             .map_err(map)?;
         let signal = self.signal.clone();
+        let me = self.beacon.process().to_owned();
         listener
             .start(move |event| {
-                if may_be_due(&event) {
+                if raised_elsewhere(&event, &me) {
                     signal.send_modify(|n| *n = n.wrapping_add(1));
                 }
                 async { Ok(()) }
@@ -423,8 +421,11 @@ impl FirestoreStore {
         Ok(())
     }
 
+    /// New work is due for a claim: wakes the dispatchers here and, through the beacon, in
+    /// other processes.
     fn bump(&self) {
         self.signal.send_modify(|n| *n = n.wrapping_add(1));
+        self.beacon.raise();
     }
 
     fn product_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -2031,56 +2032,33 @@ mod tests {
 
     fn change_of<T: serde::Serialize>(doc: &T) -> FirestoreListenEvent {
         FirestoreListenEvent::DocumentChange(DocumentChange {
-            document: Some(FirestoreDb::serialize_to_doc("projects/p/n/x", doc).unwrap()),
+            document: Some(FirestoreDb::serialize_to_doc("projects/p/b/outbox", doc).unwrap()),
             ..Default::default()
         })
     }
 
-    fn notification(
-        status: NotificationStatus,
-        due: DateTime<Utc>,
-        owner: Option<&str>,
-    ) -> NotificationDoc {
-        let order = NewOrder::new(
-            Uuid::now_v7(),
-            Email::parse("ann@example.com").unwrap(),
-            ProductId::new("p").unwrap(),
-            Quantity::ONE,
-        );
-        let mut n = order.notification("P");
-        n.status = status;
-        n.next_attempt_at = due;
-        n.lease_owner = owner.map(str::to_owned);
-        NotificationDoc::from(&n)
-    }
-
     #[test]
-    fn only_notifications_no_one_holds_wake_a_dispatcher() {
-        let now = Utc::now();
-        let later = now + chrono::Duration::seconds(10);
-        let pending = NotificationStatus::Pending;
-        assert!(may_be_due(&change_of(&notification(pending, now, None))));
-        // Leased at placement or by a claim: due only when the lease runs out.
-        assert!(!may_be_due(&change_of(&notification(
-            pending,
-            later,
-            Some("d")
-        ))));
-        // A retry scheduled for later; a recorded send.
-        assert!(!may_be_due(&change_of(&notification(pending, later, None))));
-        assert!(!may_be_due(&change_of(&notification(
-            NotificationStatus::Sent,
-            now,
-            None
-        ))));
-        // Unreadable: a claim parks it as failed.
-        assert!(may_be_due(&change_of(&BrokenDoc {
-            status: "pending".into(),
-            last_error: String::new(),
-        })));
+    fn only_a_beacon_raised_by_another_process_wakes_the_dispatcher() {
+        let raised_by = |by: &str| {
+            change_of(&BeaconDoc {
+                by: by.into(),
+                raised_at: std::time::SystemTime::now(),
+            })
+        };
+        assert!(raised_elsewhere(&raised_by("other"), "me"));
+        assert!(!raised_elsewhere(&raised_by("me"), "me"));
+        // Unreadable: wake, a claim costs one query.
+        assert!(raised_elsewhere(
+            &change_of(&BrokenDoc {
+                status: "x".into(),
+                last_error: String::new(),
+            }),
+            "me"
+        ));
         // The stream's own bookkeeping.
-        assert!(!may_be_due(&FirestoreListenEvent::TargetChange(
-            TargetChange::default()
-        )));
+        assert!(!raised_elsewhere(
+            &FirestoreListenEvent::TargetChange(TargetChange::default()),
+            "me"
+        ));
     }
 }

@@ -400,3 +400,46 @@ async fn a_send_recorded_without_a_read_never_overwrites_another_process() {
         .unwrap();
     assert_eq!((n.status, n.attempts), (NotificationStatus::Sent, 2));
 }
+
+/// An order placed by a process without a dispatcher (an API-only server) wakes another
+/// process's dispatcher through the beacon document, long before its sweep would find it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
+async fn an_order_placed_elsewhere_wakes_the_dispatcher_through_the_beacon() {
+    if !emulator() {
+        return;
+    }
+    let project = format!("test-{}", uuid::Uuid::now_v7().simple());
+    let mut api_only = FirestoreConfig::new(&project);
+    api_only.listen = false;
+    let api: TestStore = Arc::new(FirestoreStore::connect(api_only).await.unwrap());
+    let worker: TestStore = Arc::new(
+        FirestoreStore::connect(FirestoreConfig::new(&project))
+            .await
+            .unwrap(),
+    );
+    let mailer = Arc::new(RecordingMailer::new());
+    let config = DispatcherConfig {
+        sweep_interval: std::time::Duration::from_secs(3600),
+        ..DispatcherConfig::default()
+    };
+    let shutdown = CancellationToken::new();
+    let dispatcher =
+        Dispatcher::new(worker.clone(), mailer.clone(), config).spawn(shutdown.clone());
+    let user = inventory_core::testkit::user(&api, "far@example.com").await;
+    let product = inventory_core::testkit::product(&api, "far", 10).await;
+    // The first may be found by the dispatcher's first claim; once it is sent the dispatcher
+    // is idle, and only the beacon can wake it within the hour.
+    for n in 1..=2 {
+        api.place_order(&inventory_core::testkit::order(&user, &product, 1))
+            .await
+            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(20), mailer.wait_for(n))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("order {n} was not delivered: the beacon did not wake the dispatcher")
+            });
+    }
+    shutdown.cancel();
+    dispatcher.await.unwrap();
+}
