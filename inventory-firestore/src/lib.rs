@@ -21,7 +21,8 @@
 //!   `product_id`: status confirmed, quantity 1, times from the document; their id is packed
 //!   losslessly into a UUIDv8, so they are addressable. Ours add `order_id`, `user_id`,
 //!   `quantity`, `status`, `idempotency_key`, `created_at`, `updated_at`.
-//! - Ours alone: `Notifications/{id}` (the outbox) and `IdempotencyKeys/{user}:{key}`.
+//! - Ours alone: `Notifications/{id}` (the outbox), `IdempotencyKeys/{user}:{key}`, and
+//!   `OutboxBeacon/outbox`, the one document whose changes wake other processes' dispatchers.
 //! - A product whose stock is sharded ([`FirestoreStore::shard_product`]) has `shards: N` and
 //!   its units in `Products/{id}/stock/{0..N}` (`quantity` each); its own `quantity` and
 //!   `status` are then a snapshot ([`FirestoreStore::sync_stock_snapshot`]), since orders write

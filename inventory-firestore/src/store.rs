@@ -57,7 +57,7 @@ fn after_value(value: impl Into<firestore::FirestoreValue>) -> firestore::Firest
 }
 
 /// Collection names. The defaults are the original service's (`Users`, `Products`, `Orders`)
-/// and ours (`Notifications`, `IdempotencyKeys`).
+/// and ours (`Notifications`, `IdempotencyKeys`, `OutboxBeacon`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Collections {
     /// Users, by normalised email.
