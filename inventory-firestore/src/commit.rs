@@ -15,11 +15,14 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use firestore::errors::{BackoffError, FirestoreError};
-use firestore::gcloud_sdk::google::firestore::v1::CommitRequest;
-use firestore::gcloud_sdk::tonic::Code;
+use firestore::gcloud_sdk::google::firestore::v1::{
+    BatchGetDocumentsRequest, BeginTransactionRequest, CommitRequest, Document, RollbackRequest,
+    TransactionOptions, Write, batch_get_documents_request, batch_get_documents_response,
+    transaction_options,
+};
+use firestore::gcloud_sdk::tonic::{Code, Status};
 use firestore::{
-    FirestoreConsistencySelector, FirestoreDb, FirestoreInstant, FirestoreTransaction,
-    FirestoreTransactionData, FirestoreTransactionMode, FirestoreTransactionOptions,
+    FirestoreConsistencySelector, FirestoreDb, FirestoreInstant, FirestoreTransactionData,
 };
 use futures::future::BoxFuture;
 use inventory_core::Result;
@@ -65,13 +68,23 @@ impl Leased {
     }
 }
 
+/// The writes of a transaction (or of a plain commit), queued with `add_to_transaction`.
+pub(crate) type Tx = FirestoreTransactionData;
+
 /// Runs `f` in a read-write transaction and commits it; after contention (`ABORTED`, or a
 /// transient error inside `f`) the whole transaction runs again, at most `max_retries` times,
-/// with exponential backoff, as the crate's own runner does. Unlike that runner it returns the
-/// commit time: the version of every document the transaction wrote.
+/// with exponential backoff, as the crate's own runner does. Returns the commit time too: the
+/// version of every document the transaction wrote.
+///
+/// The documents named in `first` (full paths) are read by the call that begins the
+/// transaction, and handed to `f` in that order (`None`: missing): one round trip fewer than
+/// `BeginTransaction` followed by a read. With no `first`, the transaction begins on its own.
+/// `f` reads anything else through the database handle it gets, which reads in the
+/// transaction.
 pub(crate) async fn run<C, T, F>(
     db: &FirestoreDb,
     max_retries: usize,
+    first: &[String],
     ctx: C,
     f: F,
 ) -> Result<(T, Option<FirestoreInstant>)>
@@ -80,7 +93,8 @@ where
     T: Send,
     F: for<'b> Fn(
             FirestoreDb,
-            &'b mut FirestoreTransaction,
+            &'b mut Tx,
+            Vec<Option<Document>>,
             C,
         ) -> BoxFuture<'b, std::result::Result<T, BackoffError<TxError>>>
         + Send
@@ -93,33 +107,46 @@ where
         .with_jitter()
         .with_max_times(max_retries)
         .build();
-    let mut retry_of = None;
+    let mut retry_of = Vec::new();
     loop {
-        let mut options = FirestoreTransactionOptions::new();
-        if let Some(id) = retry_of.take() {
-            options = options.with_mode(FirestoreTransactionMode::ReadWriteRetry(id));
-        }
-        let mut tx = db
-            .begin_transaction_with_options(options)
-            .await
-            .map_err(map)?;
-        let id = tx.transaction_id().clone();
-        let reads = db
-            .clone_with_consistency_selector(FirestoreConsistencySelector::Transaction(id.clone()));
-        let failed = match f(reads, &mut tx, ctx.clone()).await {
-            Ok(value) => match tx.commit().await {
-                Ok(done) => return Ok((value, done.commit_time)),
-                Err(FirestoreError::DatabaseError(e)) if e.retry_possible => {
-                    map(FirestoreError::DatabaseError(e))
-                }
-                Err(e) => return Err(map(e)),
-            },
-            Err(e) => {
-                // Reads hold locks: release them now rather than when the transaction expires.
-                let _ = tx.rollback().await;
-                match e {
-                    BackoffError::Permanent(_) => return Err(untx(e)),
-                    BackoffError::Transient { .. } => untx(e),
+        let failed = match begin(db, first, std::mem::take(&mut retry_of)).await {
+            Err(e) if retryable(&e) => map(e),
+            Err(e) => return Err(map(e)),
+            Ok((id, docs)) => {
+                let mut tx = Tx::new(
+                    id.clone(),
+                    db.get_documents_path().clone(),
+                    tracing::Span::none(),
+                    Vec::new(),
+                );
+                let reads = db.clone_with_consistency_selector(
+                    FirestoreConsistencySelector::Transaction(id.clone()),
+                );
+                retry_of = id.clone();
+                match f(reads, &mut tx, docs, ctx.clone()).await {
+                    Ok(value) => match commit_rpc(db, id, tx.writes().clone()).await {
+                        Ok(time) => return Ok((value, time)),
+                        Err(status) => {
+                            let e = FirestoreError::from(status);
+                            if !is_contention(&e) {
+                                return Err(map(e));
+                            }
+                            map(e)
+                        }
+                    },
+                    Err(e) => {
+                        // Reads hold locks: release them now, not when the transaction expires.
+                        let rollback = RollbackRequest {
+                            database: db.get_database_path().clone(),
+                            transaction: id,
+                            request_options: None,
+                        };
+                        let _ = db.client().get().rollback(rollback).await;
+                        match e {
+                            BackoffError::Permanent(_) => return Err(untx(e)),
+                            BackoffError::Transient { .. } => untx(e),
+                        }
+                    }
                 }
             }
         };
@@ -127,28 +154,103 @@ where
             return Err(failed);
         };
         tokio::time::sleep(delay).await;
-        retry_of = Some(id);
     }
+}
+
+/// A commit that failed for contention (or an answer lost on its way), which the crate's
+/// runner retries too.
+fn is_contention(e: &FirestoreError) -> bool {
+    matches!(e, FirestoreError::DatabaseError(e) if e.retry_possible)
+}
+
+fn retryable(e: &FirestoreError) -> bool {
+    matches!(e, FirestoreError::NetworkError(_)) || is_contention(e)
+}
+
+/// Begins a read-write transaction (retrying `retry_of`, if not empty), reading `first` with
+/// the same call when there is anything to read. Returns its id and the documents read.
+async fn begin(
+    db: &FirestoreDb,
+    first: &[String],
+    retry_of: Vec<u8>,
+) -> std::result::Result<(Vec<u8>, Vec<Option<Document>>), FirestoreError> {
+    let options = TransactionOptions {
+        mode: Some(transaction_options::Mode::ReadWrite(
+            transaction_options::ReadWrite {
+                retry_transaction: retry_of,
+                ..Default::default()
+            },
+        )),
+    };
+    if first.is_empty() {
+        let begun = db
+            .client()
+            .get()
+            .begin_transaction(BeginTransactionRequest {
+                database: db.get_database_path().clone(),
+                options: Some(options),
+                request_options: None,
+            })
+            .await?;
+        return Ok((begun.into_inner().transaction, Vec::new()));
+    }
+    let request = BatchGetDocumentsRequest {
+        database: db.get_database_path().clone(),
+        documents: first.to_vec(),
+        consistency_selector: Some(
+            batch_get_documents_request::ConsistencySelector::NewTransaction(options),
+        ),
+        ..Default::default()
+    };
+    let mut answers = db
+        .client()
+        .get()
+        .batch_get_documents(request)
+        .await?
+        .into_inner();
+    let mut id = Vec::new();
+    let mut found = HashMap::new();
+    while let Some(answer) = answers.message().await? {
+        if !answer.transaction.is_empty() {
+            id = answer.transaction;
+        }
+        if let Some(batch_get_documents_response::Result::Found(doc)) = answer.result {
+            found.insert(doc.name.clone(), doc);
+        }
+    }
+    if id.is_empty() {
+        return Err(FirestoreError::from(Status::internal(
+            "the read that began a transaction returned no transaction",
+        )));
+    }
+    Ok((id, first.iter().map(|path| found.remove(path)).collect()))
+}
+
+/// One `Commit` call: of a transaction (`transaction` not empty) or on its own. Returns the
+/// commit time.
+async fn commit_rpc(
+    db: &FirestoreDb,
+    transaction: Vec<u8>,
+    writes: Vec<Write>,
+) -> std::result::Result<Option<FirestoreInstant>, Status> {
+    let request = CommitRequest {
+        database: db.get_database_path().clone(),
+        writes,
+        transaction,
+        request_options: None,
+    };
+    let done = db.client().get().commit(request).await?.into_inner();
+    Ok(done
+        .commit_time
+        .and_then(|t| FirestoreInstant::new(t.seconds, t.nanos).ok()))
 }
 
 /// Commits `writes` atomically, outside a transaction (one `Commit` call, no read): for writes
 /// whose preconditions carry the whole check. `Ok(None)` when a precondition did not hold (the
 /// document changed or is gone), and nothing was written.
-pub(crate) async fn commit_if(
-    db: &FirestoreDb,
-    writes: FirestoreTransactionData,
-) -> Result<Option<FirestoreInstant>> {
-    let request = CommitRequest {
-        database: db.get_database_path().clone(),
-        writes: writes.writes().clone(),
-        transaction: Vec::new(),
-        request_options: None,
-    };
-    match db.client().get().commit(request).await {
-        Ok(done) => Ok(done
-            .into_inner()
-            .commit_time
-            .and_then(|t| FirestoreInstant::new(t.seconds, t.nanos).ok())),
+pub(crate) async fn commit_if(db: &FirestoreDb, writes: Tx) -> Result<Option<FirestoreInstant>> {
+    match commit_rpc(db, Vec::new(), writes.writes().clone()).await {
+        Ok(time) => Ok(time),
         Err(status) if matches!(status.code(), Code::FailedPrecondition | Code::NotFound) => {
             Ok(None)
         }
@@ -157,8 +259,8 @@ pub(crate) async fn commit_if(
 }
 
 /// An empty set of writes for [`commit_if`].
-pub(crate) fn writes(db: &FirestoreDb) -> FirestoreTransactionData {
-    FirestoreTransactionData::new(
+pub(crate) fn writes(db: &FirestoreDb) -> Tx {
+    Tx::new(
         Vec::new(),
         db.get_documents_path().clone(),
         tracing::Span::none(),

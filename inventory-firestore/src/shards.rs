@@ -12,7 +12,7 @@
 //! Products the original wrote have no `shards` field and stay unsharded.
 
 use firestore::FirestoreDb;
-use firestore::FirestoreTransaction;
+use firestore::FirestoreTransactionOps;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{TxResult, fs};
@@ -63,7 +63,7 @@ impl Shards<'_> {
     /// Queues shard `k` := `quantity`.
     pub(crate) fn write(
         &self,
-        tx: &mut FirestoreTransaction<'_>,
+        tx: &mut impl FirestoreTransactionOps,
         k: u32,
         quantity: i64,
     ) -> TxResult<()> {
@@ -80,7 +80,7 @@ impl Shards<'_> {
     }
 
     /// Queues the deletion of shard `k`.
-    pub(crate) fn delete(&self, tx: &mut FirestoreTransaction<'_>, k: u32) -> TxResult<()> {
+    pub(crate) fn delete(&self, tx: &mut impl FirestoreTransactionOps, k: u32) -> TxResult<()> {
         self.db
             .fluent()
             .delete()
@@ -97,7 +97,7 @@ impl Shards<'_> {
     /// and returns true; false (nothing queued) when every shard together holds fewer.
     pub(crate) async fn take(
         &self,
-        tx: &mut FirestoreTransaction<'_>,
+        tx: &mut impl FirestoreTransactionOps,
         start: u32,
         take: i64,
     ) -> TxResult<bool> {

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use firestore::errors::{BackoffError, FirestoreError};
 use firestore::{
     FirestoreDb, FirestoreInstant, FirestoreListenEvent, FirestoreListener,
-    FirestoreListenerTarget, FirestoreMemListenStateStorage, FirestoreTransaction,
-    FirestoreTransactionOps, FirestoreWritePrecondition,
+    FirestoreListenerTarget, FirestoreMemListenStateStorage, FirestoreTransactionOps,
+    FirestoreWritePrecondition,
 };
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::beacon::{BEACON_ID, Beacon, BeaconDoc};
-use crate::commit::{self, Leased};
+use crate::commit::{self, Leased, Tx};
 use crate::docs::*;
 use crate::shards::{MAX_SHARDS, Shards, spread};
 
@@ -193,6 +193,13 @@ fn shards_of<'a>(
 
 fn abort<T>(e: Error) -> TxResult<T> {
     Err(BackoffError::permanent(TxError::Abort(e)))
+}
+
+/// A document read by the call that began a transaction (see [`commit::run`]), as `T`.
+fn parse<T: for<'de> serde::Deserialize<'de>>(
+    doc: &firestore::gcloud_sdk::google::firestore::v1::Document,
+) -> TxResult<T> {
+    FirestoreDb::deserialize_doc_to(doc).map_err(fs)
 }
 
 /// Reads a document inside a transaction.
@@ -596,9 +603,7 @@ impl FirestoreStore {
     where
         C: Clone + Send + Sync + 'static,
         T: Send,
-        F: for<'b> Fn(FirestoreDb, &'b mut FirestoreTransaction, C) -> BoxFuture<'b, TxResult<T>>
-            + Send
-            + Sync,
+        F: for<'b> Fn(FirestoreDb, &'b mut Tx, C) -> BoxFuture<'b, TxResult<T>> + Send + Sync,
     {
         Ok(self.tx_at(ctx, f).await?.0)
     }
@@ -608,11 +613,17 @@ impl FirestoreStore {
     where
         C: Clone + Send + Sync + 'static,
         T: Send,
-        F: for<'b> Fn(FirestoreDb, &'b mut FirestoreTransaction, C) -> BoxFuture<'b, TxResult<T>>
-            + Send
-            + Sync,
+        F: for<'b> Fn(FirestoreDb, &'b mut Tx, C) -> BoxFuture<'b, TxResult<T>> + Send + Sync,
     {
-        commit::run(&self.db, self.max_retries, ctx, f).await
+        commit::run(&self.db, self.max_retries, &[], ctx, move |db, tx, _, c| {
+            f(db, tx, c)
+        })
+        .await
+    }
+
+    /// The full path of a document, as the first reads of [`commit::run`] name them.
+    fn path(&self, col: &str, id: &str) -> String {
+        format!("{}/{col}/{id}", self.db.get_documents_path())
     }
 
     async fn get<T>(&self, col: &str, id: &str) -> Result<Option<T>>
@@ -1152,18 +1163,31 @@ impl OrderStore for FirestoreStore {
         // A free slot of the local dispatcher: the confirmation is written leased to it.
         let reservation = self.handoff.reserve();
         let lease = reservation.as_ref().map(|r| r.terms(new.now));
-        let ctx = (self.cols.clone(), order, new.clone(), lease);
-        let ((placed, shards, handed), version) = self
-            .tx_at(ctx, move |db, tx, (cols, order, new, lease)| {
+        let key_id = order
+            .idempotency_key
+            .as_deref()
+            .map(|k| idempotency_doc_id(order.user_id, k));
+        // Read by the call that begins the transaction: the product, and the key's record
+        // when a key was given.
+        let mut first = vec![self.path(&self.cols.products, &doc_id(new.product_id.as_str()))];
+        first.extend(
+            key_id
+                .as_deref()
+                .map(|k| self.path(&self.cols.idempotency_keys, k)),
+        );
+        let ctx = (self.cols.clone(), order, new.clone(), lease, key_id);
+        let ((placed, shards, handed), version) = commit::run(
+            &self.db,
+            self.max_retries,
+            &first,
+            ctx,
+            move |db, tx, docs, (cols, order, new, lease, key_id)| {
                 async move {
-                    let key_id = order
-                        .idempotency_key
-                        .as_deref()
-                        .map(|k| idempotency_doc_id(order.user_id, k));
-                    if let Some(key_id) = &key_id {
-                        let seen: Option<IdempotencyDoc> =
-                            read(&db, cols.idempotency_keys.as_str(), key_id.as_str()).await?;
-                        if let Some(seen) = seen {
+                    let mut docs = docs.into_iter();
+                    let product = docs.next().flatten().map(|d| parse::<ProductDoc>(&d));
+                    let seen = docs.next().flatten().map(|d| parse::<IdempotencyDoc>(&d));
+                    if key_id.is_some() {
+                        if let Some(seen) = seen.transpose()? {
                             let existing: Option<OrderDoc> =
                                 read(&db, cols.orders.as_str(), seen.order_id.as_str()).await?;
                             let Some(existing) = existing else {
@@ -1184,9 +1208,7 @@ impl OrderStore for FirestoreStore {
                             return Ok((replayed, None, None));
                         }
                     }
-                    let Some(mut product): Option<ProductDoc> =
-                        read(&db, cols.products.as_str(), doc_id(new.product_id.as_str())).await?
-                    else {
+                    let Some(mut product) = product.transpose()? else {
                         return abort(Error::NotFound(format!("product {}", new.product_id)));
                     };
                     let take = i64::from(new.quantity);
@@ -1270,8 +1292,9 @@ impl OrderStore for FirestoreStore {
                     Ok((placed, Some(shards.unwrap_or(0)), handed))
                 }
                 .boxed()
-            })
-            .await?;
+            },
+        )
+        .await?;
         if let Some(shards) = shards {
             self.note_shards(new.product_id.as_str(), Some(shards));
         }
