@@ -29,6 +29,9 @@ struct Args {
     /// Orders per phase.
     #[arg(long, default_value_t = 300)]
     orders: usize,
+    /// Rounds of all phases; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
 }
 
 /// The emulator's CPU time so far, in milliseconds.
@@ -71,17 +74,6 @@ struct Phase {
     orders: usize,
     wall: Duration,
     cpu_ms: f64,
-}
-
-impl Phase {
-    fn row(&self) -> String {
-        format!(
-            "| {} | {:.0} orders/s | {:.2} ms |",
-            self.name,
-            self.orders as f64 / self.wall.as_secs_f64(),
-            self.cpu_ms / self.orders as f64
-        )
-    }
 }
 
 /// Measures `run` (which places `orders` orders) against the emulator's CPU clock.
@@ -241,41 +233,63 @@ async fn main() {
         .await
         .expect("seed");
     original(&db, 20).await; // warm-up
-    let reference = phase("original's transaction, plain client", n, original(&db, n)).await;
 
-    let bare = kit_store(false).await;
-    ours(&bare, "warm", 20).await;
-    let alone = phase(
-        "kit: place_order alone (no listener, no dispatcher)",
-        n,
-        ours(&bare, "bare", n),
-    )
-    .await;
-
-    let quiet = service(
-        "kit: orders + dispatcher, no listener (until every email is sent)",
-        false,
-        n,
-    )
-    .await;
-    let whole = service(
-        "kit: whole service (listener + dispatcher, until every email is sent)",
-        true,
-        n,
-    )
-    .await;
-
-    println!("| one client, {n} orders, same emulator | orders/s | emulator CPU per order |");
-    println!("|---|---|---|");
-    for p in [&reference, &alone, &quiet, &whole] {
-        println!("{}", p.row());
+    // Rounds of every phase in turn, so the emulator's drift (its JIT warming up, its data
+    // growing) falls on all of them alike; the medians are compared.
+    let mut rounds: Vec<[Phase; 4]> = Vec::new();
+    for _ in 0..args.rounds {
+        let reference = phase("original's transaction, plain client", n, original(&db, n)).await;
+        let bare = kit_store(false).await;
+        ours(&bare, "warm", 20).await;
+        let alone = phase(
+            "kit: place_order alone (no listener, no dispatcher)",
+            n,
+            ours(&bare, "bare", n),
+        )
+        .await;
+        let quiet = service(
+            "kit: orders + dispatcher, no listener (until every email is sent)",
+            false,
+            n,
+        )
+        .await;
+        let whole = service(
+            "kit: whole service (listener + dispatcher, until every email is sent)",
+            true,
+            n,
+        )
+        .await;
+        rounds.push([reference, alone, quiet, whole]);
     }
-    let r = |p: &Phase| p.orders as f64 / p.wall.as_secs_f64();
+
+    let rate = |p: &Phase| p.orders as f64 / p.wall.as_secs_f64();
+    let cpu = |p: &Phase| p.cpu_ms / p.orders as f64;
+    let median = |i: usize, f: &dyn Fn(&Phase) -> f64| {
+        let mut v: Vec<f64> = rounds.iter().map(|r| f(&r[i])).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     println!(
-        "\nkit alone vs original: {:.2}x orders/s, {:.2}x CPU per order; whole service: {:.2}x orders/s, {:.2}x CPU per order",
-        r(&alone) / r(&reference),
-        alone.cpu_ms / reference.cpu_ms,
-        r(&whole) / r(&reference),
-        whole.cpu_ms / reference.cpu_ms
+        "| one client, {n} orders, same emulator, median of {} rounds | orders/s | emulator CPU per order | x original (orders/s, CPU) |",
+        rounds.len()
     );
+    println!("|---|---|---|---|");
+    for (i, p) in rounds[0].iter().enumerate() {
+        println!(
+            "| {} | {:.0} | {:.2} ms | {:.2}x, {:.2}x |",
+            p.name,
+            median(i, &rate),
+            median(i, &cpu),
+            median(i, &rate) / median(0, &rate),
+            median(i, &cpu) / median(0, &cpu),
+        );
+    }
+    println!("\nevery round (orders/s / CPU ms per order):");
+    for (r, phases) in rounds.iter().enumerate() {
+        let cells: Vec<String> = phases
+            .iter()
+            .map(|p| format!("{:.0} / {:.2}", rate(p), cpu(p)))
+            .collect();
+        println!("round {}: {}", r + 1, cells.join(" | "));
+    }
 }

@@ -361,7 +361,7 @@ pub(crate) struct OrderDoc {
     pub(crate) user_id: Option<String>,
     #[serde(default)]
     pub(crate) quantity: Option<i64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) idempotency_key: Option<String>,
     #[serde(default)]
     pub(crate) updated_at: Option<SystemTime>,
@@ -473,10 +473,16 @@ pub(crate) struct NotificationDoc {
     pub(crate) status: String,
     pub(crate) attempts: i64,
     pub(crate) next_attempt_at: SystemTime,
+    // Absent rather than null when unset: every field written is indexed, and a notification
+    // is written twice per order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) lease_owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) lease_until: Option<SystemTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) last_error: Option<String>,
     pub(crate) created_at: SystemTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) sent_at: Option<SystemTime>,
 }
 
