@@ -1186,27 +1186,26 @@ impl OrderStore for FirestoreStore {
                     let mut docs = docs.into_iter();
                     let product = docs.next().flatten().map(|d| parse::<ProductDoc>(&d));
                     let seen = docs.next().flatten().map(|d| parse::<IdempotencyDoc>(&d));
-                    if key_id.is_some() {
-                        if let Some(seen) = seen.transpose()? {
-                            let existing: Option<OrderDoc> =
-                                read(&db, cols.orders.as_str(), seen.order_id.as_str()).await?;
-                            let Some(existing) = existing else {
-                                return abort(Error::other(
-                                    "idempotency key points to a missing order",
-                                ));
-                            };
-                            let existing = existing
-                                .into_order()
-                                .map_err(|e| BackoffError::permanent(TxError::Abort(e)))?;
-                            if !new.matches(&existing) {
-                                return abort(Error::IdempotencyKeyReused);
-                            }
-                            let replayed = Placed {
-                                order: existing,
-                                replayed: true,
-                            };
-                            return Ok((replayed, None, None));
+                    // The key's record is read only when a key was given.
+                    if let Some(seen) = seen.transpose()? {
+                        let existing: Option<OrderDoc> =
+                            read(&db, cols.orders.as_str(), seen.order_id.as_str()).await?;
+                        let Some(existing) = existing else {
+                            return abort(Error::other(
+                                "idempotency key points to a missing order",
+                            ));
+                        };
+                        let existing = existing
+                            .into_order()
+                            .map_err(|e| BackoffError::permanent(TxError::Abort(e)))?;
+                        if !new.matches(&existing) {
+                            return abort(Error::IdempotencyKeyReused);
                         }
+                        let replayed = Placed {
+                            order: existing,
+                            replayed: true,
+                        };
+                        return Ok((replayed, None, None));
                     }
                     let Some(mut product) = product.transpose()? else {
                         return abort(Error::NotFound(format!("product {}", new.product_id)));
