@@ -1151,6 +1151,27 @@ impl ProductStore for FirestoreStore {
     }
 }
 
+impl FirestoreStore {
+    /// After an order's create was refused because the document exists: a commit whose answer
+    /// was lost (a dropped connection, `UNAVAILABLE`) may have been applied, and its retry then
+    /// finds its own order. That order, placed once, is the answer; anything else is the
+    /// conflict it is.
+    async fn placed_before(&self, new: &NewOrder, reason: String) -> Result<Placed> {
+        match self.get_order(new.id).await? {
+            Some(order) if order.user_id == new.user_id && new.matches(&order) => {
+                // Its confirmation is in the outbox: due, or leased here until the lease runs
+                // out (the handover was lost with the answer).
+                self.bump();
+                Ok(Placed {
+                    order,
+                    replayed: false,
+                })
+            }
+            _ => Err(Error::Conflict(reason)),
+        }
+    }
+}
+
 fn idempotency_doc_id(user: Uuid, key: &str) -> String {
     doc_id(&format!("{user}:{key}"))
 }
@@ -1176,7 +1197,7 @@ impl OrderStore for FirestoreStore {
                 .map(|k| self.path(&self.cols.idempotency_keys, k)),
         );
         let ctx = (self.cols.clone(), order, new.clone(), lease, key_id);
-        let ((placed, shards, handed), version) = commit::run(
+        let placed = commit::run(
             &self.db,
             self.max_retries,
             &first,
@@ -1293,7 +1314,12 @@ impl OrderStore for FirestoreStore {
                 .boxed()
             },
         )
-        .await?;
+        .await;
+        let ((placed, shards, handed), version) = match placed {
+            Ok(done) => done,
+            Err(Error::Conflict(reason)) => return self.placed_before(new, reason).await,
+            Err(e) => return Err(e),
+        };
         if let Some(shards) = shards {
             self.note_shards(new.product_id.as_str(), Some(shards));
         }

@@ -443,3 +443,35 @@ async fn an_order_placed_elsewhere_wakes_the_dispatcher_through_the_beacon() {
     shutdown.cancel();
     dispatcher.await.unwrap();
 }
+
+/// A commit whose answer is lost (a dropped connection) is retried by the transaction runner;
+/// the retry finds the order the first attempt placed. Replayed here by placing the same order
+/// (same ids) again: the order is the answer, placed once, its stock taken once; an order that
+/// only shares the id is still a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
+async fn a_retried_commit_finds_its_own_order() {
+    let Some(store) = connect().await else { return };
+    let store: TestStore = Arc::new(store);
+    let user = inventory_core::testkit::user(&store, "lost@example.com").await;
+    let product = inventory_core::testkit::product(&store, "lost", 10).await;
+    let new = inventory_core::testkit::order(&user, &product, 2);
+    let first = store.place_order(&new).await.unwrap();
+    let again = store.place_order(&new).await.unwrap();
+    assert_eq!((again.order.id, again.replayed), (first.order.id, false));
+    let stock = store.get_product(&product).await.unwrap().unwrap().quantity;
+    assert_eq!(stock, 8, "the stock was taken once");
+    assert_eq!(store.notification_counts().await.unwrap().pending, 1);
+
+    let mut other = inventory_core::testkit::order(&user, &product, 1);
+    other.id = new.id;
+    let result = store.place_order(&other).await;
+    assert!(
+        matches!(result, Err(Error::Conflict(_))),
+        "another order under a taken id must stay a conflict: {result:?}"
+    );
+    assert_eq!(
+        store.get_product(&product).await.unwrap().unwrap().quantity,
+        8
+    );
+}
