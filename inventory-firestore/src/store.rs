@@ -270,7 +270,12 @@ pub(crate) fn map(e: FirestoreError) -> Error {
             },
             Err(other) => Error::other(other),
         },
-        FirestoreError::DataConflictError(e) => Error::Conflict(e.to_string()),
+        // Its text names the emulator's or the project's internals (partition, path): logged,
+        // not answered.
+        FirestoreError::DataConflictError(e) => {
+            tracing::debug!(error = %e, "a write found its document existing");
+            Error::Conflict("the record exists already".into())
+        }
         FirestoreError::DataNotFoundError(e) => Error::NotFound(e.to_string()),
         e if retryable(&e) => Error::unavailable(e),
         e => Error::other(e),
