@@ -15,6 +15,7 @@
 //! `CloudFirestore`); set `FIRESTORE_EMULATOR_PID` to name one yourself.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -32,6 +33,11 @@ struct Args {
     /// Rounds of all phases; medians are reported.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Send every call through a proxy that counts them (gRPC calls opened by the clients,
+    /// and bytes each way), and print the calls per order. The proxy's copy adds latency to
+    /// every phase alike: time the phases without it.
+    #[arg(long)]
+    count_calls: bool,
     /// Rounds run first and not counted: the emulator's JIT takes several to warm up (on a
     /// fresh emulator the first round costs about five times the seventh).
     #[arg(long, default_value_t = 4)]
@@ -78,6 +84,77 @@ struct Phase {
     orders: usize,
     wall: Duration,
     cpu_ms: f64,
+    /// Calls opened, bytes to the emulator, bytes from it (with `--count-calls`).
+    traffic: [u64; 3],
+}
+
+/// What the counting proxy saw: calls opened, bytes to the emulator, bytes from it.
+static TRAFFIC: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+fn traffic() -> [u64; 3] {
+    TRAFFIC.each_ref().map(|c| c.load(Ordering::Relaxed))
+}
+
+/// A TCP proxy to the emulator that counts gRPC calls: each call is a new HTTP/2 stream,
+/// opened by a HEADERS frame from the client (after the 24-byte connection preface, frames
+/// are a 9-byte header: length, type, flags, stream id, then the payload).
+async fn count_calls(listener: tokio::net::TcpListener, emulator: String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            return;
+        };
+        let emulator = emulator.clone();
+        tokio::spawn(async move {
+            let Ok(server) = tokio::net::TcpStream::connect(&emulator).await else {
+                return;
+            };
+            // Small frames go on at once, as on a direct connection (no Nagle delay).
+            let _ = (client.set_nodelay(true), server.set_nodelay(true));
+            let (mut from_client, mut to_client) = client.into_split();
+            let (mut from_server, mut to_server) = server.into_split();
+            let upstream = async move {
+                let (mut buf, mut pending) = (vec![0u8; 64 * 1024], Vec::new());
+                let (mut skip, mut newest_stream) = (24usize, 0u32);
+                while let Ok(n) = from_client.read(&mut buf).await {
+                    if n == 0 || to_server.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    TRAFFIC[1].fetch_add(n as u64, Ordering::Relaxed);
+                    pending.extend_from_slice(&buf[..n]);
+                    let mut at = skip.min(pending.len());
+                    skip -= at;
+                    while skip == 0 && pending.len() >= at + 9 {
+                        let h = &pending[at..at + 9];
+                        let len = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+                        let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+                        if h[3] == 1 && stream > newest_stream {
+                            newest_stream = stream;
+                            TRAFFIC[0].fetch_add(1, Ordering::Relaxed);
+                        }
+                        let end = at + 9 + len;
+                        if end > pending.len() {
+                            skip = end - pending.len();
+                            at = pending.len();
+                        } else {
+                            at = end;
+                        }
+                    }
+                    pending.drain(..at);
+                }
+            };
+            let downstream = async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = from_server.read(&mut buf).await {
+                    if n == 0 || to_client.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    TRAFFIC[2].fetch_add(n as u64, Ordering::Relaxed);
+                }
+            };
+            tokio::join!(upstream, downstream);
+        });
+    }
 }
 
 /// Measures `run` (which places `orders` orders) against the emulator's CPU clock.
@@ -89,13 +166,17 @@ async fn phase<F: std::future::Future<Output = ()>>(
     // Let the emulator settle (earlier phases' listeners and garbage collection).
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cpu = emulator_cpu_ms();
+    let seen = traffic();
     let start = Instant::now();
     run.await;
+    let wall = start.elapsed();
+    let now = traffic();
     Phase {
         name,
         orders,
-        wall: start.elapsed(),
+        wall,
         cpu_ms: emulator_cpu_ms() - cpu,
+        traffic: [0, 1, 2].map(|i| now[i] - seen[i]),
     }
 }
 
@@ -206,13 +287,34 @@ async fn service(name: &'static str, listen: bool, n: usize) -> Phase {
     measured
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let args = Args::parse();
-    assert!(
-        std::env::var("FIRESTORE_EMULATOR_HOST").is_ok(),
-        "set FIRESTORE_EMULATOR_HOST"
-    );
+    let emulator = std::env::var("FIRESTORE_EMULATOR_HOST").expect("set FIRESTORE_EMULATOR_HOST");
+    // The proxy's port is taken, and the clients pointed at it, before any thread starts.
+    let proxy = args.count_calls.then(|| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a proxy port");
+        // SAFETY: no other thread runs yet (the runtime is built below).
+        unsafe {
+            std::env::set_var(
+                "FIRESTORE_EMULATOR_HOST",
+                listener.local_addr().expect("its address").to_string(),
+            )
+        };
+        listener
+    });
+    tokio::runtime::Runtime::new()
+        .expect("a runtime")
+        .block_on(async move {
+            if let Some(listener) = proxy {
+                listener.set_nonblocking(true).expect("nonblocking");
+                let listener = tokio::net::TcpListener::from_std(listener).expect("the proxy");
+                tokio::spawn(count_calls(listener, emulator));
+            }
+            run(args).await;
+        });
+}
+
+async fn run(args: Args) {
     assert!(
         emulator_cpu_ms() > 0.0,
         "the emulator's process was not found"
@@ -288,6 +390,22 @@ async fn main() {
             median(i, &rate) / median(0, &rate),
             median(i, &cpu) / median(0, &cpu),
         );
+    }
+    if args.count_calls {
+        println!(
+            "\n| calls through the proxy, per order (median) | calls | bytes to the emulator | bytes from it |"
+        );
+        println!("|---|---|---|---|");
+        for (i, p) in rounds[0].iter().enumerate() {
+            let per = |k: usize| median(i, &|p: &Phase| p.traffic[k] as f64 / p.orders as f64);
+            println!(
+                "| {} | {:.2} | {:.0} | {:.0} |",
+                p.name,
+                per(0),
+                per(1),
+                per(2)
+            );
+        }
     }
     println!("\nevery round (orders/s / CPU ms per order):");
     for (r, phases) in rounds.iter().enumerate() {
