@@ -29,7 +29,7 @@ use inventory_core::Result;
 use uuid::Uuid;
 
 use crate::docs::NotificationDoc;
-use crate::store::{TxError, map, untx};
+use crate::store::{TxError, map, retryable, untx};
 
 /// The notifications this store leased, as it wrote them, with the version it wrote.
 #[derive(Default)]
@@ -116,12 +116,7 @@ where
             Err(e) if retryable(&e) => map(e),
             Err(e) => return Err(map(e)),
             Ok((id, docs)) => {
-                let mut tx = Tx::new(
-                    id.clone(),
-                    db.get_documents_path().clone(),
-                    tracing::Span::none(),
-                    Vec::new(),
-                );
+                let mut tx = writes(db, id.clone());
                 let reads = db.clone_with_consistency_selector(
                     FirestoreConsistencySelector::Transaction(id.clone()),
                 );
@@ -164,10 +159,6 @@ where
 /// runner retries too.
 fn is_contention(e: &FirestoreError) -> bool {
     matches!(e, FirestoreError::DatabaseError(e) if e.retry_possible)
-}
-
-fn retryable(e: &FirestoreError) -> bool {
-    matches!(e, FirestoreError::NetworkError(_)) || is_contention(e)
 }
 
 /// Begins a read-write transaction (retrying `retry_of`, if not empty), reading `first` with
@@ -261,10 +252,10 @@ pub(crate) async fn commit_if(db: &FirestoreDb, writes: Tx) -> Result<Option<Fir
     }
 }
 
-/// An empty set of writes for [`commit_if`].
-pub(crate) fn writes(db: &FirestoreDb) -> Tx {
+/// An empty set of writes: of the transaction `transaction`, or (empty id) for [`commit_if`].
+pub(crate) fn writes(db: &FirestoreDb, transaction: Vec<u8>) -> Tx {
     Tx::new(
-        Vec::new(),
+        transaction,
         db.get_documents_path().clone(),
         tracing::Span::none(),
         Vec::new(),

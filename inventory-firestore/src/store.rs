@@ -141,7 +141,7 @@ struct BrokenDoc {
     last_error: String,
 }
 
-fn retryable(e: &FirestoreError) -> bool {
+pub(crate) fn retryable(e: &FirestoreError) -> bool {
     match e {
         FirestoreError::DatabaseError(db) => db.retry_possible,
         FirestoreError::NetworkError(_) => true,
@@ -686,7 +686,7 @@ impl FirestoreStore {
             && n.lease_owner.as_deref() == Some(owner)
         {
             change(&mut n);
-            let mut writes = commit::writes(&self.db);
+            let mut writes = commit::writes(&self.db, Vec::new());
             self.db
                 .fluent()
                 .update()
