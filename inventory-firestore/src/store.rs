@@ -5,6 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use firestore::errors::{BackoffError, FirestoreError};
+use firestore::gcloud_sdk::google::firestore::v1::Document;
 use firestore::{
     FirestoreDb, FirestoreInstant, FirestoreListenEvent, FirestoreListener,
     FirestoreListenerTarget, FirestoreMemListenStateStorage, FirestoreTransactionOps,
@@ -196,9 +197,7 @@ fn abort<T>(e: Error) -> TxResult<T> {
 }
 
 /// A document read by the call that began a transaction (see [`commit::run`]), as `T`.
-fn parse<T: for<'de> serde::Deserialize<'de>>(
-    doc: &firestore::gcloud_sdk::google::firestore::v1::Document,
-) -> TxResult<T> {
+fn parse<T: for<'de> serde::Deserialize<'de>>(doc: &Document) -> TxResult<T> {
     FirestoreDb::deserialize_doc_to(doc).map_err(fs)
 }
 
@@ -610,20 +609,32 @@ impl FirestoreStore {
         T: Send,
         F: for<'b> Fn(FirestoreDb, &'b mut Tx, C) -> BoxFuture<'b, TxResult<T>> + Send + Sync,
     {
-        Ok(self.tx_at(ctx, f).await?.0)
+        let run = self.tx_reading(&[], ctx, move |db, tx, _, c| f(db, tx, c));
+        Ok(run.await?.0)
     }
 
-    /// [`FirestoreStore::tx`], with the commit time: the version of what it wrote.
-    async fn tx_at<C, T, F>(&self, ctx: C, f: F) -> Result<(T, Option<FirestoreInstant>)>
+    /// [`FirestoreStore::tx`] that reads the documents at the paths `first` (see
+    /// [`FirestoreStore::path`]) with the call that begins it and hands them to `f`, and
+    /// returns the commit time as well: the version of what it wrote.
+    async fn tx_reading<C, T, F>(
+        &self,
+        first: &[String],
+        ctx: C,
+        f: F,
+    ) -> Result<(T, Option<FirestoreInstant>)>
     where
         C: Clone + Send + Sync + 'static,
         T: Send,
-        F: for<'b> Fn(FirestoreDb, &'b mut Tx, C) -> BoxFuture<'b, TxResult<T>> + Send + Sync,
+        F: for<'b> Fn(
+                FirestoreDb,
+                &'b mut Tx,
+                Vec<Option<Document>>,
+                C,
+            ) -> BoxFuture<'b, TxResult<T>>
+            + Send
+            + Sync,
     {
-        commit::run(&self.db, self.max_retries, &[], ctx, move |db, tx, _, c| {
-            f(db, tx, c)
-        })
-        .await
+        commit::run(&self.db, self.max_retries, first, ctx, f).await
     }
 
     /// The full path of a document, as the first reads of [`commit::run`] name them.
@@ -704,33 +715,39 @@ impl FirestoreStore {
             // Changed since (cancelled, reclaimed after the lease ran out, edited): the
             // transaction below reads what it is now.
         }
+        let first = [self.path(&self.cols.notifications, &id.to_string())];
         let ctx = (self.cols.clone(), owner.to_owned(), change, order_status);
         let (n, version) = self
-            .tx_at(ctx, move |db, tx, (cols, owner, change, order_status)| {
-                async move {
-                    let Some(mut n): Option<NotificationDoc> =
-                        read(&db, cols.notifications.as_str(), id.to_string()).await?
-                    else {
-                        return abort(Error::NotFound(format!("notification {id}")));
-                    };
-                    if n.status != "pending" || n.lease_owner.as_deref() != Some(owner.as_str()) {
-                        return abort(Error::LeaseLost(id));
+            .tx_reading(
+                &first,
+                ctx,
+                move |db, tx, docs, (cols, owner, change, order_status)| {
+                    async move {
+                        let doc = docs.into_iter().next().flatten();
+                        let Some(mut n) = doc.map(|d| parse::<NotificationDoc>(&d)).transpose()?
+                        else {
+                            return abort(Error::NotFound(format!("notification {id}")));
+                        };
+                        if n.status != "pending" || n.lease_owner.as_deref() != Some(owner.as_str())
+                        {
+                            return abort(Error::LeaseLost(id));
+                        }
+                        change(&mut n);
+                        write(
+                            &db,
+                            tx,
+                            cols.notifications.as_str(),
+                            id.to_string(),
+                            &n,
+                            None,
+                            None,
+                        )?;
+                        confirm(&db, &cols, tx, &n, order_status.as_ref())?;
+                        Ok(n)
                     }
-                    change(&mut n);
-                    write(
-                        &db,
-                        tx,
-                        cols.notifications.as_str(),
-                        id.to_string(),
-                        &n,
-                        None,
-                        None,
-                    )?;
-                    confirm(&db, &cols, tx, &n, order_status.as_ref())?;
-                    Ok(n)
-                }
-                .boxed()
-            })
+                    .boxed()
+                },
+            )
             .await?;
         self.leased.remember(id, n, version);
         Ok(())
@@ -1088,11 +1105,8 @@ impl ProductStore for FirestoreStore {
             .query()
             .await
             .map_err(map)?;
-        let mut products = Vec::with_capacity(docs.len());
-        for doc in docs {
-            products.push(self.with_true_stock(doc).await?);
-        }
-        Ok(products)
+        // Sharded products read their shards: all of the page's at once, not one after another.
+        futures::future::try_join_all(docs.into_iter().map(|doc| self.with_true_stock(doc))).await
     }
 
     async fn restock(&self, id: &ProductId, add: u64, now: DateTime<Utc>) -> Result<Product> {
@@ -1202,124 +1216,123 @@ impl OrderStore for FirestoreStore {
                 .map(|k| self.path(&self.cols.idempotency_keys, k)),
         );
         let ctx = (self.cols.clone(), order, new.clone(), lease, key_id);
-        let placed = commit::run(
-            &self.db,
-            self.max_retries,
-            &first,
-            ctx,
-            move |db, tx, docs, (cols, order, new, lease, key_id)| {
-                async move {
-                    let mut docs = docs.into_iter();
-                    let product = docs.next().flatten().map(|d| parse::<ProductDoc>(&d));
-                    let seen = docs.next().flatten().map(|d| parse::<IdempotencyDoc>(&d));
-                    // The key's record is read only when a key was given.
-                    if let Some(seen) = seen.transpose()? {
-                        let existing: Option<OrderDoc> =
-                            read(&db, cols.orders.as_str(), seen.order_id.as_str()).await?;
-                        let Some(existing) = existing else {
-                            return abort(Error::other(
-                                "idempotency key points to a missing order",
-                            ));
-                        };
-                        let existing = existing
-                            .into_order()
-                            .map_err(|e| BackoffError::permanent(TxError::Abort(e)))?;
-                        if !new.matches(&existing) {
-                            return abort(Error::IdempotencyKeyReused);
+        let placed = self
+            .tx_reading(
+                &first,
+                ctx,
+                move |db, tx, docs, (cols, order, new, lease, key_id)| {
+                    async move {
+                        let mut docs = docs.into_iter();
+                        let product = docs.next().flatten().map(|d| parse::<ProductDoc>(&d));
+                        let seen = docs.next().flatten().map(|d| parse::<IdempotencyDoc>(&d));
+                        // The key's record is read only when a key was given.
+                        if let Some(seen) = seen.transpose()? {
+                            let existing: Option<OrderDoc> =
+                                read(&db, cols.orders.as_str(), seen.order_id.as_str()).await?;
+                            let Some(existing) = existing else {
+                                return abort(Error::other(
+                                    "idempotency key points to a missing order",
+                                ));
+                            };
+                            let existing = existing
+                                .into_order()
+                                .map_err(|e| BackoffError::permanent(TxError::Abort(e)))?;
+                            if !new.matches(&existing) {
+                                return abort(Error::IdempotencyKeyReused);
+                            }
+                            let replayed = Placed {
+                                order: existing,
+                                replayed: true,
+                            };
+                            return Ok((replayed, None, None));
                         }
-                        let replayed = Placed {
-                            order: existing,
-                            replayed: true,
+                        let Some(mut product) = product.transpose()? else {
+                            return abort(Error::NotFound(format!("product {}", new.product_id)));
                         };
-                        return Ok((replayed, None, None));
-                    }
-                    let Some(mut product) = product.transpose()? else {
-                        return abort(Error::NotFound(format!("product {}", new.product_id)));
-                    };
-                    let take = i64::from(new.quantity);
-                    let out_of_stock = || {
-                        abort(Error::OutOfStock {
-                            product_id: new.product_id.to_string(),
-                        })
-                    };
-                    let key = doc_id(new.product_id.as_str());
-                    let shards = product.shard_count();
-                    match shards {
-                        // Sharded: the units come from the shards; the product document is
-                        // only read.
-                        Some(n) => {
-                            let shards = shards_of(&db, &cols, &key, n)?;
-                            if !shards.take(tx, start % n, take).await? {
-                                return out_of_stock();
+                        let take = i64::from(new.quantity);
+                        let out_of_stock = || {
+                            abort(Error::OutOfStock {
+                                product_id: new.product_id.to_string(),
+                            })
+                        };
+                        let key = doc_id(new.product_id.as_str());
+                        let shards = product.shard_count();
+                        match shards {
+                            // Sharded: the units come from the shards; the product document is
+                            // only read.
+                            Some(n) => {
+                                let shards = shards_of(&db, &cols, &key, n)?;
+                                if !shards.take(tx, start % n, take).await? {
+                                    return out_of_stock();
+                                }
+                            }
+                            None => {
+                                if product.quantity < take {
+                                    return out_of_stock();
+                                }
+                                product.set_quantity(product.quantity - take, new.now);
+                                write(
+                                    &db,
+                                    tx,
+                                    cols.products.as_str(),
+                                    key.as_str(),
+                                    &product,
+                                    Some(true),
+                                    Some(&PRODUCT_STOCK_FIELDS),
+                                )?;
                             }
                         }
-                        None => {
-                            if product.quantity < take {
-                                return out_of_stock();
-                            }
-                            product.set_quantity(product.quantity - take, new.now);
-                            write(
-                                &db,
-                                tx,
-                                cols.products.as_str(),
-                                key.as_str(),
-                                &product,
-                                Some(true),
-                                Some(&PRODUCT_STOCK_FIELDS),
-                            )?;
+                        let mut notification = new.notification(product.product_name.clone());
+                        if let Some((owner, until)) = &lease {
+                            notification.lease_to(owner, *until);
                         }
-                    }
-                    let mut notification = new.notification(product.product_name.clone());
-                    if let Some((owner, until)) = &lease {
-                        notification.lease_to(owner, *until);
-                    }
-                    let mut notification = NotificationDoc::from(&notification);
-                    if let Some((_, until)) = &lease {
-                        // While leased it is not due; when the lease runs out it is due again.
-                        notification.next_attempt_at = sys(*until);
-                    }
-                    write(
-                        &db,
-                        tx,
-                        cols.orders.as_str(),
-                        order.id.to_string(),
-                        &OrderDoc::from_order(&order),
-                        Some(false),
-                        None,
-                    )?;
-                    write(
-                        &db,
-                        tx,
-                        cols.notifications.as_str(),
-                        new.notification_id.to_string(),
-                        &notification,
-                        Some(false),
-                        None,
-                    )?;
-                    if let Some(key_id) = key_id {
+                        let mut notification = NotificationDoc::from(&notification);
+                        if let Some((_, until)) = &lease {
+                            // While leased it is not due; when the lease runs out it is due again.
+                            notification.next_attempt_at = sys(*until);
+                        }
                         write(
                             &db,
                             tx,
-                            cols.idempotency_keys.as_str(),
-                            key_id,
-                            &IdempotencyDoc {
-                                order_id: order.id.to_string(),
-                            },
+                            cols.orders.as_str(),
+                            order.id.to_string(),
+                            &OrderDoc::from_order(&order),
                             Some(false),
                             None,
                         )?;
+                        write(
+                            &db,
+                            tx,
+                            cols.notifications.as_str(),
+                            new.notification_id.to_string(),
+                            &notification,
+                            Some(false),
+                            None,
+                        )?;
+                        if let Some(key_id) = key_id {
+                            write(
+                                &db,
+                                tx,
+                                cols.idempotency_keys.as_str(),
+                                key_id,
+                                &IdempotencyDoc {
+                                    order_id: order.id.to_string(),
+                                },
+                                Some(false),
+                                None,
+                            )?;
+                        }
+                        let placed = Placed {
+                            order,
+                            replayed: false,
+                        };
+                        let handed = lease.is_some().then_some(notification);
+                        Ok((placed, Some(shards.unwrap_or(0)), handed))
                     }
-                    let placed = Placed {
-                        order,
-                        replayed: false,
-                    };
-                    let handed = lease.is_some().then_some(notification);
-                    Ok((placed, Some(shards.unwrap_or(0)), handed))
-                }
-                .boxed()
-            },
-        )
-        .await;
+                    .boxed()
+                },
+            )
+            .await;
         let ((placed, shards, handed), version) = match placed {
             Ok(done) => done,
             Err(Error::Conflict(reason)) => return self.placed_before(new, reason).await,
@@ -1611,18 +1624,12 @@ impl NotificationStore for FirestoreStore {
             .await
             .map_err(map)?;
         let claims = futures::stream::iter(candidates.into_iter().filter_map(|m| m.id))
-            .map(|id| {
+            .map(|id| async move {
+                let first = [self.path(&self.cols.notifications, &id)];
                 let ctx = (self.cols.clone(), owner.to_owned(), id);
-                self.tx_at(ctx, move |db, tx, (cols, owner, id)| {
+                self.tx_reading(&first, ctx, move |db, tx, docs, (cols, owner, id)| {
                     async move {
-                        let raw = db
-                            .fluent()
-                            .select()
-                            .by_id_in(cols.notifications.as_str())
-                            .one(id.as_str())
-                            .await
-                            .map_err(fs)?;
-                        let Some(raw) = raw else {
+                        let Some(raw) = docs.into_iter().next().flatten() else {
                             return Ok(Claim::Skipped);
                         };
                         let parsed = FirestoreDb::deserialize_doc_to::<NotificationDoc>(&raw)
@@ -1676,6 +1683,7 @@ impl NotificationStore for FirestoreStore {
                     }
                     .boxed()
                 })
+                .await
             })
             .buffer_unordered(8)
             .collect::<Vec<_>>()
