@@ -461,9 +461,17 @@ fn retry_delays_grow_and_stay_bounded() {
     }
 }
 
-#[tokio::test]
-async fn the_running_dispatcher_is_woken_by_the_store_signal() {
-    let store = store();
+/// A dispatcher running on `store` whose sweep would take an hour, after it has delivered one
+/// order (returned): it has started, offered its handoff, and is idle, so what it delivers next
+/// came through the signal or the handoff.
+async fn idle_dispatcher(
+    store: &Arc<MemoryStore>,
+) -> (
+    Arc<RecordingMailer>,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+    Order,
+) {
     let mailer = Arc::new(RecordingMailer::new());
     let config = DispatcherConfig {
         sweep_interval: Duration::from_secs(3600),
@@ -471,13 +479,18 @@ async fn the_running_dispatcher_is_woken_by_the_store_signal() {
     };
     let shutdown = CancellationToken::new();
     let handle = Dispatcher::new(store.clone(), mailer.clone(), config).spawn(shutdown.clone());
-    // The first order may be picked up by the loop's first cycle; once it is delivered the loop
-    // is idle, so the next message can only arrive through the signal (the sweep would take an
-    // hour). A verification email is not handed over like a confirmation: it is enqueued.
-    let first = one_order(&store).await;
+    let first = one_order(store).await;
     tokio::time::timeout(Duration::from_secs(10), mailer.wait_for(1))
         .await
         .expect("first order delivered");
+    (mailer, shutdown, handle, first)
+}
+
+#[tokio::test]
+async fn the_running_dispatcher_is_woken_by_the_store_signal() {
+    let store = store();
+    // A verification email is not handed over like a confirmation: it is enqueued.
+    let (mailer, shutdown, handle, first) = idle_dispatcher(&store).await;
     let buyer = store.get_user(first.user_id).await.unwrap().unwrap();
     let verification = Notification::email_verification(&buyer, "a-code".into(), Utc::now());
     store.enqueue(&verification).await.unwrap();
@@ -497,18 +510,7 @@ async fn the_running_dispatcher_is_woken_by_the_store_signal() {
 #[tokio::test]
 async fn the_running_dispatcher_takes_confirmations_handed_over_at_placement() {
     let store = store();
-    let mailer = Arc::new(RecordingMailer::new());
-    let config = DispatcherConfig {
-        sweep_interval: Duration::from_secs(3600),
-        ..DispatcherConfig::default()
-    };
-    let shutdown = CancellationToken::new();
-    let handle = Dispatcher::new(store.clone(), mailer.clone(), config).spawn(shutdown.clone());
-    // Delivered by the first claim, so the dispatcher has started (and offered its handoff).
-    let first = one_order(&store).await;
-    tokio::time::timeout(Duration::from_secs(10), mailer.wait_for(1))
-        .await
-        .expect("first order delivered");
+    let (mailer, shutdown, handle, first) = idle_dispatcher(&store).await;
     let mut signal = store.subscribe();
     signal.borrow_and_update();
     let buyer = Email::parse("buyer@example.com").unwrap();
