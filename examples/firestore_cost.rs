@@ -14,8 +14,10 @@
 //! The emulator's processes are found by their command line (`cloud-firestore-emulator` or
 //! `CloudFirestore`); set `FIRESTORE_EMULATOR_PID` to name one yourself.
 
+#[path = "../tests/support/grpc_proxy.rs"]
+mod grpc_proxy;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -88,73 +90,12 @@ struct Phase {
     traffic: [u64; 3],
 }
 
-/// What the counting proxy saw: calls opened, bytes to the emulator, bytes from it.
-static TRAFFIC: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+/// The counting proxy, with `--count-calls`.
+static PROXY: std::sync::OnceLock<grpc_proxy::GrpcProxy> = std::sync::OnceLock::new();
 
+/// Calls opened, bytes to the emulator, bytes from it, so far (zeros without the proxy).
 fn traffic() -> [u64; 3] {
-    TRAFFIC.each_ref().map(|c| c.load(Ordering::Relaxed))
-}
-
-/// A TCP proxy to the emulator that counts gRPC calls: each call is a new HTTP/2 stream,
-/// opened by a HEADERS frame from the client (after the 24-byte connection preface, frames
-/// are a 9-byte header: length, type, flags, stream id, then the payload).
-async fn count_calls(listener: tokio::net::TcpListener, emulator: String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    loop {
-        let Ok((client, _)) = listener.accept().await else {
-            return;
-        };
-        let emulator = emulator.clone();
-        tokio::spawn(async move {
-            let Ok(server) = tokio::net::TcpStream::connect(&emulator).await else {
-                return;
-            };
-            // Small frames go on at once, as on a direct connection (no Nagle delay).
-            let _ = (client.set_nodelay(true), server.set_nodelay(true));
-            let (mut from_client, mut to_client) = client.into_split();
-            let (mut from_server, mut to_server) = server.into_split();
-            let upstream = async move {
-                let (mut buf, mut pending) = (vec![0u8; 64 * 1024], Vec::new());
-                let (mut skip, mut newest_stream) = (24usize, 0u32);
-                while let Ok(n) = from_client.read(&mut buf).await {
-                    if n == 0 || to_server.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                    TRAFFIC[1].fetch_add(n as u64, Ordering::Relaxed);
-                    pending.extend_from_slice(&buf[..n]);
-                    let mut at = skip.min(pending.len());
-                    skip -= at;
-                    while skip == 0 && pending.len() >= at + 9 {
-                        let h = &pending[at..at + 9];
-                        let len = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
-                        let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
-                        if h[3] == 1 && stream > newest_stream {
-                            newest_stream = stream;
-                            TRAFFIC[0].fetch_add(1, Ordering::Relaxed);
-                        }
-                        let end = at + 9 + len;
-                        if end > pending.len() {
-                            skip = end - pending.len();
-                            at = pending.len();
-                        } else {
-                            at = end;
-                        }
-                    }
-                    pending.drain(..at);
-                }
-            };
-            let downstream = async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                while let Ok(n) = from_server.read(&mut buf).await {
-                    if n == 0 || to_client.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                    TRAFFIC[2].fetch_add(n as u64, Ordering::Relaxed);
-                }
-            };
-            tokio::join!(upstream, downstream);
-        });
-    }
+    PROXY.get().map_or([0; 3], grpc_proxy::GrpcProxy::traffic)
 }
 
 /// Measures `run` (which places `orders` orders) against the emulator's CPU clock.
@@ -308,7 +249,7 @@ fn main() {
             if let Some(listener) = proxy {
                 listener.set_nonblocking(true).expect("nonblocking");
                 let listener = tokio::net::TcpListener::from_std(listener).expect("the proxy");
-                tokio::spawn(count_calls(listener, emulator));
+                let _ = PROXY.set(grpc_proxy::GrpcProxy::serve(listener, emulator));
             }
             run(args).await;
         });

@@ -81,6 +81,21 @@ impl Rest {
         assert!(resp.status().is_success(), "{col}/{id}: {}", resp.status());
         resp.json::<Value>().await.unwrap()["fields"].clone()
     }
+
+    /// The documents of a collection (a path: `Products/hot/stock` for a subcollection), in
+    /// REST form.
+    async fn list(&self, col: &str) -> Vec<Value> {
+        let resp = self
+            .http
+            .get(format!("{}/{col}?pageSize=1000", self.base))
+            .bearer_auth("owner")
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{col}: {}", resp.status());
+        let list: Value = resp.json().await.unwrap();
+        list["documents"].as_array().cloned().unwrap_or_default()
+    }
 }
 
 fn urlencode(s: &str) -> String {
@@ -488,18 +503,7 @@ async fn sharding_a_product_of_the_original() {
             .unwrap(),
     );
     // The shard documents, counted through the REST API.
-    let shard_docs = || async {
-        let resp = rest
-            .http
-            .get(format!("{}/Products/hot/stock", rest.base))
-            .bearer_auth("owner")
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success(), "{}", resp.status());
-        let list: Value = resp.json().await.unwrap();
-        list["documents"].as_array().map_or(0, Vec::len)
-    };
+    let shard_docs = || async { rest.list("Products/hot/stock").await.len() };
     let id = ProductId::new("hot").unwrap();
     let sharded = store.shard_product(&id, 4, now()).await.unwrap();
     assert_eq!(sharded.quantity, 10);
@@ -543,4 +547,62 @@ async fn sharding_a_product_of_the_original() {
         .await
         .expect("unsharded again: the document's stock");
     assert_eq!(raw().await.0, 0);
+}
+
+/// A commit whose answer is lost on the network: the server's connection to Firestore is
+/// closed, by a proxy that reads the gRPC frames, just as the emulator answers the order's
+/// commit (it has placed the order). The buyer must get that order, once: not an error for an
+/// order that exists, and not a second order or a second unit taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
+async fn an_order_whose_commit_answer_is_lost_is_placed_once() {
+    let Some(host) = emulator() else { return };
+    let project = format!("lost-{}", uuid::Uuid::now_v7().simple());
+    let rest = Rest::new(&host, &project);
+    rest.create(
+        "Products",
+        Some("p"),
+        json!({ "product_name": s("P"), "quantity": int(10), "status": s("in_stock") }),
+    )
+    .await;
+    let proxy = support::grpc_proxy::GrpcProxy::start(host.clone()).await;
+    let server = Proc::start(
+        "server",
+        &[
+            ("GCP_PROJECT_ID", project.clone()),
+            ("FIRESTORE_EMULATOR_HOST", proxy.addr.clone()),
+            ("JWT_SECRET", support::JWT_SECRET.into()),
+            ("SMTP_MODE", "mock".into()),
+        ],
+    );
+    let _logs = LogsOnPanic(&server);
+    let api = Client::new(&server.url);
+    let buyer = "lost.answer@example.com";
+    let token = api.token(buyer, "a long enough password").await;
+
+    // Only the commit carries the buyer's address (in the order and its confirmation).
+    proxy.lose_answer_to(buyer.as_bytes());
+    let (status, placed) = api
+        .post(
+            "/orders/place",
+            Some(&token),
+            json!({ "buyer_email": buyer, "product_id": "p" }),
+        )
+        .await;
+    assert_eq!(proxy.answers_lost(), 1, "the commit's answer was not lost");
+    assert_eq!(status, 200, "{placed}");
+
+    let orders: Vec<Value> = rest
+        .list("Orders")
+        .await
+        .into_iter()
+        .filter(|o| o["fields"]["buyer_email"]["stringValue"] == buyer)
+        .collect();
+    assert_eq!(orders.len(), 1, "one order placed: {orders:?}");
+    assert_eq!(
+        orders[0]["fields"]["order_id"]["stringValue"], placed["order_id"],
+        "the answer is the order placed"
+    );
+    let product = rest.fields("Products", "p").await;
+    assert_eq!(product["quantity"]["integerValue"], "9", "one unit taken");
 }

@@ -8,6 +8,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+pub mod grpc_proxy;
+
 pub const JWT_SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-0123456789";
 
 /// The path of a built example (cargo builds examples before running integration tests).
