@@ -35,8 +35,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the schema migrations (they also run whenever a program connects).
-    Migrate,
+    /// Runs the schema migrations (they also run whenever a program connects), after listing
+    /// the ones it applies. Back up first (`admin backup FILE` on SQLite, `pg_dump` on
+    /// PostgreSQL): see docs/operations.md on upgrades.
+    Migrate {
+        /// Only show the schema version and every migration, applied or pending.
+        #[arg(long)]
+        status: bool,
+        /// Show the migrations this build would apply, and apply none.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Creates the products of a JSON file (`[{"product_id","product_name","quantity"}]`) that do
     /// not exist yet.
     SeedProducts { file: PathBuf },
@@ -315,6 +324,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(url) = cli.database_url.clone() {
         settings.database.url = url;
     }
+    if let Command::Migrate { status, dry_run } = cli.command {
+        return migrate_command(&settings, status || dry_run, cli.json).await;
+    }
     // Commands that only read never create a database: a missing SQLite file is an error
     // naming it.
     let read_only = matches!(
@@ -333,7 +345,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     };
     let json = cli.json;
     match cli.command {
-        Command::Migrate => say(json, "schema is up to date"),
+        Command::Migrate { .. } => unreachable!("handled before the store opens"),
         Command::SeedProducts { file } => {
             let raw =
                 std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -643,12 +655,107 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             if settings.database.scheme() != "sqlite" {
                 return Err("backup is for SQLite; use pg_dump or Firestore's managed backups (see docs/operations.md)".into());
             }
-            let sql =
-                inventory_kit::sql::SqlStore::connect(&settings.database.read_only_url()).await?;
+            // The backup is of the database as it is: taken before an upgrade, it must not
+            // run the migrations first.
+            let sql = unmigrated(&settings.database.read_only_url()).await?;
             sql.backup_sqlite(&file).await?;
             say(json, format!("backup written to {}", file.display()));
         }
     }
+    Ok(())
+}
+
+/// The SQL store of `url` opened without running the migrations.
+async fn unmigrated(url: &str) -> Result<inventory_kit::sql::SqlStore, Box<dyn std::error::Error>> {
+    let options = inventory_kit::sql::SqlOptions {
+        migrate: false,
+        ..Default::default()
+    };
+    Ok(inventory_kit::sql::SqlStore::connect_with(url, options).await?)
+}
+
+/// `admin migrate [--status | --dry-run]`: the schema version, what this build would apply,
+/// and (without a flag) applying it.
+async fn migrate_command(
+    settings: &Settings,
+    only_show: bool,
+    json: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let scheme = settings.database.scheme();
+    if scheme != "sqlite" && scheme != "postgres" && scheme != "postgresql" {
+        say(
+            json,
+            format!("{scheme}: no schema migrations (documents are read as they are)"),
+        );
+        return Ok(());
+    }
+    // Showing never creates a database; applying may (a new SQLite file).
+    let url = if only_show {
+        settings.database.read_only_url()
+    } else {
+        settings.database.url.clone()
+    };
+    let sql = unmigrated(&url).await?;
+    let states = sql.migration_status().await?;
+    let version = states.iter().filter(|m| m.applied).map(|m| m.version).max();
+    let pending: Vec<_> = states.iter().filter(|m| !m.applied).collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "schema_version": version,
+                "migrations": states.iter().map(|m| json!({
+                    "version": m.version,
+                    "description": m.description,
+                    "applied": m.applied,
+                })).collect::<Vec<_>>(),
+                "pending": pending.iter().map(|m| m.version).collect::<Vec<_>>(),
+                "applied_now": !only_show && !pending.is_empty(),
+            }))?
+        );
+    } else {
+        print_rows(
+            false,
+            &["version", "migration", "state"],
+            states
+                .iter()
+                .map(|m| {
+                    vec![
+                        json!(m.version),
+                        json!(m.description),
+                        json!(if m.applied { "applied" } else { "pending" }),
+                    ]
+                })
+                .collect(),
+        );
+        match version {
+            Some(v) => println!("schema version {v}"),
+            None => println!("empty database (no schema yet)"),
+        }
+        if pending.is_empty() {
+            println!("schema is up to date");
+        } else if only_show {
+            let backup = if scheme == "sqlite" {
+                "admin backup FILE"
+            } else {
+                "pg_dump"
+            };
+            println!(
+                "this build would apply {} migration(s); back up first ({backup})",
+                pending.len()
+            );
+        }
+    }
+    if !only_show && !pending.is_empty() {
+        sql.migrate().await?;
+        if !json {
+            println!(
+                "applied {} migration(s); schema is up to date",
+                pending.len()
+            );
+        }
+    }
+    sql.close().await;
     Ok(())
 }
 

@@ -360,3 +360,120 @@ async fn postgres_outage_under_load() {
         recovered.as_secs_f64()
     );
 }
+
+/// What a login, a registration and a token check answer while the store cannot answer.
+async fn auth_answers(api: &Client, token: &str) -> Vec<(&'static str, support::Reply)> {
+    let login = json!({"email": "outage@example.com", "password": "outage-password"});
+    let fresh = json!({"email": "new-user@example.com", "password": "new-user-password"});
+    vec![
+        (
+            "login",
+            api.send(reqwest::Method::POST, "/auth/login", &[], None, Some(login))
+                .await,
+        ),
+        (
+            "register",
+            api.send(
+                reqwest::Method::POST,
+                "/auth/register",
+                &[],
+                None,
+                Some(fresh),
+            )
+            .await,
+        ),
+        (
+            "token check",
+            api.send(reqwest::Method::GET, "/orders", &[], Some(token), None)
+                .await,
+        ),
+    ]
+}
+
+/// A store failure during authentication is the service's fault, so it is a retryable 503
+/// with `Retry-After`: never a 401 that sends a user to reset a good password, nor a 409 that
+/// says an unregistered address is taken. (The upgrade bug of issue 29 answered 401.)
+fn assert_unavailable(answers: Vec<(&'static str, support::Reply)>, label: &str) {
+    for (what, reply) in answers {
+        assert_eq!(
+            reply.status, 503,
+            "{label}: {what} while the store fails: {}",
+            reply.text
+        );
+        assert_eq!(reply.json()["code"], "unavailable", "{label}: {what}");
+        assert!(
+            reply.headers.contains_key("retry-after"),
+            "{label}: {what} has no Retry-After"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    inventory_no_postgres,
+    ignore = "INVENTORY_TEST_POSTGRES_URL is not set"
+)]
+async fn postgres_cut_during_login_is_503_not_401() {
+    let sink = SmtpSink::start().unwrap();
+    let Some((mut env, proxy)) = support::proxied_postgres_env(sink.addr().port()).await else {
+        return;
+    };
+    set(&mut env, "DATABASE_ACQUIRE_TIMEOUT_MS", "500");
+    let app = App::start(&env).await;
+    let api = app.api.clone();
+    let token = api.token("outage@example.com", "outage-password").await;
+    proxy.cut();
+    assert_unavailable(auth_answers(&api, &token).await, "PostgreSQL cut");
+    proxy.restore();
+    api.wait_until("/ready", None, |b| b["status"] == "ready")
+        .await;
+    let (status, _) = api
+        .post(
+            "/auth/login",
+            None,
+            json!({"email": "outage@example.com", "password": "outage-password"}),
+        )
+        .await;
+    assert_eq!(status, 200, "login once the database is back");
+    let (status, _) = api.get("/orders", Some(&token)).await;
+    assert_eq!(
+        status, 200,
+        "the token still works once the database is back"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_users_table_unreadable_during_login_is_503_not_401() {
+    let sink = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let env = fast_env(dir.path(), sink.addr().port());
+    let app = App::start(&env).await;
+    let api = app.api.clone();
+    let token = api.token("outage@example.com", "outage-password").await;
+    // Another writer (an operator's sqlite3, a half-applied manual change) moves the table away:
+    // every statement on `users` now fails inside SQLite.
+    let db = dir.path().join("e2e.db");
+    run_sql(&db, "ALTER TABLE users RENAME TO users_moved").await;
+    assert_unavailable(auth_answers(&api, &token).await, "SQLite table moved");
+    run_sql(&db, "ALTER TABLE users_moved RENAME TO users").await;
+    let (status, body) = api
+        .post(
+            "/auth/login",
+            None,
+            json!({"email": "outage@example.com", "password": "outage-password"}),
+        )
+        .await;
+    assert_eq!(status, 200, "login once the table is back: {body}");
+    app.stop().await;
+}
+
+/// Runs one statement on the SQLite file through a connection of its own (not the service's).
+async fn run_sql(db: &std::path::Path, sql: &'static str) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open the database file");
+    sqlx::query(sql).execute(&mut conn).await.expect(sql);
+    conn.close().await.expect("close");
+}

@@ -308,11 +308,18 @@ impl PasswordHasher {
         let password = password.to_owned();
         let hash = hash.to_owned();
         self.blocking(move |argon2| {
-            argon2
-                .verify_password(password.as_bytes(), hash.as_str())
-                .is_ok()
+            match argon2.verify_password(password.as_bytes(), hash.as_str()) {
+                Ok(()) => Ok(true),
+                Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
+                // A stored hash that does not parse is corrupt data (or a store that returned
+                // the wrong column), not a wrong password: answering 401 would send the
+                // operator looking for a password problem.
+                Err(e) => Err(Error::other(format!(
+                    "the stored password hash is unusable: {e}"
+                ))),
+            }
         })
-        .await
+        .await?
     }
 
     /// Does the same work as [`verify`](Self::verify) against a fixed hash, so that a login for
@@ -388,7 +395,13 @@ impl Auth {
     pub async fn register(&self, email: &str, password: &str) -> Result<(User, Token)> {
         let email = Email::parse(email)?;
         let password = Password::with_min(password, self.config.password_min_bytes)?;
-        if self.users.find_user_by_email(&email).await?.is_some() {
+        if self
+            .users
+            .find_user_by_email(&email)
+            .await
+            .map_err(unavailable)?
+            .is_some()
+        {
             return Err(Error::AlreadyExists("email already registered".into()));
         }
         let user = User {
@@ -402,7 +415,7 @@ impl Auth {
             token_version: 0,
             email_verified: false,
         };
-        self.users.create_user(&user).await?;
+        self.users.create_user(&user).await.map_err(unavailable)?;
         let token = self.issue(&user)?;
         Ok((user, token))
     }
@@ -417,7 +430,12 @@ impl Auth {
         ) else {
             return Err(unauthorized());
         };
-        let Some(user) = self.users.find_user_by_email(&email).await? else {
+        let Some(user) = self
+            .users
+            .find_user_by_email(&email)
+            .await
+            .map_err(unavailable)?
+        else {
             self.hasher.verify_dummy(password).await?;
             return Err(unauthorized());
         };
@@ -486,7 +504,12 @@ impl Auth {
         let claims = self.claims(token)?;
         let version = claims.ver;
         let principal = Self::principal(claims)?;
-        let Some(user) = self.users.get_user(principal.user_id).await? else {
+        let Some(user) = self
+            .users
+            .get_user(principal.user_id)
+            .await
+            .map_err(unavailable)?
+        else {
             return Err(Error::Unauthorized("the account no longer exists".into()));
         };
         if user.token_version != version {
@@ -549,10 +572,24 @@ impl Auth {
         }
         let id = Uuid::parse_str(&claims.sub).map_err(|_| invalid())?;
         let email = Email::parse(&claims.email).map_err(|_| invalid())?;
-        match self.users.get_user(id).await? {
+        match self.users.get_user(id).await.map_err(unavailable)? {
             Some(user) if user.email == email => {}
             _ => return Err(invalid()),
         }
-        self.users.mark_email_verified(&email).await
+        self.users
+            .mark_email_verified(&email)
+            .await
+            .map_err(unavailable)
+    }
+}
+
+/// A failure of the user store while checking credentials or tokens, as the caller must see
+/// it: the store is unavailable (retry later), never "wrong password" or "email taken".
+/// Answers of the store that are part of its contract (`AlreadyExists`, `NotFound`, ...) pass
+/// unchanged; only [`Error::Other`] (a failure the store could not classify) is re-labelled.
+fn unavailable(e: Error) -> Error {
+    match e {
+        Error::Other(source) => Error::Unavailable(source),
+        other => other,
     }
 }

@@ -46,4 +46,4 @@ mod store;
 #[cfg(feature = "testkit")]
 pub mod testing;
 
-pub use store::{Dialect, SqlOptions, SqlStore};
+pub use store::{Dialect, MigrationState, SqlOptions, SqlStore};

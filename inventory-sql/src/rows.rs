@@ -30,6 +30,47 @@ fn stored<T>(what: &str, r: Result<T>) -> Result<T> {
     r.map_err(|e| Error::other(format!("stored {what} is invalid: {e}")))
 }
 
+// Every statement names its columns (these macros) instead of `*`: a prepared statement's
+// result then never changes when a migration adds a column. SQLite prepares against the schema
+// a connection last read, then re-prepares silently at the first step when the schema changed
+// since: sqlx keeps the first column list, and a `SELECT *` whose table gained columns in between
+// returned rows longer than that list (a panic in sqlx's worker). PostgreSQL refuses such a
+// cached plan ("cached plan must not change result type"), which an older replica would hit in
+// a rolling update.
+
+/// The columns of [`UserRow`], for `SELECT` and `RETURNING` lists.
+macro_rules! user_columns {
+    () => {
+        "id, email, password_hash, role, created_at, token_version, email_verified"
+    };
+}
+pub(crate) use user_columns;
+
+/// The columns of [`ProductRow`].
+macro_rules! product_columns {
+    () => {
+        "id, name, quantity, created_at, updated_at"
+    };
+}
+pub(crate) use product_columns;
+
+/// The columns of [`OrderRow`].
+macro_rules! order_columns {
+    () => {
+        "id, user_id, buyer_email, product_id, quantity, status, idempotency_key, created_at, updated_at"
+    };
+}
+pub(crate) use order_columns;
+
+/// The columns of [`NotificationRow`].
+macro_rules! notification_columns {
+    () => {
+        "id, kind, order_id, recipient, product_id, product_name, quantity, user_id, code, status, \
+         attempts, next_attempt_at, lease_owner, lease_until, last_error, created_at, sent_at"
+    };
+}
+pub(crate) use notification_columns;
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct UserRow {
     id: String,

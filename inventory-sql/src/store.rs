@@ -28,6 +28,21 @@ const KEY_TAKEN: &str = "an order with this idempotency key was placed concurren
 #[cfg(feature = "postgres")]
 static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// The SQLite migrations.
+#[cfg(feature = "sqlite")]
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// One migration this build carries, and whether a database has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationState {
+    /// The migration's number (`0001_init.sql` is 1).
+    pub version: i64,
+    /// Its description (the file name without number and extension).
+    pub description: String,
+    /// Whether the database has it applied already.
+    pub applied: bool,
+}
+
 fn migrate_result(result: std::result::Result<(), sqlx::migrate::MigrateError>) -> Result<()> {
     result.map_err(|e| match e {
         sqlx::migrate::MigrateError::Execute(e) => db(e),
@@ -84,6 +99,8 @@ trait SqlDialect {
     const NOTIFY: Option<&'static str>;
     /// The readiness probe's write: a 4 KiB row (deleted again in the same transaction).
     const WRITE_PROBE: &'static str;
+    /// Whether sqlx's migrations table exists (a boolean).
+    const MIGRATIONS_TABLE_EXISTS: &'static str;
 }
 
 /// The claim statement; SQLite names the due index (without statistics its planner preferred
@@ -99,7 +116,8 @@ macro_rules! claim_sql {
             " WHERE status = 'pending' AND next_attempt_at <= $3 ",
             "AND (lease_until IS NULL OR lease_until < $3) ORDER BY next_attempt_at, id LIMIT $4",
             $lock,
-            ") RETURNING *"
+            ") RETURNING ",
+            $crate::rows::notification_columns!()
         )
     };
 }
@@ -115,6 +133,8 @@ impl SqlDialect for SqliteDialect {
     const NOTIFY: Option<&'static str> = None;
     const WRITE_PROBE: &'static str =
         "INSERT INTO write_probe (id, pad) VALUES (1, zeroblob(4096))";
+    const MIGRATIONS_TABLE_EXISTS: &'static str = "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+         WHERE type = 'table' AND name = '_sqlx_migrations')";
 }
 
 #[cfg(feature = "postgres")]
@@ -128,6 +148,8 @@ impl SqlDialect for PgDialect {
     const NOTIFY: Option<&'static str> = Some("SELECT pg_notify('inventory_outbox', '')");
     const WRITE_PROBE: &'static str =
         "INSERT INTO write_probe (id, pad) VALUES (1, decode(repeat('00', 4096), 'hex'))";
+    const MIGRATIONS_TABLE_EXISTS: &'static str =
+        "SELECT to_regclass('_sqlx_migrations') IS NOT NULL";
 }
 
 #[derive(Clone)]
@@ -343,6 +365,12 @@ impl SqlStore {
             .connect_with(base.clone())
             .await
             .map_err(db)?;
+        // Migrate before any other connection opens: a connection reads the schema when it
+        // opens, and one opened before the migrations would prepare its first statements
+        // against the old tables (see `rows.rs` on naming columns).
+        if options.migrate {
+            migrate_result(SQLITE_MIGRATIONS.run(&write).await)?;
+        }
         let read = if in_memory {
             // Every in-memory connection is its own database: share the one.
             write.clone()
@@ -359,11 +387,7 @@ impl SqlStore {
             write,
             _keeper: keeper,
         };
-        let store = Self::assemble(backend, watch::channel(0).0, None);
-        if options.migrate {
-            store.migrate().await?;
-        }
-        Ok(store)
+        Ok(Self::assemble(backend, watch::channel(0).0, None))
     }
 
     #[cfg(feature = "postgres")]
@@ -448,10 +472,66 @@ impl SqlStore {
     pub async fn migrate(&self) -> Result<()> {
         migrate_result(match &self.backend {
             #[cfg(feature = "sqlite")]
-            Backend::Sqlite { write, .. } => sqlx::migrate!("./migrations/sqlite").run(write).await,
+            Backend::Sqlite { write, .. } => SQLITE_MIGRATIONS.run(write).await,
             #[cfg(feature = "postgres")]
             Backend::Postgres(pool) => PG_MIGRATIONS.run(pool).await,
         })
+    }
+
+    /// The schema version of the database and what [`migrate`](Self::migrate) would apply:
+    /// every migration this build carries, in order, each with whether it is applied. Reads
+    /// only (it creates no migrations table); connect with [`SqlOptions::migrate`] off to
+    /// inspect a database before upgrading it. A database with migrations this build does not
+    /// know (written by a newer release) is an [`Error::InvalidInput`] naming them.
+    pub async fn migration_status(&self) -> Result<Vec<MigrationState>> {
+        let migrator: &sqlx::migrate::Migrator = match &self.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite { .. } => &SQLITE_MIGRATIONS,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => &PG_MIGRATIONS,
+        };
+        let exists: bool = with_pool!(self, read, |pool, D| {
+            sqlx::query_scalar::<_, bool>(D::MIGRATIONS_TABLE_EXISTS)
+                .fetch_one(pool)
+                .await
+                .map_err(db)?
+        });
+        let applied: Vec<i64> = if exists {
+            with_pool!(self, read, |pool, D| {
+                sqlx::query_scalar(
+                    "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+                )
+                .fetch_all(pool)
+                .await
+                .map_err(db)?
+            })
+        } else {
+            Vec::new()
+        };
+        let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+        let unknown: Vec<String> = applied
+            .iter()
+            .filter(|v| !known.contains(v))
+            .map(|v| v.to_string())
+            .collect();
+        if !unknown.is_empty() {
+            return Err(Error::invalid(
+                "database",
+                format!(
+                    "it has migrations this build does not know ({}): it was written by a newer release",
+                    unknown.join(", ")
+                ),
+            ));
+        }
+        Ok(migrator
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .map(|m| MigrationState {
+                version: m.version,
+                description: m.description.to_string(),
+                applied: applied.contains(&m.version),
+            })
+            .collect())
     }
 
     /// Which database this is.
@@ -602,30 +682,41 @@ impl UserStore for SqlStore {
 
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>> {
         let row: Option<UserRow> = with_pool!(self, read, |pool, D| {
-            sqlx::query_as("SELECT * FROM users WHERE email = $1")
-                .bind(email.as_str())
-                .fetch_optional(pool)
-                .await
-                .map_err(db)?
+            sqlx::query_as(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE email = $1"
+            ))
+            .bind(email.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(db)?
         });
         row.map(User::try_from).transpose()
     }
 
     async fn get_user(&self, id: Uuid) -> Result<Option<User>> {
         let row: Option<UserRow> = with_pool!(self, read, |pool, D| {
-            sqlx::query_as("SELECT * FROM users WHERE id = $1")
-                .bind(id.to_string())
-                .fetch_optional(pool)
-                .await
-                .map_err(db)?
+            sqlx::query_as(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE id = $1"
+            ))
+            .bind(id.to_string())
+            .fetch_optional(pool)
+            .await
+            .map_err(db)?
         });
         row.map(User::try_from).transpose()
     }
 
     async fn set_role(&self, email: &Email, role: Role) -> Result<User> {
         self.update_user(
-            "UPDATE users SET role = $2, token_version = token_version + 1 \
-             WHERE email = $1 RETURNING *",
+            concat!(
+                "UPDATE users SET role = $2, token_version = token_version + 1 ",
+                "WHERE email = $1 RETURNING ",
+                user_columns!()
+            ),
             email,
             Some(role.as_str()),
         )
@@ -634,7 +725,10 @@ impl UserStore for SqlStore {
 
     async fn revoke_tokens(&self, email: &Email) -> Result<User> {
         self.update_user(
-            "UPDATE users SET token_version = token_version + 1 WHERE email = $1 RETURNING *",
+            concat!(
+                "UPDATE users SET token_version = token_version + 1 WHERE email = $1 RETURNING ",
+                user_columns!()
+            ),
             email,
             None,
         )
@@ -643,7 +737,10 @@ impl UserStore for SqlStore {
 
     async fn mark_email_verified(&self, email: &Email) -> Result<User> {
         self.update_user(
-            "UPDATE users SET email_verified = 1 WHERE email = $1 RETURNING *",
+            concat!(
+                "UPDATE users SET email_verified = 1 WHERE email = $1 RETURNING ",
+                user_columns!()
+            ),
             email,
             None,
         )
@@ -685,7 +782,7 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Runs a `UPDATE users ... WHERE email = $1 RETURNING *` (with `$2` when given).
+    /// Runs a `UPDATE users ... WHERE email = $1 RETURNING <the user columns>` (with `$2` when given).
     async fn update_user(
         &self,
         sql: &'static str,
@@ -711,7 +808,7 @@ impl ProductStore for SqlStore {
     async fn create_product(&self, p: &NewProduct, now: DateTime<Utc>) -> Result<Product> {
         let row: ProductRow = with_pool!(self, write, |pool, D| {
             sqlx::query_as(
-                "INSERT INTO products (id, name, quantity, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) RETURNING *",
+                concat!("INSERT INTO products (id, name, quantity, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) RETURNING ", product_columns!()),
             )
             .bind(p.id.as_str())
             .bind(&p.name)
@@ -743,11 +840,15 @@ impl ProductStore for SqlStore {
 
     async fn get_product(&self, id: &ProductId) -> Result<Option<Product>> {
         let row: Option<ProductRow> = with_pool!(self, read, |pool, D| {
-            sqlx::query_as("SELECT * FROM products WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_optional(pool)
-                .await
-                .map_err(db)?
+            sqlx::query_as(concat!(
+                "SELECT ",
+                product_columns!(),
+                " FROM products WHERE id = $1"
+            ))
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(db)?
         });
         row.map(Product::try_from).transpose()
     }
@@ -755,13 +856,17 @@ impl ProductStore for SqlStore {
     async fn list_products(&self, page: Page) -> Result<Vec<Product>> {
         let (limit, offset, after) = page_args(page, Way::Up);
         let rows: Vec<ProductRow> = with_pool!(self, read, |pool, D| {
-            sqlx::query_as("SELECT * FROM products WHERE id > $3 ORDER BY id LIMIT $1 OFFSET $2")
-                .bind(limit)
-                .bind(offset)
-                .bind(&after)
-                .fetch_all(pool)
-                .await
-                .map_err(db)?
+            sqlx::query_as(concat!(
+                "SELECT ",
+                product_columns!(),
+                " FROM products WHERE id > $3 ORDER BY id LIMIT $1 OFFSET $2"
+            ))
+            .bind(limit)
+            .bind(offset)
+            .bind(&after)
+            .fetch_all(pool)
+            .await
+            .map_err(db)?
         });
         all(rows)
     }
@@ -774,7 +879,7 @@ impl ProductStore for SqlStore {
             .ok_or_else(too_much)?;
         let row: Option<ProductRow> = with_pool!(self, write, |pool, D| {
             sqlx::query_as(
-                "UPDATE products SET quantity = quantity + $1, updated_at = $2 WHERE id = $3 AND quantity + $1 <= $4 RETURNING *",
+                concat!("UPDATE products SET quantity = quantity + $1, updated_at = $2 WHERE id = $3 AND quantity + $1 <= $4 RETURNING ", product_columns!()),
             )
             .bind(add)
             .bind(ts(now))
@@ -800,11 +905,15 @@ impl OrderStore for SqlStore {
 
     async fn get_order(&self, id: Uuid) -> Result<Option<Order>> {
         let row: Option<OrderRow> = with_pool!(self, read, |pool, D| {
-            sqlx::query_as("SELECT * FROM orders WHERE id = $1")
-                .bind(id.to_string())
-                .fetch_optional(pool)
-                .await
-                .map_err(db)?
+            sqlx::query_as(concat!(
+                "SELECT ",
+                order_columns!(),
+                " FROM orders WHERE id = $1"
+            ))
+            .bind(id.to_string())
+            .fetch_optional(pool)
+            .await
+            .map_err(db)?
         });
         row.map(Order::try_from).transpose()
     }
@@ -812,9 +921,11 @@ impl OrderStore for SqlStore {
     async fn list_orders_for_user(&self, user_id: Uuid, page: Page) -> Result<Vec<Order>> {
         let (limit, offset, after) = page_args(page, Way::Down);
         let rows: Vec<OrderRow> = with_pool!(self, read, |pool, D| {
-            sqlx::query_as(
-                "SELECT * FROM orders WHERE user_id = $1 AND id < $4 ORDER BY id DESC LIMIT $2 OFFSET $3",
-            )
+            sqlx::query_as(concat!(
+                "SELECT ",
+                order_columns!(),
+                " FROM orders WHERE user_id = $1 AND id < $4 ORDER BY id DESC LIMIT $2 OFFSET $3"
+            ))
             .bind(user_id.to_string())
             .bind(limit)
             .bind(offset)
@@ -829,13 +940,17 @@ impl OrderStore for SqlStore {
     async fn list_orders(&self, page: Page) -> Result<Vec<Order>> {
         let (limit, offset, after) = page_args(page, Way::Down);
         let rows: Vec<OrderRow> = with_pool!(self, read, |pool, D| {
-            sqlx::query_as("SELECT * FROM orders WHERE id < $3 ORDER BY id DESC LIMIT $1 OFFSET $2")
-                .bind(limit)
-                .bind(offset)
-                .bind(&after)
-                .fetch_all(pool)
-                .await
-                .map_err(db)?
+            sqlx::query_as(concat!(
+                "SELECT ",
+                order_columns!(),
+                " FROM orders WHERE id < $3 ORDER BY id DESC LIMIT $1 OFFSET $2"
+            ))
+            .bind(limit)
+            .bind(offset)
+            .bind(&after)
+            .fetch_all(pool)
+            .await
+            .map_err(db)?
         });
         all(rows)
     }
@@ -845,7 +960,7 @@ impl OrderStore for SqlStore {
             async {
             let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
             let row: Option<OrderRow> = sqlx::query_as(
-                "UPDATE orders SET status = 'cancelled', updated_at = $1 WHERE id = $2 AND status <> 'cancelled' RETURNING *",
+                concat!("UPDATE orders SET status = 'cancelled', updated_at = $1 WHERE id = $2 AND status <> 'cancelled' RETURNING ", order_columns!()),
             )
             .bind(ts(now))
             .bind(id.to_string())
@@ -973,11 +1088,15 @@ impl NotificationStore for SqlStore {
 
     async fn notification_for_order(&self, order_id: Uuid) -> Result<Option<Notification>> {
         let row: Option<NotificationRow> = with_pool!(self, read, |pool, D| {
-            sqlx::query_as("SELECT * FROM notifications WHERE order_id = $1")
-                .bind(order_id.to_string())
-                .fetch_optional(pool)
-                .await
-                .map_err(db)?
+            sqlx::query_as(concat!(
+                "SELECT ",
+                notification_columns!(),
+                " FROM notifications WHERE order_id = $1"
+            ))
+            .bind(order_id.to_string())
+            .fetch_optional(pool)
+            .await
+            .map_err(db)?
         });
         row.map(Notification::try_from).transpose()
     }
@@ -989,9 +1108,11 @@ impl NotificationStore for SqlStore {
     ) -> Result<Vec<Notification>> {
         let (limit, offset, after) = page_args(page, Way::Up);
         let rows: Vec<NotificationRow> = with_pool!(self, read, |pool, D| {
-            sqlx::query_as(
-                "SELECT * FROM notifications WHERE status = $1 AND id > $4 ORDER BY id LIMIT $2 OFFSET $3",
-            )
+            sqlx::query_as(concat!(
+                "SELECT ",
+                notification_columns!(),
+                " FROM notifications WHERE status = $1 AND id > $4 ORDER BY id LIMIT $2 OFFSET $3"
+            ))
             .bind(status.as_str())
             .bind(limit)
             .bind(offset)
@@ -1080,13 +1201,17 @@ impl Transfer for SqlStore {
     async fn list_users(&self, page: Page) -> Result<Vec<User>> {
         let (limit, offset, after) = page_args(page, Way::Up);
         let rows: Vec<UserRow> = with_pool!(self, read, |pool, D| {
-            sqlx::query_as("SELECT * FROM users WHERE email > $3 ORDER BY email LIMIT $1 OFFSET $2")
-                .bind(limit)
-                .bind(offset)
-                .bind(&after)
-                .fetch_all(pool)
-                .await
-                .map_err(db)?
+            sqlx::query_as(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE email > $3 ORDER BY email LIMIT $1 OFFSET $2"
+            ))
+            .bind(limit)
+            .bind(offset)
+            .bind(&after)
+            .fetch_all(pool)
+            .await
+            .map_err(db)?
         });
         all(rows)
     }

@@ -448,7 +448,11 @@ where
         if keyed.is_empty() {
             return Ok(Keys::new());
         }
-        let mut q = QueryBuilder::<D::Db>::new("SELECT * FROM orders WHERE idempotency_key IN (");
+        let mut q = QueryBuilder::<D::Db>::new(concat!(
+            "SELECT ",
+            order_columns!(),
+            " FROM orders WHERE idempotency_key IN ("
+        ));
         let mut list = q.separated(", ");
         for key in keyed {
             list.push_bind(key);
