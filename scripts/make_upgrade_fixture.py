@@ -18,6 +18,11 @@ pg_dump --inserts so that tests can restore it without psql):
 - manifest.json: what the release answered (users and passwords, orders with their statuses,
   product stock) and which confirmations must be delivered after an upgrade, and which never.
 
+With --statements it writes, instead, sqlite.json and postgres.json: every SQL statement a
+running replica of that release sends (sqlx's query log, while it serves every route), for
+tests/upgrade.rs to prepare against the current schema: an old replica keeps working while a
+new one has migrated beside it (a rolling update).
+
 The story: two buyers and an admin register; some orders are placed and confirmed (mail into
 files), one of them cancelled; then, with the dispatcher off, more orders are placed (their
 confirmations pending) and one of those cancelled.
@@ -67,6 +72,7 @@ class Server:
                      "ADMIN_EMAILS": "admin@example.com",
                      "ADMIN_REQUIRES_VERIFIED_EMAIL": "false",
                      "SEED_PRODUCTS": json.dumps(SEED), "RUST_LOG": "info"})
+        full.update(env)
         self.proc = subprocess.Popen([binary], env=full, stdout=log, stderr=subprocess.STDOUT)
         for _ in range(300):
             try:
@@ -154,7 +160,79 @@ def story(binary, url, log, mail_dir):
     return orders, products
 
 
-def manifest(release, orders, products, notifications):
+def replica_workload(binary, url, log, mail_dir):
+    """What a running replica of the release does: every route a user or an admin calls, with
+    the dispatcher delivering. Returns the SQL statements it ran (from sqlx's query log)."""
+    start = os.path.getsize(log.name)
+    s = Server(binary, {"DATABASE_URL": url, "SMTP_MODE": "files", "MAIL_DIR": mail_dir,
+                        "RUST_LOG": "warn,sqlx::query=debug", "LOG_FORMAT": "json"}, log)
+    tokens = {}
+    for u in USERS:
+        s.ok("POST", "/auth/register", u)
+        tokens[u["email"]] = s.ok("POST", "/auth/login", u)["access_token"]
+    a, admin = tokens[USERS[0]["email"]], tokens[USERS[2]["email"]]
+    s.call("POST", "/auth/verify/request", {}, a)
+    s.call("POST", "/auth/verify", {"token": "not-a-real-token"}, a)
+    first = s.ok("POST", "/orders/place", {"product_id": "product-1", "quantity": 1}, a)
+    keyed = {"product_id": "product-2", "quantity": 1}
+    s.ok("POST", "/orders/place", keyed, a)
+    for _ in range(200):
+        if s.ok("GET", f"/orders/{first['order_id']}", token=a)["status"] == "confirmed":
+            break
+        time.sleep(0.05)
+    s.ok("GET", "/orders", token=a)
+    s.ok("GET", "/orders?all=true&limit=10&offset=0", token=admin)
+    s.ok("POST", f"/orders/{first['order_id']}/cancel", {}, a)
+    s.ok("POST", "/products", {"product_id": "product-9", "product_name": "Nine",
+                               "quantity": 3}, admin)
+    s.ok("POST", "/products/product-9/restock", {"quantity": 2}, admin)
+    s.ok("GET", "/products/product-9")
+    s.ok("GET", "/products")
+    s.call("GET", "/ready")
+    s.stop()
+    with open(log.name) as f:
+        f.seek(start)
+        lines = f.read().splitlines()
+    statements = set()
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        fields = event.get("fields", event)
+        if event.get("target") != "sqlx::query":
+            continue
+        sql = (fields.get("db.statement") or "").strip() or fields.get("summary", "")
+        # The release's own migrations and transaction control depend on no table of ours.
+        upper = sql.upper()
+        schema_work = any(w in upper for w in ("_SQLX_MIGRATIONS", "PG_ADVISORY", "CREATE ",
+                                               "ALTER ", "DROP ", "PRAGMA "))
+        control = upper.split(" ")[0] in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+        if sql and not sql.endswith("…") and not schema_work and not control:
+            statements.add(sql)
+    return sorted(statements)
+
+
+def statements_main(args, work, log):
+    """--statements: the SQL a running replica of the release sends, for both databases."""
+    db = os.path.join(work, "replica.db")
+    out = {"sqlite": replica_workload(args.server, f"sqlite://{db}?mode=rwc", log,
+                                      os.path.join(work, "mail-replica-sqlite"))}
+    psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", f"{PG}/postgres"]
+    subprocess.run(psql + ["-c", f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)"], check=True)
+    subprocess.run(psql + ["-c", f"CREATE DATABASE {PG_DB}"], check=True)
+    out["postgres"] = replica_workload(args.server, f"{PG}/{PG_DB}", log,
+                                       os.path.join(work, "mail-replica-pg"))
+    subprocess.run(psql + ["-c", f"DROP DATABASE {PG_DB} WITH (FORCE)"], check=True)
+    for backend, statements in out.items():
+        if len(statements) < 10:
+            raise SystemExit(f"{backend}: only {len(statements)} statements captured")
+        with open(os.path.join(args.out, f"{backend}.json"), "w") as f:
+            json.dump({"release": args.release, "statements": statements}, f, indent=2)
+            f.write("\n")
+
+
+def manifest(release, version, orders, products, notifications):
     expect, never = [], []
     for o in orders:
         n = notifications.get(o["order_id"])
@@ -162,7 +240,8 @@ def manifest(release, orders, products, notifications):
             expect.append(o["order_id"])
         else:
             never.append(o["order_id"])
-    return {"release": release, "users": USERS, "products": products, "orders": orders,
+    return {"release": release, "schema_version": version, "users": USERS,
+            "products": products, "orders": orders,
             "notifications": notifications, "deliver_after_upgrade": expect,
             "never_send": never}
 
@@ -172,10 +251,18 @@ def main():
     ap.add_argument("--server", required=True)
     ap.add_argument("--release", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--statements", action="store_true",
+                    help="capture the SQL a running replica sends, instead of a database")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="upgrade-fixture-")
     log = open(os.path.join(work, "server.log"), "w")
+    if args.statements:
+        try:
+            statements_main(args, work, log)
+        finally:
+            log.close()
+        return
     try:
         # SQLite
         db = os.path.join(work, "inventory.db")
@@ -185,10 +272,11 @@ def main():
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         con.execute("PRAGMA journal_mode=DELETE")
         notes = dict(con.execute("SELECT order_id, status FROM notifications"))
+        version = con.execute("SELECT max(version) FROM _sqlx_migrations").fetchone()[0]
         con.close()
         shutil.copy(db, os.path.join(args.out, "sqlite.db"))
         with open(os.path.join(args.out, "sqlite.manifest.json"), "w") as f:
-            json.dump(manifest(args.release, orders, products, notes), f, indent=2)
+            json.dump(manifest(args.release, version, orders, products, notes), f, indent=2)
             f.write("\n")
 
         # PostgreSQL: a scratch database of its own.
@@ -201,13 +289,16 @@ def main():
                                "SELECT order_id, status FROM notifications"],
                               check=True, capture_output=True, text=True).stdout
         notes = dict(line.split(" ") for line in rows.splitlines() if line)
+        version = int(subprocess.run(["psql", "-X", "-At", f"{PG}/{PG_DB}", "-c",
+                                      "SELECT max(version) FROM _sqlx_migrations"],
+                                     check=True, capture_output=True, text=True).stdout)
         dump = subprocess.run(["pg_dump", "--no-owner", "--no-privileges", "--inserts",
                                "--schema=public", f"{PG}/{PG_DB}"],
                               check=True, capture_output=True, text=True).stdout
         with open(os.path.join(args.out, "postgres.sql"), "w") as f:
             f.write(dump)
         with open(os.path.join(args.out, "postgres.manifest.json"), "w") as f:
-            json.dump(manifest(args.release, orders, products, notes), f, indent=2)
+            json.dump(manifest(args.release, version, orders, products, notes), f, indent=2)
             f.write("\n")
         subprocess.run(psql + ["-c", f"DROP DATABASE {PG_DB} WITH (FORCE)"], check=True)
     finally:

@@ -231,3 +231,170 @@ async fn postgres_databases_of_every_release_upgrade_on_the_first_start() {
         drop_database(&admin_url, &name).await;
     }
 }
+
+/// Runs the admin command on `url` and returns (success, stdout + stderr).
+fn admin(url: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(support::example("admin"))
+        .env_clear()
+        .env("DATABASE_URL", url)
+        .args(args)
+        .output()
+        .expect("run admin");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `admin migrate --status` and `--dry-run` on a database of the first release say what an
+/// upgrade would do and change nothing; `admin migrate` then applies exactly that; a database
+/// of a newer release (a migration this build does not know) is refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_migrate_shows_then_applies_the_pending_migrations() {
+    let first = fixtures().into_iter().next().unwrap();
+    let m = manifest(&first, "sqlite");
+    let old_version = m["schema_version"].as_i64().expect("schema_version");
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("inventory.db");
+    std::fs::copy(first.join("sqlite.db"), &db).expect("copy the fixture");
+    let before = std::fs::read(&db).unwrap();
+    let url = format!("sqlite://{}", db.display());
+
+    for flag in ["--status", "--dry-run"] {
+        let (success, out) = admin(&url, &["--json", "migrate", flag]);
+        assert!(success, "migrate {flag}: {out}");
+        let v: Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(v["schema_version"], old_version, "migrate {flag}: {out}");
+        let pending: Vec<i64> = v["pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_i64().unwrap())
+            .collect();
+        let newest = v["migrations"].as_array().unwrap().len() as i64;
+        assert_eq!(
+            pending,
+            ((old_version + 1)..=newest).collect::<Vec<_>>(),
+            "migrate {flag}: {out}"
+        );
+        assert_eq!(v["applied_now"], false);
+        assert!(
+            std::fs::read(&db).unwrap() == before,
+            "migrate {flag} wrote to the database"
+        );
+    }
+    let (success, out) = admin(&url, &["migrate", "--dry-run"]);
+    assert!(
+        success
+            && out.contains(&format!("schema version {old_version}"))
+            && out.contains("back up first"),
+        "{out}"
+    );
+
+    let (success, out) = admin(&url, &["--json", "migrate"]);
+    assert!(success, "migrate: {out}");
+    let v: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["applied_now"], true, "{out}");
+    let (success, out) = admin(&url, &["--json", "migrate", "--status"]);
+    assert!(success, "{out}");
+    let v: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["pending"], json!([]), "{out}");
+
+    // A migration from the future: this build must not run on it, and says why.
+    {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'from a newer release', 1, x'00', 0)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    }
+    let (success, out) = admin(&url, &["migrate", "--status"]);
+    assert!(
+        !success && out.contains("9999") && out.contains("newer release"),
+        "{out}"
+    );
+}
+
+/// The SQL a running replica of the previous release sends (captured from its query log by
+/// `scripts/make_upgrade_fixture.py --statements`), for one backend.
+fn previous_statements(backend: &str) -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/previous-release");
+    let path = dir.join(format!("{backend}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let v: Value = serde_json::from_str(&text).expect("statements JSON");
+    let all: Vec<String> = v["statements"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    assert!(all.len() >= 10, "{}: too few statements", path.display());
+    all
+}
+
+/// Prepares each statement on `conn` (both databases resolve every table, column and type at
+/// prepare), and lists the ones the schema no longer accepts.
+async fn unpreparable<C>(conn: &mut C, statements: &[String]) -> Vec<String>
+where
+    for<'c> &'c mut C: sqlx::Executor<'c>,
+{
+    use sqlx::SqlSafeStr as _;
+    let mut failed = Vec::new();
+    for sql in statements {
+        if let Err(e) =
+            sqlx::Executor::prepare(&mut *conn, sqlx::AssertSqlSafe(sql.clone()).into_sql_str())
+                .await
+        {
+            failed.push(format!("{sql}\n  -> {e}"));
+        }
+    }
+    failed
+}
+
+/// A replica of the previous release keeps serving while the current one migrates beside it:
+/// every statement it sends still prepares on the migrated SQLite schema (a process that has
+/// the file open through a rollout: `admin` or a listener left running).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn previous_release_statements_run_on_the_new_sqlite_schema() {
+    use sqlx::Connection as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", tmp.path().join("new.db").display());
+    inventory_sql::SqlStore::connect(&url)
+        .await
+        .expect("current migrations")
+        .close()
+        .await;
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let failed = unpreparable(&mut conn, &previous_statements("sqlite")).await;
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// The same on PostgreSQL, where old and new instances do run side by side in a rolling update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    inventory_no_postgres,
+    ignore = "INVENTORY_TEST_POSTGRES_URL is not set"
+)]
+async fn previous_release_statements_run_on_the_new_postgres_schema() {
+    use sqlx::Connection as _;
+    let Some(admin_url) = inventory_sql::testing::postgres_url() else {
+        return;
+    };
+    let schema = inventory_sql::testing::fresh_schema(&admin_url).await;
+    let url = inventory_sql::testing::url_with_schema(&admin_url, &schema);
+    inventory_sql::SqlStore::connect(&url)
+        .await
+        .expect("current migrations")
+        .close()
+        .await;
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let failed = unpreparable(&mut conn, &previous_statements("postgres")).await;
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}

@@ -391,7 +391,7 @@ impl Auth {
     }
 
     /// Registers a user and returns it with a token. An email already registered is
-    /// [`Error::Conflict`] and the stored password is never replaced.
+    /// [`Error::AlreadyExists`] and the stored password is never replaced.
     pub async fn register(&self, email: &str, password: &str) -> Result<(User, Token)> {
         let email = Email::parse(email)?;
         let password = Password::with_min(password, self.config.password_min_bytes)?;

@@ -18,7 +18,7 @@ use crate::handoff::Handoff;
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Stores a new user. An email that exists already is [`Error::Conflict`](crate::Error) and
+    /// Stores a new user. An email that exists already is [`Error::AlreadyExists`](crate::Error::AlreadyExists) and
     /// leaves the stored user (and password) untouched.
     async fn create_user(&self, user: &User) -> Result<()>;
     /// The user with this (normalised) email.
@@ -26,13 +26,13 @@ pub trait UserStore: Send + Sync {
     /// The user with this id.
     async fn get_user(&self, id: Uuid) -> Result<Option<User>>;
     /// Changes a user's role and raises its `token_version` (tokens issued before carry the
-    /// old role and stop working); [`Error::NotFound`](crate::Error) for an unknown email.
+    /// old role and stop working); [`Error::NotFound`](crate::Error::NotFound) for an unknown email.
     async fn set_role(&self, email: &Email, role: Role) -> Result<User>;
     /// Raises a user's `token_version`, ending every token issued before;
-    /// [`Error::NotFound`](crate::Error) for an unknown email.
+    /// [`Error::NotFound`](crate::Error::NotFound) for an unknown email.
     async fn revoke_tokens(&self, email: &Email) -> Result<User>;
     /// Records that the user receives mail at their address (`email_verified`), leaving
-    /// everything else as it is; [`Error::NotFound`](crate::Error) for an unknown email.
+    /// everything else as it is; [`Error::NotFound`](crate::Error::NotFound) for an unknown email.
     async fn mark_email_verified(&self, email: &Email) -> Result<User>;
 }
 
@@ -40,7 +40,7 @@ pub trait UserStore: Send + Sync {
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait ProductStore: Send + Sync {
-    /// Creates a product; an existing id is [`Error::Conflict`](crate::Error).
+    /// Creates a product; an existing id is [`Error::AlreadyExists`](crate::Error::AlreadyExists).
     async fn create_product(&self, product: &NewProduct, now: DateTime<Utc>) -> Result<Product>;
     /// Creates the product unless its id exists; returns whether it was created.
     /// Seeding with this is idempotent and never resets stock.
@@ -50,7 +50,7 @@ pub trait ProductStore: Send + Sync {
     /// Products ordered by id.
     async fn list_products(&self, page: Page) -> Result<Vec<Product>>;
     /// Adds `add` units to the stock; a stock above [`STOCK_MAX`] is
-    /// [`Error::InvalidInput`](crate::Error) and changes nothing.
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) and changes nothing.
     async fn restock(&self, id: &ProductId, add: u64, now: DateTime<Utc>) -> Result<Product>;
 }
 
@@ -59,13 +59,13 @@ pub trait ProductStore: Send + Sync {
 #[async_trait]
 pub trait OrderStore: Send + Sync {
     /// Places an order in one atomic step: the product must exist
-    /// ([`Error::NotFound`](crate::Error)) and have `quantity` units
-    /// ([`Error::OutOfStock`](crate::Error)); the stock is decremented, the order written and
+    /// ([`Error::NotFound`](crate::Error::NotFound)) and have `quantity` units
+    /// ([`Error::OutOfStock`](crate::Error::OutOfStock)); the stock is decremented, the order written and
     /// its confirmation notification enqueued, all or nothing, and the outbox signal raised.
     ///
     /// With an idempotency key already used by the same user, the earlier order is returned
     /// with `replayed = true` and nothing changes; if its contents differ, it is a
-    /// [`Error::Conflict`](crate::Error). This holds under any concurrency.
+    /// [`Error::IdempotencyKeyReused`](crate::Error::IdempotencyKeyReused). This holds under any concurrency.
     async fn place_order(&self, order: &NewOrder) -> Result<Placed>;
     /// The order with this id.
     async fn get_order(&self, id: Uuid) -> Result<Option<Order>>;
@@ -74,7 +74,7 @@ pub trait OrderStore: Send + Sync {
     /// Every order, newest first.
     async fn list_orders(&self, page: Page) -> Result<Vec<Order>>;
     /// Cancels a pending or confirmed order and returns its units to stock, exactly once:
-    /// cancelling a cancelled order is a [`Error::Conflict`](crate::Error). In the same atomic
+    /// cancelling a cancelled order is a [`Error::AlreadyCancelled`](crate::Error::AlreadyCancelled). In the same atomic
     /// step its confirmation, if still pending (even leased, mid-send), becomes
     /// [`NotificationStatus::Cancelled`]: it is never sent or retried afterwards, and a send in
     /// flight cannot mark it sent (its lease is gone).
@@ -98,15 +98,15 @@ pub trait NotificationStore: Send + Sync {
     /// Extends `owner`'s lease on a pending notification until `until` (the dispatcher's
     /// heartbeat while a send is in progress), so leases can be short and a crashed
     /// dispatcher's work is retried within seconds. Fails with
-    /// [`Error::Conflict`](crate::Error) if `owner` no longer holds the lease.
+    /// [`Error::LeaseLost`](crate::Error::LeaseLost) if `owner` no longer holds the lease.
     async fn extend_lease(&self, id: Uuid, owner: &str, until: DateTime<Utc>) -> Result<()>;
     /// Marks a notification sent (clearing `last_error`) and its order confirmed. Fails with
-    /// [`Error::Conflict`](crate::Error) if `owner` no longer holds the lease, which includes a
+    /// [`Error::LeaseLost`](crate::Error::LeaseLost) if `owner` no longer holds the lease, which includes a
     /// notification cancelled with its order meanwhile.
     async fn mark_sent(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> Result<()>;
     /// Releases the lease after a failed attempt: the notification stays pending until
     /// `next_attempt_at`, or becomes failed when that is `None`.
-    /// Fails with [`Error::Conflict`](crate::Error) if `owner` no longer holds the lease.
+    /// Fails with [`Error::LeaseLost`](crate::Error::LeaseLost) if `owner` no longer holds the lease.
     async fn mark_failed(
         &self,
         id: Uuid,
@@ -117,8 +117,8 @@ pub trait NotificationStore: Send + Sync {
     /// Adds a message that belongs to no order (an address verification) to the outbox, due
     /// at its `next_attempt_at`, and raises the outbox signal. Order confirmations are
     /// enqueued by [`OrderStore::place_order`] only: one given here is
-    /// [`Error::InvalidInput`](crate::Error); an existing id is
-    /// [`Error::AlreadyExists`](crate::Error).
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput); an existing id is
+    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists).
     async fn enqueue(&self, notification: &Notification) -> Result<()>;
     /// The notification of an order.
     async fn notification_for_order(&self, order_id: Uuid) -> Result<Option<Notification>>;
@@ -167,7 +167,7 @@ pub trait Health: Send + Sync {
 
 /// Moving whole data sets between stores (export and import, migrations between backends).
 /// Imports write records as they are, ids and states included; an existing id is
-/// [`Error::Conflict`](crate::Error).
+/// [`Error::AlreadyExists`](crate::Error::AlreadyExists).
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait Transfer: Send + Sync {
@@ -260,6 +260,18 @@ pub trait Mailer: Send + Sync {
 /// let store: Arc<dyn Store> = Arc::new(Counting { inner: MemoryStore::new(), orders: AtomicU64::new(0) });
 /// # let _ = store;
 /// ```
+///
+/// The expansion names every type by its full path, so it needs no imports at the call site,
+/// and each generated impl forwards every method of its port, defaulted ones included (clippy's
+/// `missing_trait_methods` is on for them, so a method added to a port cannot be forgotten):
+///
+/// ```
+/// struct Wrapped(inventory_core::MemoryStore);
+/// inventory_core::delegate!(impl[] Wrapped => |s| s.0;
+///     UserStore, ProductStore, OrderStore, NotificationStore, Transfer, Health);
+/// fn takes(_: &dyn inventory_core::Store) {}
+/// takes(&Wrapped(inventory_core::MemoryStore::new()));
+/// ```
 #[macro_export]
 macro_rules! delegate {
     (impl $gen:tt $ty:ty => |$s:ident| $inner:expr; $($port:ident),+ $(,)?) => {
@@ -267,14 +279,15 @@ macro_rules! delegate {
     };
     (@port UserStore [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
         #[$crate::async_trait]
+        #[warn(clippy::missing_trait_methods)]
         impl<$($gen)*> $crate::UserStore for $ty {
                 async fn create_user(&self, user: &$crate::User) -> $crate::Result<()> {
                     { let $s = self; &$inner }.create_user(user).await
                 }
-                async fn find_user_by_email(&self, email: &$crate::Email) -> $crate::Result<Option<$crate::User>> {
+                async fn find_user_by_email(&self, email: &$crate::Email) -> $crate::Result<::core::option::Option<$crate::User>> {
                     { let $s = self; &$inner }.find_user_by_email(email).await
                 }
-                async fn get_user(&self, id: $crate::Uuid) -> $crate::Result<Option<$crate::User>> {
+                async fn get_user(&self, id: $crate::Uuid) -> $crate::Result<::core::option::Option<$crate::User>> {
                     { let $s = self; &$inner }.get_user(id).await
                 }
                 async fn set_role(&self, email: &$crate::Email, role: $crate::Role) -> $crate::Result<$crate::User> {
@@ -290,6 +303,7 @@ macro_rules! delegate {
     };
     (@port ProductStore [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
         #[$crate::async_trait]
+        #[warn(clippy::missing_trait_methods)]
         impl<$($gen)*> $crate::ProductStore for $ty {
                 async fn create_product(&self, p: &$crate::NewProduct, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<$crate::Product> {
                     { let $s = self; &$inner }.create_product(p, now).await
@@ -297,10 +311,10 @@ macro_rules! delegate {
                 async fn ensure_product(&self, p: &$crate::NewProduct, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<bool> {
                     { let $s = self; &$inner }.ensure_product(p, now).await
                 }
-                async fn get_product(&self, id: &$crate::ProductId) -> $crate::Result<Option<$crate::Product>> {
+                async fn get_product(&self, id: &$crate::ProductId) -> $crate::Result<::core::option::Option<$crate::Product>> {
                     { let $s = self; &$inner }.get_product(id).await
                 }
-                async fn list_products(&self, page: $crate::Page) -> $crate::Result<Vec<$crate::Product>> {
+                async fn list_products(&self, page: $crate::Page) -> $crate::Result<::std::vec::Vec<$crate::Product>> {
                     { let $s = self; &$inner }.list_products(page).await
                 }
                 async fn restock(&self, id: &$crate::ProductId, add: u64, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<$crate::Product> {
@@ -310,17 +324,18 @@ macro_rules! delegate {
     };
     (@port OrderStore [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
         #[$crate::async_trait]
+        #[warn(clippy::missing_trait_methods)]
         impl<$($gen)*> $crate::OrderStore for $ty {
                 async fn place_order(&self, order: &$crate::NewOrder) -> $crate::Result<$crate::Placed> {
                     { let $s = self; &$inner }.place_order(order).await
                 }
-                async fn get_order(&self, id: $crate::Uuid) -> $crate::Result<Option<$crate::Order>> {
+                async fn get_order(&self, id: $crate::Uuid) -> $crate::Result<::core::option::Option<$crate::Order>> {
                     { let $s = self; &$inner }.get_order(id).await
                 }
-                async fn list_orders_for_user(&self, user_id: $crate::Uuid, page: $crate::Page) -> $crate::Result<Vec<$crate::Order>> {
+                async fn list_orders_for_user(&self, user_id: $crate::Uuid, page: $crate::Page) -> $crate::Result<::std::vec::Vec<$crate::Order>> {
                     { let $s = self; &$inner }.list_orders_for_user(user_id, page).await
                 }
-                async fn list_orders(&self, page: $crate::Page) -> $crate::Result<Vec<$crate::Order>> {
+                async fn list_orders(&self, page: $crate::Page) -> $crate::Result<::std::vec::Vec<$crate::Order>> {
                     { let $s = self; &$inner }.list_orders(page).await
                 }
                 async fn cancel_order(&self, id: $crate::Uuid, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<$crate::Order> {
@@ -330,6 +345,7 @@ macro_rules! delegate {
     };
     (@port NotificationStore [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
         #[$crate::async_trait]
+        #[warn(clippy::missing_trait_methods)]
         impl<$($gen)*> $crate::NotificationStore for $ty {
                 async fn claim_due(
                     &self,
@@ -337,7 +353,7 @@ macro_rules! delegate {
                     now: $crate::DateTime<$crate::Utc>,
                     lease: ::std::time::Duration,
                     limit: u32,
-                ) -> $crate::Result<Vec<$crate::Notification>> {
+                ) -> $crate::Result<::std::vec::Vec<$crate::Notification>> {
                     { let $s = self; &$inner }.claim_due(owner, now, lease, limit).await
                 }
                 async fn extend_lease(&self, id: $crate::Uuid, owner: &str, until: $crate::DateTime<$crate::Utc>) -> $crate::Result<()> {
@@ -351,27 +367,27 @@ macro_rules! delegate {
                     id: $crate::Uuid,
                     owner: &str,
                     error: &str,
-                    next_attempt_at: Option<$crate::DateTime<$crate::Utc>>,
+                    next_attempt_at: ::core::option::Option<$crate::DateTime<$crate::Utc>>,
                 ) -> $crate::Result<()> {
                     { let $s = self; &$inner }.mark_failed(id, owner, error, next_attempt_at).await
                 }
                 async fn enqueue(&self, n: &$crate::Notification) -> $crate::Result<()> {
                     { let $s = self; &$inner }.enqueue(n).await
                 }
-                async fn notification_for_order(&self, order_id: $crate::Uuid) -> $crate::Result<Option<$crate::Notification>> {
+                async fn notification_for_order(&self, order_id: $crate::Uuid) -> $crate::Result<::core::option::Option<$crate::Notification>> {
                     { let $s = self; &$inner }.notification_for_order(order_id).await
                 }
                 async fn list_notifications(
                     &self,
                     status: $crate::NotificationStatus,
                     page: $crate::Page,
-                ) -> $crate::Result<Vec<$crate::Notification>> {
+                ) -> $crate::Result<::std::vec::Vec<$crate::Notification>> {
                     { let $s = self; &$inner }.list_notifications(status, page).await
                 }
                 async fn notification_counts(&self) -> $crate::Result<$crate::NotificationCounts> {
                     { let $s = self; &$inner }.notification_counts().await
                 }
-                async fn retry_failed(&self, id: Option<$crate::Uuid>, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<u64> {
+                async fn retry_failed(&self, id: ::core::option::Option<$crate::Uuid>, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<u64> {
                     { let $s = self; &$inner }.retry_failed(id, now).await
                 }
                 fn subscribe(&self) -> $crate::watch::Receiver<u64> {
@@ -384,6 +400,7 @@ macro_rules! delegate {
     };
     (@port Health [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
         #[$crate::async_trait]
+        #[warn(clippy::missing_trait_methods)]
         impl<$($gen)*> $crate::Health for $ty {
                 async fn ping(&self) -> $crate::Result<()> {
                     { let $s = self; &$inner }.ping().await
@@ -392,8 +409,9 @@ macro_rules! delegate {
     };
     (@port Transfer [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
         #[$crate::async_trait]
+        #[warn(clippy::missing_trait_methods)]
         impl<$($gen)*> $crate::Transfer for $ty {
-                async fn list_users(&self, page: $crate::Page) -> $crate::Result<Vec<User>> {
+                async fn list_users(&self, page: $crate::Page) -> $crate::Result<::std::vec::Vec<$crate::User>> {
                     { let $s = self; &$inner }.list_users(page).await
                 }
                 async fn import_product(&self, product: &$crate::Product) -> $crate::Result<()> {
@@ -405,13 +423,14 @@ macro_rules! delegate {
                 async fn import_notification(&self, notification: &$crate::Notification) -> $crate::Result<()> {
                     { let $s = self; &$inner }.import_notification(notification).await
                 }
-                async fn count_records(&self) -> Result<$crate::transfer::Counts> {
+                async fn count_records(&self) -> $crate::Result<$crate::transfer::Counts> {
                     { let $s = self; &$inner }.count_records().await
                 }
         }
     };
     (@port Mailer [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
         #[$crate::async_trait]
+        #[warn(clippy::missing_trait_methods)]
         impl<$($gen)*> $crate::Mailer for $ty {
                 async fn send(&self, email: &$crate::OutgoingEmail) -> ::std::result::Result<(), $crate::MailError> {
                     { let $s = self; &$inner }.send(email).await
