@@ -689,14 +689,14 @@ async fn migrate_command(
         );
         return Ok(());
     }
-    // Showing never creates a database; applying may (a new SQLite file).
-    let url = if only_show {
-        settings.database.read_only_url()
+    // Applying may create a new SQLite file: open the store first. Showing only reads, through
+    // a read-only connection of its own (not a byte of the file changes).
+    let store = if only_show {
+        None
     } else {
-        settings.database.url.clone()
+        Some(unmigrated(&settings.database.url).await?)
     };
-    let sql = unmigrated(&url).await?;
-    let states = sql.migration_status().await?;
+    let states = inventory_kit::sql::migration_status(&settings.database.read_only_url()).await?;
     let version = states.iter().filter(|m| m.applied).map(|m| m.version).max();
     let pending: Vec<_> = states.iter().filter(|m| !m.applied).collect();
     if json {
@@ -746,16 +746,18 @@ async fn migrate_command(
             );
         }
     }
-    if !only_show && !pending.is_empty() {
-        sql.migrate().await?;
-        if !json {
-            println!(
-                "applied {} migration(s); schema is up to date",
-                pending.len()
-            );
+    if let Some(sql) = store {
+        if !pending.is_empty() {
+            sql.migrate().await?;
+            if !json {
+                println!(
+                    "applied {} migration(s); schema is up to date",
+                    pending.len()
+                );
+            }
         }
+        sql.close().await;
     }
-    sql.close().await;
     Ok(())
 }
 

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Writes an upgrade fixture with the server of an earlier release.
 
-The fixtures in tests/fixtures/upgrade/ are data written by the real earlier code, not by
+The fixtures in e2e/tests/fixtures/upgrade/ are data written by the real earlier code, not by
 today's types: this script drives a server binary built from a release commit over HTTP, the
 way its users did, and saves what it wrote.
 
     git worktree add /tmp/rel c1e0ca8
     (cd /tmp/rel && cargo build --release --example server)
     python3 scripts/make_upgrade_fixture.py --server /tmp/rel/target/release/examples/server \
-        --release c1e0ca8 --out tests/fixtures/upgrade/0001-c1e0ca8
+        --release c1e0ca8 --out e2e/tests/fixtures/upgrade/0001-c1e0ca8
 
 It writes, for SQLite and for PostgreSQL (a scratch database on 127.0.0.1:5432, dumped with
 pg_dump --inserts so that tests can restore it without psql):
@@ -20,7 +20,7 @@ pg_dump --inserts so that tests can restore it without psql):
 
 With --statements it writes, instead, sqlite.json and postgres.json: every SQL statement a
 running replica of that release sends (sqlx's query log, while it serves every route), for
-tests/upgrade.rs to prepare against the current schema: an old replica keeps working while a
+e2e/tests/upgrade.rs to prepare against the current schema: an old replica keeps working while a
 new one has migrated beside it (a rolling update).
 
 The story: two buyers and an admin register; some orders are placed and confirmed (mail into
@@ -202,7 +202,8 @@ def replica_workload(binary, url, log, mail_dir):
         fields = event.get("fields", event)
         if event.get("target") != "sqlx::query":
             continue
-        sql = (fields.get("db.statement") or "").strip() or fields.get("summary", "")
+        statement = fields.get("db.statement") or fields.get("dbStatement") or ""
+        sql = statement.strip() or fields.get("summary", "")
         # The release's own migrations and transaction control depend on no table of ours.
         upper = sql.upper()
         schema_work = any(w in upper for w in ("_SQLX_MIGRATIONS", "PG_ADVISORY", "CREATE ",

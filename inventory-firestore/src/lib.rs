@@ -46,10 +46,10 @@
 #![deny(missing_docs)]
 
 mod beacon;
-mod commit;
 mod docs;
 mod shards;
 mod store;
+mod tx;
 
 pub use shards::MAX_SHARDS;
 pub use store::{Collections, FirestoreConfig, FirestoreStore};

@@ -15,7 +15,7 @@ use firestore::FirestoreDb;
 use firestore::FirestoreTransactionOps;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{TxResult, fs};
+use crate::tx::{TxResult, fs};
 
 /// The subcollection of a product's shards.
 pub(crate) const SHARDS: &str = "stock";

@@ -41,9 +41,11 @@
 compile_error!("inventory-sql needs the `sqlite` or the `postgres` feature");
 
 mod error;
+mod migrations;
 mod rows;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testing;
 
-pub use store::{Dialect, MigrationState, SqlOptions, SqlStore};
+pub use migrations::{MigrationState, migration_status};
+pub use store::{Dialect, SqlOptions, SqlStore};

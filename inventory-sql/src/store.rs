@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::error::{db, map};
+use crate::migrations::*;
 use crate::rows::*;
 
 #[cfg(feature = "postgres")]
@@ -23,32 +24,6 @@ use sqlx::sqlite::{
 const CHANNEL: &str = "inventory_outbox";
 
 const KEY_TAKEN: &str = "an order with this idempotency key was placed concurrently";
-
-/// The PostgreSQL migrations.
-#[cfg(feature = "postgres")]
-static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// The SQLite migrations.
-#[cfg(feature = "sqlite")]
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
-/// One migration this build carries, and whether a database has it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MigrationState {
-    /// The migration's number (`0001_init.sql` is 1).
-    pub version: i64,
-    /// Its description (the file name without number and extension).
-    pub description: String,
-    /// Whether the database has it applied already.
-    pub applied: bool,
-}
-
-fn migrate_result(result: std::result::Result<(), sqlx::migrate::MigrateError>) -> Result<()> {
-    result.map_err(|e| match e {
-        sqlx::migrate::MigrateError::Execute(e) => db(e),
-        other => Error::other(other),
-    })
-}
 
 /// Which SQL database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,8 +74,6 @@ trait SqlDialect {
     const NOTIFY: Option<&'static str>;
     /// The readiness probe's write: a 4 KiB row (deleted again in the same transaction).
     const WRITE_PROBE: &'static str;
-    /// Whether sqlx's migrations table exists (a boolean).
-    const MIGRATIONS_TABLE_EXISTS: &'static str;
 }
 
 /// The claim statement; SQLite names the due index (without statistics its planner preferred
@@ -133,8 +106,6 @@ impl SqlDialect for SqliteDialect {
     const NOTIFY: Option<&'static str> = None;
     const WRITE_PROBE: &'static str =
         "INSERT INTO write_probe (id, pad) VALUES (1, zeroblob(4096))";
-    const MIGRATIONS_TABLE_EXISTS: &'static str = "SELECT EXISTS (SELECT 1 FROM sqlite_master \
-         WHERE type = 'table' AND name = '_sqlx_migrations')";
 }
 
 #[cfg(feature = "postgres")]
@@ -148,8 +119,6 @@ impl SqlDialect for PgDialect {
     const NOTIFY: Option<&'static str> = Some("SELECT pg_notify('inventory_outbox', '')");
     const WRITE_PROBE: &'static str =
         "INSERT INTO write_probe (id, pad) VALUES (1, decode(repeat('00', 4096), 'hex'))";
-    const MIGRATIONS_TABLE_EXISTS: &'static str =
-        "SELECT to_regclass('_sqlx_migrations') IS NOT NULL";
 }
 
 #[derive(Clone)]
@@ -476,62 +445,6 @@ impl SqlStore {
             #[cfg(feature = "postgres")]
             Backend::Postgres(pool) => PG_MIGRATIONS.run(pool).await,
         })
-    }
-
-    /// The schema version of the database and what [`migrate`](Self::migrate) would apply:
-    /// every migration this build carries, in order, each with whether it is applied. Reads
-    /// only (it creates no migrations table); connect with [`SqlOptions::migrate`] off to
-    /// inspect a database before upgrading it. A database with migrations this build does not
-    /// know (written by a newer release) is an [`Error::InvalidInput`] naming them.
-    pub async fn migration_status(&self) -> Result<Vec<MigrationState>> {
-        let migrator: &sqlx::migrate::Migrator = match &self.backend {
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite { .. } => &SQLITE_MIGRATIONS,
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(_) => &PG_MIGRATIONS,
-        };
-        let exists: bool = with_pool!(self, read, |pool, D| {
-            sqlx::query_scalar::<_, bool>(D::MIGRATIONS_TABLE_EXISTS)
-                .fetch_one(pool)
-                .await
-                .map_err(db)?
-        });
-        let applied: Vec<i64> = if exists {
-            with_pool!(self, read, |pool, D| {
-                sqlx::query_scalar(
-                    "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
-                )
-                .fetch_all(pool)
-                .await
-                .map_err(db)?
-            })
-        } else {
-            Vec::new()
-        };
-        let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
-        let unknown: Vec<String> = applied
-            .iter()
-            .filter(|v| !known.contains(v))
-            .map(|v| v.to_string())
-            .collect();
-        if !unknown.is_empty() {
-            return Err(Error::invalid(
-                "database",
-                format!(
-                    "it has migrations this build does not know ({}): it was written by a newer release",
-                    unknown.join(", ")
-                ),
-            ));
-        }
-        Ok(migrator
-            .iter()
-            .filter(|m| m.migration_type.is_up_migration())
-            .map(|m| MigrationState {
-                version: m.version,
-                description: m.description.to_string(),
-                applied: applied.contains(&m.version),
-            })
-            .collect())
     }
 
     /// Which database this is.
