@@ -59,11 +59,27 @@ pub struct ConnectOptions {
     pub acquire_timeout: std::time::Duration,
 }
 
+/// The SQL store's own defaults (10 connections, 5 s): one place for them, whatever the entry
+/// point (`connect`, `Settings`, or `SqlOptions` directly).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        let sql = inventory_sql::SqlOptions::default();
+        ConnectOptions {
+            max_connections: sql.max_connections,
+            acquire_timeout: sql.acquire_timeout,
+        }
+    }
+}
+
+/// Without a SQL backend the options configure nothing; the values are those of
+/// `inventory_sql::SqlOptions::default()`, should one be added.
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
 impl Default for ConnectOptions {
     fn default() -> Self {
         ConnectOptions {
             max_connections: 10,
-            acquire_timeout: std::time::Duration::from_secs(10),
+            acquire_timeout: std::time::Duration::from_secs(5),
         }
     }
 }

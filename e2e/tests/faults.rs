@@ -144,7 +144,18 @@ async fn a_mail_server_that_stalls_after_data() {
     let (distinct, duplicates) = sink.distinct_and_duplicates();
     assert_eq!(distinct, 20, "no email lost");
     // The server took each stalled message in the end, after our timeout gave up on it: those
-    // arrive twice, recognisable by their Message-ID. At most the sends in flight per stall.
+    // arrive twice, recognisable by their Message-ID. A copy needs an attempt that timed out,
+    // so there are at most as many duplicates as attempts given up on (retried or failed).
+    let given_up = support::metric(&api, "inventory_notifications_retried_total").await
+        + support::metric(&api, "inventory_notifications_failed_total").await;
+    assert!(
+        given_up >= 3.0,
+        "the stall made attempts time out ({given_up})"
+    );
+    assert!(
+        duplicates as f64 <= given_up,
+        "{duplicates} duplicates from {given_up} attempts given up on"
+    );
     eprintln!(
         "FAULT stalls after DATA: 20 orders, lost 0, duplicates {duplicates} (stalled sends the server completed after our timeout), all delivered {:.1} s after the stall ended",
         recovered.as_secs_f64()

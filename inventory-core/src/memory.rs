@@ -79,21 +79,11 @@ fn page<T: Listed>(items: impl Iterator<Item = T>, page: Page, newest_first: boo
         .collect()
 }
 
-fn leased_notification<'a>(
-    state: &'a mut State,
-    id: Uuid,
-    owner: &str,
-) -> Result<&'a mut Notification> {
-    match state.notifications.get_mut(&id) {
-        Some(n)
-            if n.status == NotificationStatus::Pending
-                && n.lease_owner.as_deref() == Some(owner) =>
-        {
-            Ok(n)
-        }
-        Some(_) => Err(Error::LeaseLost(id)),
-        None => Err(Error::NotFound(format!("notification {id}"))),
-    }
+fn notification(state: &mut State, id: Uuid) -> Result<&mut Notification> {
+    state
+        .notifications
+        .get_mut(&id)
+        .ok_or_else(|| Error::NotFound(format!("notification {id}")))
 }
 
 impl MemoryStore {
@@ -295,25 +285,18 @@ impl OrderStore for MemoryStore {
                 .orders
                 .get_mut(&id)
                 .ok_or_else(|| Error::NotFound(format!("order {id}")))?;
-            if order.status == OrderStatus::Cancelled {
-                return Err(Error::AlreadyCancelled(id));
-            }
-            order.status = OrderStatus::Cancelled;
-            order.updated_at = now;
+            let returned = order.cancel(now)?;
             let order = order.clone();
             if let Some(product) = s.products.get_mut(&order.product_id) {
-                product.quantity += order.quantity.get();
+                product.quantity += returned.get();
                 product.updated_at = now;
             }
             if let Some(n) = s
                 .notification_by_order
                 .get(&id)
                 .and_then(|nid| s.notifications.get_mut(nid))
-                .filter(|n| n.status == NotificationStatus::Pending)
             {
-                n.status = NotificationStatus::Cancelled;
-                n.lease_owner = None;
-                n.lease_until = None;
+                n.cancel_with_order();
             }
             Ok(order)
         })
@@ -334,11 +317,7 @@ impl NotificationStore for MemoryStore {
             let mut due: Vec<&mut Notification> = s
                 .notifications
                 .values_mut()
-                .filter(|n| {
-                    n.status == NotificationStatus::Pending
-                        && n.next_attempt_at <= now
-                        && n.lease_until.is_none_or(|until| until < now)
-                })
+                .filter(|n| n.is_due(now))
                 .collect();
             due.sort_by_key(|n| (n.next_attempt_at, n.id));
             Ok(due
@@ -353,27 +332,15 @@ impl NotificationStore for MemoryStore {
     }
 
     async fn extend_lease(&self, id: Uuid, owner: &str, until: DateTime<Utc>) -> Result<()> {
-        self.with(|s| {
-            let n = leased_notification(s, id, owner)?;
-            n.lease_until = Some(until);
-            Ok(())
-        })
+        self.with(|s| notification(s, id)?.extend_lease(owner, until))
     }
 
     async fn mark_sent(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> Result<()> {
         self.with(|s| {
-            let n = leased_notification(s, id, owner)?;
-            n.status = NotificationStatus::Sent;
-            n.sent_at = Some(now);
-            n.last_error = None;
-            n.lease_owner = None;
-            n.lease_until = None;
-            if let Some(order_id) = n.order_id()
-                && let Some(order) = s.orders.get_mut(&order_id)
-                && order.status == OrderStatus::Pending
-            {
-                order.status = OrderStatus::Confirmed;
-                order.updated_at = now;
+            let n = notification(s, id)?;
+            n.mark_sent(owner, now)?;
+            if let Some(order) = n.order_id().and_then(|o| s.orders.get_mut(&o)) {
+                order.confirm(now);
             }
             Ok(())
         })
@@ -386,17 +353,7 @@ impl NotificationStore for MemoryStore {
         error: &str,
         next_attempt_at: Option<DateTime<Utc>>,
     ) -> Result<()> {
-        self.with(|s| {
-            let n = leased_notification(s, id, owner)?;
-            n.last_error = Some(error.to_owned());
-            n.lease_owner = None;
-            n.lease_until = None;
-            match next_attempt_at {
-                Some(at) => n.next_attempt_at = at,
-                None => n.status = NotificationStatus::Failed,
-            }
-            Ok(())
-        })
+        self.with(|s| notification(s, id)?.mark_failed(owner, error, next_attempt_at))
     }
 
     async fn enqueue(&self, n: &Notification) -> Result<()> {
@@ -460,10 +417,7 @@ impl NotificationStore for MemoryStore {
         let count = self.with(|s| {
             let mut count = 0;
             for n in s.notifications.values_mut() {
-                if n.status == NotificationStatus::Failed && id.is_none_or(|id| id == n.id) {
-                    n.status = NotificationStatus::Pending;
-                    n.attempts = 0;
-                    n.next_attempt_at = now;
+                if id.is_none_or(|id| id == n.id) && n.retry(now) {
                     count += 1;
                 }
             }

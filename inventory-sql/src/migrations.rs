@@ -5,8 +5,6 @@
 //! still reads. [`migration_status`] reads a database without changing a byte of it, so an
 //! operator can ask a new build what it would do before it does it.
 
-use std::str::FromStr;
-
 use inventory_core::{Error, Result};
 
 use crate::error::db;
@@ -53,12 +51,11 @@ const APPLIED: &str = "SELECT version FROM _sqlx_migrations WHERE success ORDER 
 /// [`SqlStore::migrate`]: crate::SqlStore::migrate
 pub async fn migration_status(url: &str) -> Result<Vec<MigrationState>> {
     use sqlx::Connection as _;
-    let config = |e: sqlx::Error| Error::invalid("DATABASE_URL", e);
     match url.split(':').next().unwrap_or_default() {
         #[cfg(feature = "sqlite")]
         "sqlite" => {
-            let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-                .map_err(config)?
+            let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
+                .map_err(|e| Error::invalid("DATABASE_URL", e))?
                 .read_only(true)
                 .create_if_missing(false);
             let mut conn = sqlx::SqliteConnection::connect_with(&options)

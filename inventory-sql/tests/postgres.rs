@@ -108,7 +108,11 @@ async fn listen_notify_wakes_another_connection_and_survives_a_reconnect() {
     let Some(url) = url() else { return };
     let schema = fresh_schema(&url).await;
     let writer: TestStore = Arc::new(connect(&url, &schema).await);
-    let listener = connect(&url, &schema).await;
+    // The listener's connections carry a name of their own, so that cutting them below ends
+    // this test's LISTEN and no other test's running at the same time.
+    let name = format!("listen_{schema}");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let listener = connect(&format!("{url}{sep}application_name={name}"), &schema).await;
     let mut rx = listener.subscribe();
     // Wait until the listener has connected (it raises the signal once it listens).
     tokio::time::timeout(Duration::from_secs(10), rx.changed())
@@ -130,12 +134,18 @@ async fn listen_notify_wakes_another_connection_and_survives_a_reconnect() {
     // Cut the listening connection from the server side: the store reconnects and signals.
     rx.borrow_and_update();
     let admin = sqlx::PgPool::connect(&url).await.unwrap();
-    sqlx::query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%'",
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query ILIKE 'LISTEN%' AND application_name = $1",
     )
-    .execute(&admin)
+    .bind(&name)
+    .fetch_all(&admin)
     .await
     .unwrap();
+    assert!(
+        !cut.is_empty(),
+        "the listener's LISTEN connection was found"
+    );
     tokio::time::timeout(Duration::from_secs(20), rx.changed())
         .await
         .expect("signal after reconnect")

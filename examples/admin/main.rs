@@ -13,11 +13,19 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use inventory_kit::Settings;
 use inventory_kit::core::{
-    Email, HashParams, NotificationStatus, Order, Page, Password, PasswordHasher, ProductId, Role,
-    Store, User, transfer,
+    Email, HashParams, NotificationStatus, Page, Password, PasswordHasher, ProductId, Role, Store,
+    User, transfer,
 };
 use inventory_kit::settings::SeedProduct;
 use serde_json::json;
+
+mod data;
+mod migrate;
+mod output;
+
+use data::*;
+use migrate::*;
+use output::*;
 
 #[derive(Parser)]
 #[command(about = "Administration of an inventory-kit store", version)]
@@ -173,89 +181,6 @@ enum NotificationsCommand {
     },
 }
 
-/// Prints rows as an aligned table, or as a JSON array of objects with `--json` (numbers stay
-/// numbers there).
-fn print_rows(json: bool, header: &[&str], rows: Vec<Vec<serde_json::Value>>) {
-    if json {
-        let objects: Vec<serde_json::Value> = rows
-            .into_iter()
-            .map(|row| {
-                header
-                    .iter()
-                    .zip(row)
-                    .map(|(k, v)| ((*k).to_owned(), v))
-                    .collect::<serde_json::Map<_, _>>()
-                    .into()
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&objects).expect("strings serialise")
-        );
-        return;
-    }
-    let mut table = comfy_table::Table::new();
-    table
-        .load_preset(comfy_table::presets::NOTHING)
-        .set_header(header.iter().copied())
-        .add_rows(rows.into_iter().map(|row| {
-            row.into_iter()
-                .map(|cell| match cell {
-                    serde_json::Value::String(s) => s,
-                    serde_json::Value::Null => String::new(),
-                    other => other.to_string(),
-                })
-                .collect::<Vec<_>>()
-        }));
-    println!("{table}");
-}
-
-/// Prints a one-line result, or `{"message": ...}` with `--json`.
-fn say(json: bool, message: impl std::fmt::Display) {
-    if json {
-        println!("{}", serde_json::json!({ "message": message.to_string() }));
-    } else {
-        println!("{message}");
-    }
-}
-
-fn order_rows(orders: &[Order]) -> Vec<Vec<serde_json::Value>> {
-    orders
-        .iter()
-        .map(|o| {
-            vec![
-                json!(o.id.to_string()),
-                json!(o.created_at.format("%Y-%m-%d %H:%M:%S").to_string()),
-                json!(o.status.to_string()),
-                json!(o.buyer_email.to_string()),
-                json!(o.product_id.to_string()),
-                json!(o.quantity.get()),
-            ]
-        })
-        .collect()
-}
-
-const ORDER_HEADER: [&str; 6] = [
-    "order_id",
-    "created_at",
-    "status",
-    "buyer_email",
-    "product_id",
-    "quantity",
-];
-
-fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
-    // Drawn on stderr, and only when it is a terminal: scripts and tests see none of it.
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{what} {{bar:40}} {{pos}}/{{len}} ({{eta}})"
-        ))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
-}
-
 async fn grant_admin(store: &dyn Store, email: &str) -> Result<String, Box<dyn std::error::Error>> {
     let email = Email::parse(email)?;
     if store.find_user_by_email(&email).await?.is_some() {
@@ -276,47 +201,6 @@ async fn grant_admin(store: &dyn Store, email: &str) -> Result<String, Box<dyn s
     };
     store.create_user(&user).await?;
     Ok(format!("{email} created as admin"))
-}
-
-/// The sharding commands: Firestore only (a SQL row lock is held only for the statement, so
-/// SQL products need no shards).
-#[cfg(feature = "firestore")]
-async fn shard_command(
-    settings: &Settings,
-    command: ProductsCommand,
-) -> Result<inventory_kit::core::Product, Box<dyn std::error::Error>> {
-    let Some(store) = settings.open_firestore().await? else {
-        return Err("stock sharding is a Firestore feature: SQL databases need none".into());
-    };
-    let now = inventory_kit::core::now();
-    let product = match command {
-        ProductsCommand::Shard { product_id, shards } => {
-            store
-                .shard_product(&ProductId::new(product_id)?, shards, now)
-                .await?
-        }
-        ProductsCommand::Unshard { product_id } => {
-            store
-                .unshard_product(&ProductId::new(product_id)?, now)
-                .await?
-        }
-        ProductsCommand::SyncStock { product_id } => {
-            store
-                .sync_stock_snapshot(&ProductId::new(product_id)?, now)
-                .await?
-        }
-        _ => unreachable!("only sharding commands come here"),
-    };
-    store.close().await;
-    Ok(product)
-}
-
-#[cfg(not(feature = "firestore"))]
-async fn shard_command(
-    _: &Settings,
-    _: ProductsCommand,
-) -> Result<inventory_kit::core::Product, Box<dyn std::error::Error>> {
-    Err("stock sharding is a Firestore feature (build with --features firestore)".into())
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
@@ -665,102 +549,6 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The SQL store of `url` opened without running the migrations.
-async fn unmigrated(url: &str) -> Result<inventory_kit::sql::SqlStore, Box<dyn std::error::Error>> {
-    let options = inventory_kit::sql::SqlOptions {
-        migrate: false,
-        ..Default::default()
-    };
-    Ok(inventory_kit::sql::SqlStore::connect_with(url, options).await?)
-}
-
-/// `admin migrate [--status | --dry-run]`: the schema version, what this build would apply,
-/// and (without a flag) applying it.
-async fn migrate_command(
-    settings: &Settings,
-    only_show: bool,
-    json: bool,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let scheme = settings.database.scheme();
-    if scheme != "sqlite" && scheme != "postgres" && scheme != "postgresql" {
-        say(
-            json,
-            format!("{scheme}: no schema migrations (documents are read as they are)"),
-        );
-        return Ok(());
-    }
-    // Applying may create a new SQLite file: open the store first. Showing only reads, through
-    // a read-only connection of its own (not a byte of the file changes).
-    let store = if only_show {
-        None
-    } else {
-        Some(unmigrated(&settings.database.url).await?)
-    };
-    let states = inventory_kit::sql::migration_status(&settings.database.read_only_url()).await?;
-    let version = states.iter().filter(|m| m.applied).map(|m| m.version).max();
-    let pending: Vec<_> = states.iter().filter(|m| !m.applied).collect();
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "schema_version": version,
-                "migrations": states.iter().map(|m| json!({
-                    "version": m.version,
-                    "description": m.description,
-                    "applied": m.applied,
-                })).collect::<Vec<_>>(),
-                "pending": pending.iter().map(|m| m.version).collect::<Vec<_>>(),
-                "applied_now": !only_show && !pending.is_empty(),
-            }))?
-        );
-    } else {
-        print_rows(
-            false,
-            &["version", "migration", "state"],
-            states
-                .iter()
-                .map(|m| {
-                    vec![
-                        json!(m.version),
-                        json!(m.description),
-                        json!(if m.applied { "applied" } else { "pending" }),
-                    ]
-                })
-                .collect(),
-        );
-        match version {
-            Some(v) => println!("schema version {v}"),
-            None => println!("empty database (no schema yet)"),
-        }
-        if pending.is_empty() {
-            println!("schema is up to date");
-        } else if only_show {
-            let backup = if scheme == "sqlite" {
-                "admin backup FILE"
-            } else {
-                "pg_dump"
-            };
-            println!(
-                "this build would apply {} migration(s); back up first ({backup})",
-                pending.len()
-            );
-        }
-    }
-    if let Some(sql) = store {
-        if !pending.is_empty() {
-            sql.migrate().await?;
-            if !json {
-                println!(
-                    "applied {} migration(s); schema is up to date",
-                    pending.len()
-                );
-            }
-        }
-        sql.close().await;
-    }
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -771,42 +559,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Prints what a transfer wrote and skipped; an incomplete transfer is an error unless the
-/// operator accepted a partial one.
-fn finish_transfer(
-    verb: &str,
-    report: &transfer::Report,
-    partial: bool,
-    file: &str,
-    json: bool,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let c = &report.written;
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                verb: {"users": c.users, "products": c.products, "orders": c.orders, "notifications": c.notifications},
-                "file": file,
-                "skipped": report.skipped.iter().map(|s| serde_json::json!({"what": s.what, "reason": s.reason})).collect::<Vec<_>>(),
-            })
-        );
-    } else {
-        println!(
-            "{verb} {} users, {} products, {} orders, {} notifications ({file})",
-            c.users, c.products, c.orders, c.notifications
-        );
-    }
-    for s in &report.skipped {
-        eprintln!("skipped {}: {}", s.what, s.reason);
-    }
-    if report.is_complete() || partial {
-        return Ok(());
-    }
-    Err(format!(
-        "{} record group(s) skipped (listed above); pass --partial to accept an incomplete transfer",
-        report.skipped.len()
-    )
-    .into())
 }

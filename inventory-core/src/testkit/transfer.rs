@@ -1,0 +1,65 @@
+//! Export, import and health.
+
+use super::*;
+
+/// `ping` (behind `/ready`) answers on an empty store and on one with data.
+pub async fn health_ping_answers(store: TestStore) {
+    store
+        .ping()
+        .await
+        .expect("ping of an empty store must succeed (is it reading a reserved id?)");
+    product(&store, "product-1", 1).await;
+    store.ping().await.expect("ping with data must succeed");
+}
+
+/// An export writes every record the store holds and reports itself complete; importing it
+/// into the same store skips every record as existing, and says so.
+pub async fn export_writes_every_record(store: TestStore) {
+    let a = user(&store, "a@example.com").await;
+    let b = user(&store, "b@example.com").await;
+    let p = product(&store, "product-1", 10).await;
+    product(&store, "product-2", 0).await;
+    let mut placed = Vec::new();
+    for u in [&a, &b, &a] {
+        placed.push(
+            store
+                .place_order(&order(u, &p, 1))
+                .await
+                .expect("order")
+                .order,
+        );
+    }
+    // Every notification status is exported, cancelled ones too.
+    store
+        .cancel_order(placed[2].id, t0())
+        .await
+        .expect("cancel");
+    let mut out = Vec::new();
+    let report = crate::transfer::export(store.as_ref(), &mut out)
+        .await
+        .expect("export");
+    let held = store.count_records().await.expect("count_records");
+    assert_eq!(
+        (held.users, held.products, held.orders, held.notifications),
+        (2, 2, 3, 3),
+        "count_records does not count what the store holds"
+    );
+    assert_eq!(report.written, held, "export did not write every record");
+    assert!(report.is_complete(), "{:?}", report.skipped);
+    let lines = String::from_utf8(out).unwrap().lines().count();
+    assert_eq!(lines, 10);
+
+    let mut again = Vec::new();
+    crate::transfer::export(store.as_ref(), &mut again)
+        .await
+        .unwrap();
+    let report = crate::transfer::import(store.as_ref(), again.as_slice())
+        .await
+        .expect("import");
+    assert_eq!(report.written, crate::transfer::Counts::default());
+    assert_eq!(
+        report.skipped.len(),
+        10,
+        "every existing record is reported as skipped"
+    );
+}

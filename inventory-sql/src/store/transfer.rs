@@ -1,0 +1,90 @@
+//! Moving whole data sets in and out (export, import, counts).
+
+use async_trait::async_trait;
+use inventory_core::*;
+
+use crate::error::{db, map};
+use crate::rows::*;
+
+use super::*;
+
+#[async_trait]
+impl Transfer for SqlStore {
+    async fn list_users(&self, page: Page) -> Result<Vec<User>> {
+        let (limit, offset, after) = page_args(page, Way::Up);
+        let rows: Vec<UserRow> = with_pool!(self, read, |pool, D| {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE email > $3 ORDER BY email LIMIT $1 OFFSET $2"
+            ))
+            .bind(limit)
+            .bind(offset)
+            .bind(&after)
+            .fetch_all(pool)
+            .await
+            .map_err(db)?
+        });
+        all(rows)
+    }
+
+    async fn import_product(&self, p: &Product) -> Result<()> {
+        with_pool!(self, write, |pool, D| {
+            sqlx::query("INSERT INTO products (id, name, quantity, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(p.id.as_str())
+                .bind(&p.name)
+                .bind(p.quantity as i64)
+                .bind(ts(p.created_at))
+                .bind(ts(p.updated_at))
+                .execute(pool)
+                .await
+                .map_err(|e| map(e, &format!("product {} already exists", p.id)))?;
+        });
+        Ok(())
+    }
+
+    async fn import_order(&self, o: &Order) -> Result<()> {
+        with_pool!(self, write, |pool, D| {
+            sqlx::query(
+                "INSERT INTO orders (id, user_id, buyer_email, product_id, quantity, status, idempotency_key, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(o.id.to_string())
+            .bind(o.user_id.to_string())
+            .bind(o.buyer_email.as_str())
+            .bind(o.product_id.as_str())
+            .bind(i64::from(o.quantity))
+            .bind(o.status.as_str())
+            .bind(o.idempotency_key.as_deref())
+            .bind(ts(o.created_at))
+            .bind(ts(o.updated_at))
+            .execute(pool)
+            .await
+            .map_err(|e| map(e, &format!("order {} already exists", o.id)))?;
+        });
+        Ok(())
+    }
+
+    async fn import_notification(&self, n: &Notification) -> Result<()> {
+        self.insert_notification(n).await
+    }
+
+    async fn count_records(&self) -> Result<inventory_core::transfer::Counts> {
+        let (users, products, orders, notifications): (i64, i64, i64, i64) =
+            with_pool!(self, read, |pool, D| {
+                sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM products), \
+                     (SELECT COUNT(*) FROM orders), (SELECT COUNT(*) FROM notifications)",
+                )
+                .fetch_one(pool)
+                .await
+                .map_err(db)?
+            });
+        Ok(inventory_core::transfer::Counts {
+            users: users as u64,
+            products: products as u64,
+            orders: orders as u64,
+            notifications: notifications as u64,
+        })
+    }
+}
