@@ -24,12 +24,21 @@ pub(crate) async fn migrate_command(
     json: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let scheme = settings.database.scheme();
-    if scheme != "sqlite" && scheme != "postgres" && scheme != "postgresql" {
-        say(
-            json,
-            format!("{scheme}: no schema migrations (documents are read as they are)"),
-        );
-        return Ok(());
+    match scheme {
+        "sqlite" | "postgres" | "postgresql" => {}
+        "firestore" | "memory" => {
+            say(
+                json,
+                format!("{scheme}: no schema migrations (documents are read as they are)"),
+            );
+            return Ok(());
+        }
+        other => {
+            return Err(format!(
+                "DATABASE_URL: unsupported scheme {other:?} (sqlite, postgres, firestore, memory)"
+            )
+            .into());
+        }
     }
     // Applying may create a new SQLite file: open the store first. Showing only reads, through
     // a read-only connection of its own (not a byte of the file changes).

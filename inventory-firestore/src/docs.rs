@@ -352,7 +352,7 @@ pub(crate) struct OrderDoc {
     pub(crate) buyer_email: String,
     pub(crate) product_id: String,
     #[serde(default)]
-    pub(crate) status: Option<String>,
+    pub(crate) status: Option<OrderStatus>,
     #[serde(default)]
     pub(crate) created_at: Option<SystemTime>,
     #[serde(default)]
@@ -394,7 +394,7 @@ impl OrderDoc {
         OrderDoc {
             buyer_email: o.buyer_email.to_string(),
             product_id: o.product_id.to_string(),
-            status: Some(o.status.as_str().to_owned()),
+            status: Some(o.status),
             created_at: Some(sys(o.created_at)),
             order_id: Some(o.id.to_string()),
             user_id: Some(o.user_id.to_string()),
@@ -413,8 +413,8 @@ impl OrderDoc {
     }
 
     /// The order's status; the original confirmed every order it accepted (by email).
-    pub(crate) fn status(&self) -> &str {
-        self.status.as_deref().unwrap_or("confirmed")
+    pub(crate) fn status(&self) -> OrderStatus {
+        self.status.unwrap_or(OrderStatus::Confirmed)
     }
 
     pub(crate) fn into_order(self) -> Result<Order> {
@@ -424,7 +424,7 @@ impl OrderDoc {
             .or(self.fs_created)
             .map(utc)
             .unwrap_or(DateTime::UNIX_EPOCH);
-        let status = self.status().parse().map_err(|e| bad("order status", e))?;
+        let status = self.status();
         Ok(Order {
             id: match &self.order_id {
                 Some(id) => uuid(id)?,
@@ -470,7 +470,7 @@ pub(crate) struct NotificationDoc {
     pub(crate) user_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) code: Option<String>,
-    pub(crate) status: String,
+    pub(crate) status: NotificationStatus,
     pub(crate) attempts: i64,
     pub(crate) next_attempt_at: SystemTime,
     // Absent rather than null when unset: every field written is indexed, and a notification
@@ -499,7 +499,7 @@ impl From<&Notification> for NotificationDoc {
             quantity: m.quantity,
             user_id: m.user_id.map(|id| id.to_string()),
             code: m.code,
-            status: n.status.as_str().to_owned(),
+            status: n.status,
             attempts: i64::from(n.attempts),
             next_attempt_at: sys(n.next_attempt_at),
             lease_owner: n.lease_owner.clone(),
@@ -527,7 +527,7 @@ impl NotificationDoc {
             id: uuid(&self.notification_id)?,
             recipient: Email::parse(&self.recipient).map_err(|e| bad("email", e))?,
             message,
-            status: self.status.parse().map_err(|e| bad("status", e))?,
+            status: self.status,
             attempts: u32::try_from(self.attempts).map_err(|e| bad("attempts", e))?,
             next_attempt_at: utc(self.next_attempt_at),
             lease_owner: self.lease_owner,

@@ -50,7 +50,10 @@ impl Leased {
     ) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match version {
-            Some(version) if doc.status == "pending" && doc.lease_owner.is_some() => {
+            Some(version)
+                if doc.status == inventory_core::NotificationStatus::Pending
+                    && doc.lease_owner.is_some() =>
+            {
                 if map.len() >= LEASED_MAX {
                     map.clear();
                 }
@@ -300,6 +303,11 @@ pub(crate) fn untx(e: BackoffError<TxError>) -> Error {
         TxError::Abort(e) => e,
         TxError::Store(e) => map(e),
     }
+}
+
+/// A domain rule's verdict inside a transaction: a refusal ends it (never retried).
+pub(crate) fn checked<T>(result: Result<T>) -> TxResult<T> {
+    result.map_err(|e| BackoffError::permanent(TxError::Abort(e)))
 }
 
 pub(crate) fn abort<T>(e: Error) -> TxResult<T> {

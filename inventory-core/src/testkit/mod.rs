@@ -4,9 +4,11 @@
 //! A backend proves itself with [`store_conformance!`](crate::store_conformance), which expands
 //! to one `#[test]` per function (each runs on a tokio runtime of its own):
 //!
-//! ```ignore
+//! ```
+//! use inventory_core::testkit::TestStore;
+//! // Your store where `MemoryStore` is; `None` when its backend is not configured here.
 //! inventory_core::store_conformance!(async {
-//!     Some(std::sync::Arc::new(MyStore::connect(..).await.unwrap()) as TestStore)
+//!     Some(std::sync::Arc::new(inventory_core::MemoryStore::new()) as TestStore)
 //! });
 //! ```
 //!

@@ -85,7 +85,7 @@ mod tests {
         // Unreadable: wake, a claim costs one query.
         assert!(raised_elsewhere(
             &change_of(&BrokenDoc {
-                status: "x".into(),
+                status: NotificationStatus::Failed,
                 last_error: String::new(),
             }),
             "me"

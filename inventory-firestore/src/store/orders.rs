@@ -11,7 +11,7 @@ use uuid::Uuid;
 /// The fields of an order that confirming it writes ([`ORDER_STATUS_FIELDS`]).
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct OrderStatusDoc {
-    pub(super) status: String,
+    pub(super) status: OrderStatus,
     pub(super) updated_at: std::time::SystemTime,
 }
 
@@ -387,9 +387,9 @@ impl OrderStore for FirestoreStore {
                         else {
                             return abort(Error::NotFound(format!("order {id}")));
                         };
-                        if order.status() == "cancelled" {
-                            return abort(Error::AlreadyCancelled(id));
-                        }
+                        // The domain's rule: units go back once, a cancelled order stays so.
+                        let mut domain = checked(order.clone().into_order())?;
+                        let returned = i64::from(checked(domain.cancel(now))?);
                         let product: Option<ProductDoc> =
                             read(&db, cols.products.as_str(), doc_id(&order.product_id)).await?;
                         // Its confirmation, read in the same transaction so that a concurrent
@@ -407,8 +407,8 @@ impl OrderStore for FirestoreStore {
                                 .map_err(fs)?,
                             None => Vec::new(),
                         };
-                        order.status = Some("cancelled".into());
-                        order.updated_at = Some(sys(now));
+                        order.status = Some(domain.status);
+                        order.updated_at = Some(sys(domain.updated_at));
                         write(
                             &db,
                             tx,
@@ -418,7 +418,6 @@ impl OrderStore for FirestoreStore {
                             Precondition::Exists,
                             Some(&ORDER_STATUS_FIELDS),
                         )?;
-                        let returned = order.quantity.unwrap_or(1);
                         if let Some(n) = product.as_ref().and_then(ProductDoc::shard_count) {
                             // Sharded: the units go back to one shard.
                             let shards = shards_of(&db, &cols, &doc_id(&order.product_id), n)?;
@@ -437,10 +436,12 @@ impl OrderStore for FirestoreStore {
                                 Some(&PRODUCT_STOCK_FIELDS),
                             )?;
                         }
-                        for mut n in confirmation.into_iter().filter(|n| n.status == "pending") {
-                            n.status = "cancelled".into();
-                            n.lease_owner = None;
-                            n.lease_until = None;
+                        for doc in confirmation {
+                            let mut n = checked(doc.into_notification())?;
+                            if !n.cancel_with_order() {
+                                continue;
+                            }
+                            let n = NotificationDoc::from(&n);
                             write(
                                 &db,
                                 tx,

@@ -24,7 +24,7 @@ pub(super) enum Claim {
 /// The fields written to park an unreadable notification.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(super) struct BrokenDoc {
-    pub(super) status: String,
+    pub(super) status: NotificationStatus,
     pub(super) last_error: String,
 }
 
@@ -87,11 +87,11 @@ impl FirestoreStore {
         confirm_order_at: Option<DateTime<Utc>>,
     ) -> Result<()> {
         let order_status = confirm_order_at.map(|now| OrderStatusDoc {
-            status: "confirmed".into(),
+            status: OrderStatus::Confirmed,
             updated_at: sys(now),
         });
         if let Some((mut n, version)) = self.leased.take(id)
-            && n.status == "pending"
+            && n.status == NotificationStatus::Pending
             && n.lease_owner.as_deref() == Some(owner)
         {
             change(&mut n);
@@ -126,7 +126,8 @@ impl FirestoreStore {
                         else {
                             return abort(Error::NotFound(format!("notification {id}")));
                         };
-                        if n.status != "pending" || n.lease_owner.as_deref() != Some(owner.as_str())
+                        if n.status != NotificationStatus::Pending
+                            || n.lease_owner.as_deref() != Some(owner.as_str())
                         {
                             return abort(Error::LeaseLost(id));
                         }
@@ -165,10 +166,10 @@ impl FirestoreStore {
                 // An unreadable document stays failed (its last_error says why).
                 let doc =
                     raw.and_then(|d| FirestoreDb::deserialize_doc_to::<NotificationDoc>(&d).ok());
-                let Some(mut n) = doc.filter(|n| n.status == "failed") else {
+                let Some(mut n) = doc.filter(|n| n.status == NotificationStatus::Failed) else {
                     return Ok(false);
                 };
-                n.status = "pending".into();
+                n.status = NotificationStatus::Pending;
                 n.attempts = 0;
                 n.next_attempt_at = sys(now);
                 write(
@@ -207,7 +208,7 @@ impl NotificationStore for FirestoreStore {
             .from(self.cols.notifications.as_str())
             .filter(|q| {
                 q.for_all([
-                    q.field("status").eq("pending"),
+                    q.field("status").eq(NotificationStatus::Pending.as_str()),
                     q.field("next_attempt_at").less_than_or_equal(sys(now)),
                 ])
             })
@@ -240,7 +241,7 @@ impl NotificationStore for FirestoreStore {
                                 // Never claimable: park it as failed, with the reason, so it
                                 // neither blocks nor costs the others.
                                 let broken = BrokenDoc {
-                                    status: "failed".into(),
+                                    status: NotificationStatus::Failed,
                                     last_error: format!("stored notification is invalid: {reason}"),
                                 };
                                 write(
@@ -256,7 +257,7 @@ impl NotificationStore for FirestoreStore {
                             }
                         };
                         // Someone else claimed or finished it meanwhile.
-                        if n.status != "pending" || utc(n.next_attempt_at) > now {
+                        if n.status != NotificationStatus::Pending || utc(n.next_attempt_at) > now {
                             return Ok(Claim::Skipped);
                         }
                         n.lease_owner = Some(owner);
@@ -338,7 +339,7 @@ impl NotificationStore for FirestoreStore {
             id,
             owner,
             Arc::new(move |n| {
-                n.status = "sent".into();
+                n.status = NotificationStatus::Sent;
                 n.sent_at = Some(sys(now));
                 n.last_error = None;
                 n.lease_owner = None;
@@ -366,7 +367,7 @@ impl NotificationStore for FirestoreStore {
                 n.lease_until = None;
                 match next_attempt_at {
                     Some(at) => n.next_attempt_at = sys(at),
-                    None => n.status = "failed".into(),
+                    None => n.status = NotificationStatus::Failed,
                 }
             }),
             None,
@@ -457,7 +458,9 @@ impl NotificationStore for FirestoreStore {
                         .select()
                         .fields(["notification_id"])
                         .from(self.cols.notifications.as_str())
-                        .filter(|q| q.for_all([q.field("status").eq("failed")]))
+                        .filter(|q| {
+                            q.for_all([q.field("status").eq(NotificationStatus::Failed.as_str())])
+                        })
                         .order(|o| o.fields([o.field("notification_id").asc()]))
                         .limit(self.page_size);
                     let query = match &after {
