@@ -356,8 +356,7 @@ impl NotificationStore for MemoryStore {
         self.with(|s| notification(s, id)?.mark_failed(owner, error, next_attempt_at))
     }
 
-    async fn enqueue(&self, n: &Notification) -> Result<()> {
-        crate::ports::check_enqueued(n)?;
+    async fn enqueue(&self, n: &Standalone) -> Result<()> {
         self.with(|s| {
             if s.notifications.contains_key(&n.id) {
                 return Err(Error::AlreadyExists(format!(
@@ -365,7 +364,7 @@ impl NotificationStore for MemoryStore {
                     n.id
                 )));
             }
-            s.notifications.insert(n.id, n.clone());
+            s.notifications.insert(n.id, (**n).clone());
             Ok(())
         })?;
         self.signal.send_modify(|n| *n = n.wrapping_add(1));

@@ -115,11 +115,10 @@ pub trait NotificationStore: Send + Sync {
         next_attempt_at: Option<DateTime<Utc>>,
     ) -> Result<()>;
     /// Adds a message that belongs to no order (an address verification) to the outbox, due
-    /// at its `next_attempt_at`, and raises the outbox signal. Order confirmations are
-    /// enqueued by [`OrderStore::place_order`] only: one given here is
-    /// [`Error::InvalidInput`](crate::Error::InvalidInput); an existing id is
-    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists).
-    async fn enqueue(&self, notification: &Notification) -> Result<()>;
+    /// at its `next_attempt_at`, and raises the outbox signal; an existing id is
+    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists). Order confirmations are written
+    /// by [`OrderStore::place_order`] only, which [`Standalone`] holds by its type.
+    async fn enqueue(&self, notification: &Standalone) -> Result<()>;
     /// The notification of an order.
     async fn notification_for_order(&self, order_id: Uuid) -> Result<Option<Notification>>;
     /// Notifications with a status, oldest first.
@@ -143,17 +142,6 @@ pub trait NotificationStore: Send + Sync {
     fn accept_handoff(&self, handoff: Handoff) -> bool {
         let _ = handoff;
         false
-    }
-}
-
-/// The check every [`NotificationStore::enqueue`] makes first.
-pub fn check_enqueued(n: &Notification) -> Result<()> {
-    match n.message {
-        Message::OrderConfirmation { .. } => Err(crate::Error::invalid(
-            "notification",
-            "order confirmations are enqueued with their order",
-        )),
-        Message::EmailVerification { .. } => Ok(()),
     }
 }
 
@@ -371,7 +359,7 @@ macro_rules! delegate {
                 ) -> $crate::Result<()> {
                     { let $s = self; &$inner }.mark_failed(id, owner, error, next_attempt_at).await
                 }
-                async fn enqueue(&self, n: &$crate::Notification) -> $crate::Result<()> {
+                async fn enqueue(&self, n: &$crate::Standalone) -> $crate::Result<()> {
                     { let $s = self; &$inner }.enqueue(n).await
                 }
                 async fn notification_for_order(&self, order_id: $crate::Uuid) -> $crate::Result<::core::option::Option<$crate::Notification>> {

@@ -975,7 +975,7 @@ async fn verification_codes_go_through_the_outbox_and_prove_the_address() {
         Quantity::ONE,
     );
     assert_eq!(
-        kind(store.enqueue(&order.notification("P")).await),
+        Standalone::new(order.notification("P")).unwrap_err().kind(),
         ErrorKind::InvalidInput
     );
 }

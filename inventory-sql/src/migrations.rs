@@ -51,6 +51,25 @@ const APPLIED: &str = "SELECT version FROM _sqlx_migrations WHERE success ORDER 
 /// [`SqlStore::migrate`]: crate::SqlStore::migrate
 pub async fn migration_status(url: &str) -> Result<Vec<MigrationState>> {
     use sqlx::Connection as _;
+    // The applied versions, read on `$conn` (a database without the table has none).
+    macro_rules! applied {
+        ($conn:expr, $table_exists:expr) => {{
+            let exists: bool = sqlx::query_scalar($table_exists)
+                .fetch_one(&mut $conn)
+                .await
+                .map_err(db)?;
+            let applied: Vec<i64> = if exists {
+                sqlx::query_scalar(APPLIED)
+                    .fetch_all(&mut $conn)
+                    .await
+                    .map_err(db)?
+            } else {
+                Vec::new()
+            };
+            let _ = $conn.close().await;
+            applied
+        }};
+    }
     match url.split(':').next().unwrap_or_default() {
         #[cfg(feature = "sqlite")]
         "sqlite" => {
@@ -61,41 +80,17 @@ pub async fn migration_status(url: &str) -> Result<Vec<MigrationState>> {
             let mut conn = sqlx::SqliteConnection::connect_with(&options)
                 .await
                 .map_err(db)?;
-            let exists: bool = sqlx::query_scalar(
+            let applied = applied!(
+                conn,
                 "SELECT EXISTS (SELECT 1 FROM sqlite_master \
-                 WHERE type = 'table' AND name = '_sqlx_migrations')",
-            )
-            .fetch_one(&mut conn)
-            .await
-            .map_err(db)?;
-            let applied = if exists {
-                sqlx::query_scalar(APPLIED)
-                    .fetch_all(&mut conn)
-                    .await
-                    .map_err(db)?
-            } else {
-                Vec::new()
-            };
-            let _ = conn.close().await;
+                 WHERE type = 'table' AND name = '_sqlx_migrations')"
+            );
             states(&SQLITE_MIGRATIONS, &applied)
         }
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => {
             let mut conn = sqlx::PgConnection::connect(url).await.map_err(db)?;
-            let exists: bool =
-                sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-                    .fetch_one(&mut conn)
-                    .await
-                    .map_err(db)?;
-            let applied = if exists {
-                sqlx::query_scalar(APPLIED)
-                    .fetch_all(&mut conn)
-                    .await
-                    .map_err(db)?
-            } else {
-                Vec::new()
-            };
-            let _ = conn.close().await;
+            let applied = applied!(conn, "SELECT to_regclass('_sqlx_migrations') IS NOT NULL");
             states(&PG_MIGRATIONS, &applied)
         }
         other => Err(Error::invalid(

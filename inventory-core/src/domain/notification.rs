@@ -292,9 +292,10 @@ impl Notification {
         }
     }
 
-    /// A verification email for `user` with this code, due at `now`.
-    pub fn email_verification(user: &User, code: String, now: DateTime<Utc>) -> Notification {
-        Notification {
+    /// A verification email for `user` with this code, due at `now`: a message of its own,
+    /// ready for [`NotificationStore::enqueue`](crate::NotificationStore::enqueue).
+    pub fn email_verification(user: &User, code: String, now: DateTime<Utc>) -> Standalone {
+        Standalone(Notification {
             id: Uuid::now_v7(),
             recipient: user.email.clone(),
             message: Message::EmailVerification {
@@ -309,7 +310,55 @@ impl Notification {
             last_error: None,
             created_at: now,
             sent_at: None,
+        })
+    }
+}
+
+/// A notification that belongs to no order (an address verification): what
+/// [`NotificationStore::enqueue`](crate::NotificationStore::enqueue) takes. Order confirmations
+/// are written with their order, in the same atomic step, by
+/// [`OrderStore::place_order`](crate::OrderStore::place_order); this type cannot hold one, so
+/// no store has to remember to refuse it.
+///
+/// ```
+/// use inventory_core::*;
+/// let order = NewOrder::new(Uuid::now_v7(), Email::parse("a@example.com")?, ProductId::new("p")?, Quantity::ONE);
+/// let refused = Standalone::new(order.notification("P"));
+/// assert_eq!(refused.unwrap_err().kind(), ErrorKind::InvalidInput);
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standalone(Notification);
+
+impl Standalone {
+    /// `n` when it belongs to no order; an order confirmation is [`Error::InvalidInput`].
+    pub fn new(n: Notification) -> Result<Standalone> {
+        match n.message {
+            Message::OrderConfirmation { .. } => Err(Error::invalid(
+                "notification",
+                "order confirmations are enqueued with their order",
+            )),
+            Message::EmailVerification { .. } => Ok(Standalone(n)),
         }
+    }
+
+    /// The notification.
+    pub fn into_inner(self) -> Notification {
+        self.0
+    }
+}
+
+impl std::ops::Deref for Standalone {
+    type Target = Notification;
+    fn deref(&self) -> &Notification {
+        &self.0
+    }
+}
+
+impl TryFrom<Notification> for Standalone {
+    type Error = Error;
+    fn try_from(n: Notification) -> Result<Standalone> {
+        Standalone::new(n)
     }
 }
 

@@ -29,7 +29,8 @@ pub type TestStore = Arc<dyn Store>;
 /// Expands to one `#[test]` per conformance case, each on a multi-threaded tokio runtime of
 /// its own: the calling crate needs `inventory-core` (feature `testkit`) and nothing else.
 /// The argument is an expression that evaluates to a future yielding `Option<TestStore>`: a
-/// fresh, empty store, or `None` when the backend is not configured here. It is evaluated once per test. Attributes written
+/// fresh, empty store, or `None` when the backend is not configured here, which fails the case
+/// (a missing backend shows as ignored, through the attributes below, never as passed). It is evaluated once per test. Attributes written
 /// after it are put on every case: mark a suite whose backend is missing as ignored, so it
 /// shows as ignored rather than passed, e.g.
 /// `store_conformance!(factory, #[cfg_attr(no_backend, ignore = "BACKEND_URL not set")])` with
@@ -90,9 +91,12 @@ macro_rules! __store_conformance_case {
                 let store: ::core::option::Option<$crate::testkit::TestStore> = $factory.await;
                 match store {
                     ::core::option::Option::Some(store) => $crate::testkit::$case(store).await,
-                    ::core::option::Option::None => {
-                        ::std::eprintln!("SKIPPED {}: backend not configured", ::core::stringify!($case))
-                    }
+                    // Never a silent pass: a suite whose backend is missing here is marked
+                    // ignored by the attributes given to the macro (see its docs).
+                    ::core::option::Option::None => ::core::panic!(
+                        "{}: the backend is not configured; mark the suite ignored when it is missing",
+                        ::core::stringify!($case)
+                    ),
                 }
             })
         }

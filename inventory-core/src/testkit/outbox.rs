@@ -53,10 +53,11 @@ pub async fn verification_emails_share_the_outbox(store: TestStore) {
         .await
         .unwrap()
         .unwrap();
-    let refused = store.enqueue(&confirmation).await;
+    // An order confirmation cannot be enqueued on its own: the type refuses it.
+    let refused = Standalone::new(confirmation);
     assert!(
         matches!(refused, Err(Error::InvalidInput { .. })),
-        "an order confirmation enqueued on its own must be InvalidInput, got {refused:?}"
+        "an order confirmation made standalone must be InvalidInput, got {refused:?}"
     );
 
     let lease = Duration::from_secs(30);

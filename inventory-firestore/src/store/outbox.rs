@@ -375,8 +375,7 @@ impl NotificationStore for FirestoreStore {
         .await
     }
 
-    async fn enqueue(&self, n: &Notification) -> Result<()> {
-        inventory_core::check_enqueued(n)?;
+    async fn enqueue(&self, n: &Standalone) -> Result<()> {
         self.import_notification(n).await?;
         self.bump();
         Ok(())

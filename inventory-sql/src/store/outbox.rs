@@ -139,8 +139,7 @@ impl NotificationStore for SqlStore {
         }
     }
 
-    async fn enqueue(&self, n: &Notification) -> Result<()> {
-        inventory_core::check_enqueued(n)?;
+    async fn enqueue(&self, n: &Standalone) -> Result<()> {
         self.insert_notification(n).await?;
         // Wake listeners in other processes too (PostgreSQL), and this process's dispatcher.
         with_pool!(self, write, |pool, D| {
