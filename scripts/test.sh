@@ -4,7 +4,8 @@
 # PostgreSQL: INVENTORY_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test when a
 # server answers there). Firestore: the emulator is started here if it is installed and
 # FIRESTORE_EMULATOR_HOST is not set. SMTP: tests start their own SMTP server on loopback.
-# With INVENTORY_REQUIRE_BACKENDS=1 (as in CI) a missing backend fails instead of skipping.
+# A test whose backend or tool is missing shows as ignored (the build scripts mark it); with
+# INVENTORY_REQUIRE_BACKENDS=1 (as in CI) a missing one fails the build instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,11 @@ fi
 if [ -n "${INVENTORY_REQUIRE_BACKENDS:-}" ] && [ -z "${INVENTORY_TEST_POSTGRES_URL:-}" ]; then
   echo "PostgreSQL is required (INVENTORY_REQUIRE_BACKENDS) but nothing answers on 127.0.0.1:5432" >&2
   exit 1
+fi
+
+# Headless Chromium for the Swagger UI test, when installed.
+if [ -z "${INVENTORY_TEST_CHROMIUM:-}" ] && command -v chromium >/dev/null 2>&1; then
+  export INVENTORY_TEST_CHROMIUM="$(command -v chromium)"
 fi
 
 EMULATOR=/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator

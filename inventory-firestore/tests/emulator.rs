@@ -74,7 +74,9 @@ const PASSLIB_HASH: &str = "$argon2id$v=19$m=65536,t=3,p=4$eC8FwBijNMZ4zxnDmBOiV
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
 async fn data_written_by_the_original_service_works() {
-    let Some(store) = connect().await else { return };
+    let store = connect()
+        .await
+        .expect("FIRESTORE_EMULATOR_HOST is set (the build script saw it)");
     let db = store.db().clone();
     db.fluent()
         .insert()
@@ -208,9 +210,10 @@ async fn data_written_by_the_original_service_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
 async fn a_bad_notification_never_costs_the_others_and_retry_pages() {
-    if !emulator() {
-        return;
-    }
+    assert!(
+        emulator(),
+        "FIRESTORE_EMULATOR_HOST is set (the build script saw it)"
+    );
     let project = format!("test-{}", uuid::Uuid::now_v7().simple());
     let mut config = FirestoreConfig::new(project.clone());
     config.page_size = 2;
@@ -278,9 +281,10 @@ async fn a_bad_notification_never_costs_the_others_and_retry_pages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
 async fn two_instances_never_oversell_sharded_or_not() {
-    if !emulator() {
-        return;
-    }
+    assert!(
+        emulator(),
+        "FIRESTORE_EMULATOR_HOST is set (the build script saw it)"
+    );
     let project = format!("test-{}", uuid::Uuid::now_v7().simple());
     let mut config = FirestoreConfig::new(&project);
     config.listen = false;
@@ -320,7 +324,9 @@ async fn two_instances_never_oversell_sharded_or_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
 async fn handoff_leases_confirmations_to_the_local_dispatcher() {
-    let Some(store) = connect().await else { return };
+    let store = connect()
+        .await
+        .expect("FIRESTORE_EMULATOR_HOST is set (the build script saw it)");
     inventory_core::testkit::handoff_leases_confirmations_to_the_local_dispatcher(Arc::new(store))
         .await;
 }
@@ -333,9 +339,10 @@ async fn handoff_leases_confirmations_to_the_local_dispatcher() {
 #[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
 async fn a_send_recorded_without_a_read_never_overwrites_another_process() {
     use inventory_core::handoff::Handoff;
-    if !emulator() {
-        return;
-    }
+    assert!(
+        emulator(),
+        "FIRESTORE_EMULATOR_HOST is set (the build script saw it)"
+    );
     let project = format!("test-{}", uuid::Uuid::now_v7().simple());
     let here: TestStore = Arc::new(
         FirestoreStore::connect(FirestoreConfig::new(&project))
@@ -406,9 +413,10 @@ async fn a_send_recorded_without_a_read_never_overwrites_another_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
 async fn an_order_placed_elsewhere_wakes_the_dispatcher_through_the_beacon() {
-    if !emulator() {
-        return;
-    }
+    assert!(
+        emulator(),
+        "FIRESTORE_EMULATOR_HOST is set (the build script saw it)"
+    );
     let project = format!("test-{}", uuid::Uuid::now_v7().simple());
     let mut api_only = FirestoreConfig::new(&project);
     api_only.listen = false;
@@ -451,7 +459,9 @@ async fn an_order_placed_elsewhere_wakes_the_dispatcher_through_the_beacon() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
 async fn a_retried_commit_finds_its_own_order() {
-    let Some(store) = connect().await else { return };
+    let store = connect()
+        .await
+        .expect("FIRESTORE_EMULATOR_HOST is set (the build script saw it)");
     let store: TestStore = Arc::new(store);
     let user = inventory_core::testkit::user(&store, "lost@example.com").await;
     let product = inventory_core::testkit::product(&store, "lost", 10).await;
