@@ -512,6 +512,17 @@ impl From<&Notification> for NotificationDoc {
 }
 
 impl NotificationDoc {
+    /// The document of `n` after a transition of the domain's state machine, with this
+    /// store's one rule of its own: a leased notification is due again when its lease runs out
+    /// (`next_attempt_at` = `lease_until`), since a query cannot ask "lease missing or over".
+    pub(crate) fn after(n: &Notification) -> NotificationDoc {
+        let mut doc = NotificationDoc::from(n);
+        if let Some(until) = doc.lease_until {
+            doc.next_attempt_at = until;
+        }
+        doc
+    }
+
     pub(crate) fn into_notification(self) -> Result<Notification> {
         let message = Message::try_from(MessageParts {
             kind: self.kind,

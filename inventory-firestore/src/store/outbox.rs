@@ -13,6 +13,17 @@ use inventory_core::handoff::Handoff;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+/// A change of a leased notification: one of the domain's transitions
+/// (`Notification::mark_sent`, ...), which checks the lease itself.
+pub(super) type Transition = Arc<dyn Fn(&mut Notification) -> Result<()> + Send + Sync>;
+
+/// The stored notification after `t`, or the domain's refusal (`LeaseLost`, ...).
+fn apply(doc: &NotificationDoc, t: &Transition) -> Result<NotificationDoc> {
+    let mut n = doc.clone().into_notification()?;
+    t(&mut n)?;
+    Ok(NotificationDoc::after(&n))
+}
+
 /// The outcome of claiming one notification.
 pub(super) enum Claim {
     Taken(Box<NotificationDoc>),
@@ -73,28 +84,26 @@ impl FirestoreStore {
         Ok(docs.into_iter().next())
     }
 
-    /// Changes a leased notification; [`Error::LeaseLost`] if `owner` lost the lease.
+    /// Applies a transition of the domain to a leased notification (which refuses with
+    /// [`Error::LeaseLost`] when its owner lost the lease).
     ///
     /// A notification leased by this store is changed with one commit and no read: its write
-    /// requires the document to be unchanged since the lease was written (see the `commit`
-    /// module). Otherwise, or when that precondition fails, in a transaction that reads it
+    /// requires the document to be unchanged since the lease was written (see `crate::tx`).
+    /// Otherwise, or when that precondition fails, in a transaction that reads it
     /// first.
     pub(super) async fn with_lease(
         &self,
         id: Uuid,
-        owner: &str,
-        change: Arc<dyn Fn(&mut NotificationDoc) + Send + Sync>,
+        change: Transition,
         confirm_order_at: Option<DateTime<Utc>>,
     ) -> Result<()> {
         let order_status = confirm_order_at.map(|now| OrderStatusDoc {
             status: OrderStatus::Confirmed,
             updated_at: sys(now),
         });
-        if let Some((mut n, version)) = self.leased.take(id)
-            && n.status == NotificationStatus::Pending
-            && n.lease_owner.as_deref() == Some(owner)
+        if let Some((leased, version)) = self.leased.take(id)
+            && let Ok(n) = apply(&leased, &change)
         {
-            change(&mut n);
             let mut writes = tx::writes(&self.db, Vec::new());
             self.db
                 .fluent()
@@ -114,24 +123,18 @@ impl FirestoreStore {
             // transaction below reads what it is now.
         }
         let first = [self.path(&self.cols.notifications, &id.to_string())];
-        let ctx = (self.cols.clone(), owner.to_owned(), change, order_status);
+        let ctx = (self.cols.clone(), change, order_status);
         let (n, version) = self
             .tx_reading(
                 &first,
                 ctx,
-                move |db, tx, docs, (cols, owner, change, order_status)| {
+                move |db, tx, docs, (cols, change, order_status)| {
                     async move {
                         let doc = docs.into_iter().next().flatten();
-                        let Some(mut n) = doc.map(|d| parse::<NotificationDoc>(&d)).transpose()?
-                        else {
+                        let Some(n) = doc.map(|d| parse::<NotificationDoc>(&d)).transpose()? else {
                             return abort(Error::NotFound(format!("notification {id}")));
                         };
-                        if n.status != NotificationStatus::Pending
-                            || n.lease_owner.as_deref() != Some(owner.as_str())
-                        {
-                            return abort(Error::LeaseLost(id));
-                        }
-                        change(&mut n);
+                        let n = checked(apply(&n, &change))?;
                         write(
                             &db,
                             tx,
@@ -166,12 +169,13 @@ impl FirestoreStore {
                 // An unreadable document stays failed (its last_error says why).
                 let doc =
                     raw.and_then(|d| FirestoreDb::deserialize_doc_to::<NotificationDoc>(&d).ok());
-                let Some(mut n) = doc.filter(|n| n.status == NotificationStatus::Failed) else {
+                let Some(mut n) = doc.and_then(|d| d.into_notification().ok()) else {
                     return Ok(false);
                 };
-                n.status = NotificationStatus::Pending;
-                n.attempts = 0;
-                n.next_attempt_at = sys(now);
+                if !n.retry(now) {
+                    return Ok(false);
+                }
+                let n = NotificationDoc::after(&n);
                 write(
                     &db,
                     tx,
@@ -235,7 +239,7 @@ impl NotificationStore for FirestoreStore {
                                     .map(|_| n)
                                     .map_err(|e| e.to_string())
                             });
-                        let mut n = match parsed {
+                        let n = match parsed {
                             Ok(n) => n,
                             Err(reason) => {
                                 // Never claimable: park it as failed, with the reason, so it
@@ -257,14 +261,12 @@ impl NotificationStore for FirestoreStore {
                             }
                         };
                         // Someone else claimed or finished it meanwhile.
-                        if n.status != NotificationStatus::Pending || utc(n.next_attempt_at) > now {
+                        let mut claim = checked(n.into_notification())?;
+                        if !claim.is_due(now) {
                             return Ok(Claim::Skipped);
                         }
-                        n.lease_owner = Some(owner);
-                        n.lease_until = Some(sys(until));
-                        // While leased it is not due; when the lease runs out it is due again.
-                        n.next_attempt_at = sys(until);
-                        n.attempts += 1;
+                        claim.lease_to(&owner, until);
+                        let n = NotificationDoc::after(&claim);
                         write(
                             &db,
                             tx,
@@ -321,33 +323,15 @@ impl NotificationStore for FirestoreStore {
     }
 
     async fn extend_lease(&self, id: Uuid, owner: &str, until: DateTime<Utc>) -> Result<()> {
-        self.with_lease(
-            id,
-            owner,
-            Arc::new(move |n| {
-                n.lease_until = Some(sys(until));
-                // While leased it is not due; when the lease runs out it is due again.
-                n.next_attempt_at = sys(until);
-            }),
-            None,
-        )
-        .await
+        let holder = owner.to_owned();
+        self.with_lease(id, Arc::new(move |n| n.extend_lease(&holder, until)), None)
+            .await
     }
 
     async fn mark_sent(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> Result<()> {
-        self.with_lease(
-            id,
-            owner,
-            Arc::new(move |n| {
-                n.status = NotificationStatus::Sent;
-                n.sent_at = Some(sys(now));
-                n.last_error = None;
-                n.lease_owner = None;
-                n.lease_until = None;
-            }),
-            Some(now),
-        )
-        .await
+        let holder = owner.to_owned();
+        self.with_lease(id, Arc::new(move |n| n.mark_sent(&holder, now)), Some(now))
+            .await
     }
 
     async fn mark_failed(
@@ -358,18 +342,10 @@ impl NotificationStore for FirestoreStore {
         next_attempt_at: Option<DateTime<Utc>>,
     ) -> Result<()> {
         let error: String = error.chars().take(2000).collect();
+        let holder = owner.to_owned();
         self.with_lease(
             id,
-            owner,
-            Arc::new(move |n| {
-                n.last_error = Some(error.clone());
-                n.lease_owner = None;
-                n.lease_until = None;
-                match next_attempt_at {
-                    Some(at) => n.next_attempt_at = sys(at),
-                    None => n.status = NotificationStatus::Failed,
-                }
-            }),
+            Arc::new(move |n| n.mark_failed(&holder, &error, next_attempt_at)),
             None,
         )
         .await
