@@ -17,7 +17,10 @@ pub mod grpc_proxy;
 
 pub const JWT_SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-0123456789";
 
-/// The path of a built example (cargo builds examples before running integration tests).
+/// The path of a built example of `inventory-kit` (`cargo test --workspace` builds them before
+/// it runs any test). A missing one, or one older than a source it is built from (this package
+/// tested alone with `-p inventory-e2e` does not rebuild them), fails with the command to run:
+/// a test never runs an old build of the service without saying so.
 pub fn example(name: &str) -> PathBuf {
     let mut dir = std::env::current_exe().expect("test binary path");
     dir.pop(); // the test binary
@@ -25,12 +28,57 @@ pub fn example(name: &str) -> PathBuf {
         dir.pop();
     }
     let path = dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} not built: run `cargo build -p inventory-kit --examples` first (`cargo test --workspace` does)",
-        path.display()
-    );
+    let rebuild = "run `cargo build -p inventory-kit --examples --all-features` first (`cargo test --workspace` does)";
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| panic!("{} not built: {rebuild}", path.display()));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let sources = [
+        "src",
+        "examples",
+        "inventory-core/src",
+        "inventory-sql/src",
+        "inventory-sql/migrations",
+        "inventory-firestore/src",
+        "inventory-mail/src",
+    ];
+    if let Some(newer) = sources
+        .iter()
+        .filter_map(|dir| newest(&root.join(dir)))
+        .filter(|(at, _)| *at > built)
+        .map(|(_, file)| file)
+        .next()
+    {
+        panic!(
+            "{} is older than {}: {rebuild}",
+            path.display(),
+            newer.display()
+        );
+    }
     path
+}
+
+/// The most recently modified file below `dir`, with its time.
+fn newest(dir: &std::path::Path) -> Option<(std::time::SystemTime, PathBuf)> {
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let found = if path.is_dir() {
+            newest(&path)
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .map(|t| (t, path))
+        };
+        if let Some(found) = found
+            && best.as_ref().is_none_or(|(t, _)| found.0 > *t)
+        {
+            best = Some(found);
+        }
+    }
+    best
 }
 
 /// A running example program; stopped with SIGKILL when dropped (unless stopped before).
