@@ -32,22 +32,8 @@ pub fn example(name: &str) -> PathBuf {
     let built = std::fs::metadata(&path)
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| panic!("{} not built: {rebuild}", path.display()));
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let sources = [
-        "src",
-        "examples",
-        "inventory-core/src",
-        "inventory-sql/src",
-        "inventory-sql/migrations",
-        "inventory-firestore/src",
-        "inventory-mail/src",
-    ];
-    if let Some(newer) = sources
-        .iter()
-        .filter_map(|dir| newest(&root.join(dir)))
-        .filter(|(at, _)| *at > built)
-        .map(|(_, file)| file)
-        .next()
+    if let Some((at, newer)) = newest_source()
+        && *at > built
     {
         panic!(
             "{} is older than {}: {rebuild}",
@@ -56,6 +42,28 @@ pub fn example(name: &str) -> PathBuf {
         );
     }
     path
+}
+
+/// The most recently modified source the examples are built from, looked up once per test
+/// process (tests start the examples many times).
+fn newest_source() -> &'static Option<(std::time::SystemTime, PathBuf)> {
+    static NEWEST: std::sync::OnceLock<Option<(std::time::SystemTime, PathBuf)>> =
+        std::sync::OnceLock::new();
+    NEWEST.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        [
+            "src",
+            "examples",
+            "inventory-core/src",
+            "inventory-sql/src",
+            "inventory-sql/migrations",
+            "inventory-firestore/src",
+            "inventory-mail/src",
+        ]
+        .iter()
+        .filter_map(|dir| newest(&root.join(dir)))
+        .max_by_key(|(at, _)| *at)
+    })
 }
 
 /// The most recently modified file below `dir`, with its time.

@@ -24,22 +24,15 @@ pub(crate) async fn migrate_command(
     json: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let scheme = settings.database.scheme();
-    match scheme {
-        "sqlite" | "postgres" | "postgresql" => {}
-        "firestore" | "memory" => {
-            say(
-                json,
-                format!("{scheme}: no schema migrations (documents are read as they are)"),
-            );
-            return Ok(());
-        }
-        other => {
-            return Err(format!(
-                "DATABASE_URL: unsupported scheme {other:?} (sqlite, postgres, firestore, memory)"
-            )
-            .into());
-        }
+    if scheme == "firestore" || scheme == "memory" {
+        say(
+            json,
+            format!("{scheme}: no schema migrations (documents are read as they are)"),
+        );
+        return Ok(());
     }
+    // Any other scheme is the SQL store's to judge: an unknown one is refused there, naming
+    // DATABASE_URL.
     // Applying may create a new SQLite file: open the store first. Showing only reads, through
     // a read-only connection of its own (not a byte of the file changes).
     let store = if only_show {

@@ -395,13 +395,7 @@ impl Auth {
     pub async fn register(&self, email: &str, password: &str) -> Result<(User, Token)> {
         let email = Email::parse(email)?;
         let password = Password::with_min(password, self.config.password_min_bytes)?;
-        if self
-            .users
-            .find_user_by_email(&email)
-            .await
-            .map_err(unavailable)?
-            .is_some()
-        {
+        if self.user_by_email(&email).await?.is_some() {
             return Err(Error::AlreadyExists("email already registered".into()));
         }
         let user = User {
@@ -430,12 +424,7 @@ impl Auth {
         ) else {
             return Err(unauthorized());
         };
-        let Some(user) = self
-            .users
-            .find_user_by_email(&email)
-            .await
-            .map_err(unavailable)?
-        else {
+        let Some(user) = self.user_by_email(&email).await? else {
             self.hasher.verify_dummy(password).await?;
             return Err(unauthorized());
         };
@@ -504,12 +493,7 @@ impl Auth {
         let claims = self.claims(token)?;
         let version = claims.ver;
         let principal = Self::principal(claims)?;
-        let Some(user) = self
-            .users
-            .get_user(principal.user_id)
-            .await
-            .map_err(unavailable)?
-        else {
+        let Some(user) = self.user_by_id(principal.user_id).await? else {
             return Err(Error::Unauthorized("the account no longer exists".into()));
         };
         if user.token_version != version {
@@ -572,7 +556,7 @@ impl Auth {
         }
         let id = Uuid::parse_str(&claims.sub).map_err(|_| invalid())?;
         let email = Email::parse(&claims.email).map_err(|_| invalid())?;
-        match self.users.get_user(id).await.map_err(unavailable)? {
+        match self.user_by_id(id).await? {
             Some(user) if user.email == email => {}
             _ => return Err(invalid()),
         }
@@ -580,6 +564,19 @@ impl Auth {
             .mark_email_verified(&email)
             .await
             .map_err(unavailable)
+    }
+
+    /// The user with `email`, a store failure being [`Error::Unavailable`].
+    async fn user_by_email(&self, email: &Email) -> Result<Option<User>> {
+        self.users
+            .find_user_by_email(email)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// The user with `id`, a store failure being [`Error::Unavailable`].
+    async fn user_by_id(&self, id: Uuid) -> Result<Option<User>> {
+        self.users.get_user(id).await.map_err(unavailable)
     }
 }
 

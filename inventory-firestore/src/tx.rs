@@ -311,7 +311,7 @@ pub(crate) fn checked<T>(result: Result<T>) -> TxResult<T> {
 }
 
 pub(crate) fn abort<T>(e: Error) -> TxResult<T> {
-    Err(BackoffError::permanent(TxError::Abort(e)))
+    checked(Err(e))
 }
 
 /// A document read by the call that began a transaction (see [`run`]), as `T`.

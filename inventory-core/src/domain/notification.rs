@@ -341,24 +341,12 @@ impl Standalone {
             Message::EmailVerification { .. } => Ok(Standalone(n)),
         }
     }
-
-    /// The notification.
-    pub fn into_inner(self) -> Notification {
-        self.0
-    }
 }
 
 impl std::ops::Deref for Standalone {
     type Target = Notification;
     fn deref(&self) -> &Notification {
         &self.0
-    }
-}
-
-impl TryFrom<Notification> for Standalone {
-    type Error = Error;
-    fn try_from(n: Notification) -> Result<Standalone> {
-        Standalone::new(n)
     }
 }
 

@@ -26,7 +26,8 @@ fn apply(doc: &NotificationDoc, t: &Transition) -> Result<NotificationDoc> {
 
 /// The outcome of claiming one notification.
 pub(super) enum Claim {
-    Taken(Box<NotificationDoc>),
+    /// Leased to us: the document as written, and the notification it is.
+    Taken(Box<(NotificationDoc, Notification)>),
     Skipped,
     /// The document cannot be read as a notification; it was marked failed.
     Broken(String, String),
@@ -233,13 +234,8 @@ impl NotificationStore for FirestoreStore {
                         };
                         let parsed = FirestoreDb::deserialize_doc_to::<NotificationDoc>(&raw)
                             .map_err(|e| e.to_string())
-                            .and_then(|n| {
-                                n.clone()
-                                    .into_notification()
-                                    .map(|_| n)
-                                    .map_err(|e| e.to_string())
-                            });
-                        let n = match parsed {
+                            .and_then(|n| n.into_notification().map_err(|e| e.to_string()));
+                        let mut claim = match parsed {
                             Ok(n) => n,
                             Err(reason) => {
                                 // Never claimable: park it as failed, with the reason, so it
@@ -261,7 +257,6 @@ impl NotificationStore for FirestoreStore {
                             }
                         };
                         // Someone else claimed or finished it meanwhile.
-                        let mut claim = checked(n.into_notification())?;
                         if !claim.is_due(now) {
                             return Ok(Claim::Skipped);
                         }
@@ -276,7 +271,7 @@ impl NotificationStore for FirestoreStore {
                             Precondition::Any,
                             None,
                         )?;
-                        Ok(Claim::Taken(Box::new(n)))
+                        Ok(Claim::Taken(Box::new((n, claim))))
                     }
                     .boxed()
                 })
@@ -289,13 +284,11 @@ impl NotificationStore for FirestoreStore {
         let mut failures = Vec::new();
         for c in claims {
             match c {
-                Ok((Claim::Taken(doc), version)) => match doc.clone().into_notification() {
-                    Ok(n) => {
-                        self.leased.remember(n.id, *doc, version);
-                        claimed.push(n);
-                    }
-                    Err(e) => failures.push(e),
-                },
+                Ok((Claim::Taken(taken), version)) => {
+                    let (doc, n) = *taken;
+                    self.leased.remember(n.id, doc, version);
+                    claimed.push(n);
+                }
                 Ok((Claim::Skipped, _)) => {}
                 Ok((Claim::Broken(id, reason), _)) => {
                     metrics::counter!("inventory_notifications_invalid_total").increment(1);
