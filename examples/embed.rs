@@ -31,11 +31,7 @@ async fn main() -> Result<(), inventory_kit::core::Error> {
     println!("registered {} ({})", user.email, user.id);
 
     let orders = Orders::new(store.clone(), store.clone());
-    let request = PlaceOrderRequest {
-        product_id: "product-1".into(),
-        quantity: Some(2),
-        ..Default::default()
-    };
+    let request = PlaceOrderRequest::one("product-1", Some(2));
     let placed = orders.place(&me, request).await?;
     println!("placed order {} ({})", placed.order.id, placed.order.status);
 

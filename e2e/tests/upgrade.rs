@@ -112,6 +112,12 @@ async fn check_first_start(url: String, m: &Value, label: &str) {
         };
         assert_eq!(body["product_id"], o["product_id"], "{label}: {id}");
         assert_eq!(body["quantity"], o["quantity"], "{label}: {id}");
+        // Every order of an earlier release is a one-line order (migration 0007 adds `lines`).
+        assert_eq!(
+            body["lines"],
+            json!([{"product_id": o["product_id"], "quantity": o["quantity"]}]),
+            "{label}: lines of {id}"
+        );
         let (status, list) = api.get("/orders?limit=100", Some(token)).await;
         assert_eq!(status, 200, "{label}: {list}");
         assert!(
@@ -121,15 +127,31 @@ async fn check_first_start(url: String, m: &Value, label: &str) {
     }
 
     let buyer = m["users"][0]["email"].as_str().unwrap();
+    // A new order, of two lines: written into the migrated schema's `lines`.
     let (status, placed) = api
         .post(
-            "/orders/place",
+            "/orders",
             Some(&tokens[buyer]),
-            json!({"product_id": "product-1", "quantity": 1}),
+            json!({"lines": [
+                {"product_id": "product-1", "quantity": 1},
+                {"product_id": "product-2", "quantity": 1}
+            ]}),
         )
         .await;
     assert_eq!(status, 200, "{label}: a new order: {placed}");
     let new_id = placed["order_id"].as_str().unwrap().to_owned();
+    let (_, read) = api
+        .get(&format!("/orders/{new_id}"), Some(&tokens[buyer]))
+        .await;
+    assert_eq!(read["lines"], placed["lines"], "{label}: {read}");
+    for (product, before) in m["products"].as_object().unwrap() {
+        let (_, now) = api.get(&format!("/products/{product}"), None).await;
+        assert_eq!(
+            now["quantity"].as_u64(),
+            before.as_u64().map(|n| n - 1),
+            "{label}: one unit of {product} taken by the new basket"
+        );
+    }
     let want = due.len() + 1;
     assert_eq!(sink.wait_for(want, WAIT).await, want, "{label}: emails");
     app.stop().await;

@@ -345,8 +345,15 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             say(
                 json,
                 format!(
-                    "order {} cancelled; {} unit(s) of {} back in stock",
-                    order.id, order.quantity, order.product_id
+                    "order {} cancelled; back in stock: {}",
+                    order.id,
+                    order
+                        .lines
+                        .demand()
+                        .iter()
+                        .map(|(id, units)| format!("{units} unit(s) of {id}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             );
         }

@@ -58,8 +58,15 @@ pub(crate) fn order_rows(orders: &[Order]) -> Vec<Vec<serde_json::Value>> {
                 json!(o.created_at.format("%Y-%m-%d %H:%M:%S").to_string()),
                 json!(o.status.to_string()),
                 json!(o.buyer_email.to_string()),
-                json!(o.product_id.to_string()),
-                json!(o.quantity.get()),
+                // Every line's product, and the units of all lines.
+                json!(
+                    o.lines
+                        .iter()
+                        .map(|l| l.product_id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                json!(o.lines.iter().map(|l| l.quantity.get()).sum::<u64>()),
             ]
         })
         .collect()

@@ -32,11 +32,12 @@ pub enum Error {
     /// `conflict`); retrying the request may succeed.
     #[error("{0}")]
     Conflict(String),
-    /// Not enough stock for the requested quantity (HTTP 409).
-    #[error("product {product_id} is out of stock")]
+    /// Not enough stock for what an order asks (HTTP 409): every product that is short, in
+    /// product id order, each with what was asked and what is available. Nothing was taken.
+    #[error("out of stock: {}", shortages(short))]
     OutOfStock {
-        /// The product asked for.
-        product_id: String,
+        /// The products that are short (at least one).
+        short: Vec<Shortage>,
     },
     /// The input does not satisfy the domain rules (HTTP 422).
     #[error("invalid {field}: {reason}")]
@@ -58,6 +59,43 @@ pub enum Error {
     /// Anything else: a bug or corrupt data (HTTP 500).
     #[error("internal error: {0}")]
     Other(#[source] BoxError),
+}
+
+/// A product an order asks more of than is available ([`Error::OutOfStock`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Shortage {
+    /// The product.
+    pub product_id: String,
+    /// Units the order asks for, its lines of this product summed.
+    pub requested: u64,
+    /// Units available when the order was decided.
+    pub available: u64,
+}
+
+impl Error {
+    /// One product short: `requested` units asked, `available` there.
+    pub fn out_of_stock(product_id: impl ToString, requested: u64, available: u64) -> Error {
+        Error::OutOfStock {
+            short: vec![Shortage {
+                product_id: product_id.to_string(),
+                requested,
+                available,
+            }],
+        }
+    }
+}
+
+fn shortages(short: &[Shortage]) -> String {
+    short
+        .iter()
+        .map(|s| {
+            format!(
+                "{} ({} requested, {} available)",
+                s.product_id, s.requested, s.available
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A boxed error source.

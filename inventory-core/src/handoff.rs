@@ -154,17 +154,16 @@ impl HandoffSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Email, NewOrder, ProductId, Quantity};
+    use crate::domain::{Email, Lines, NewOrder, ProductId, Quantity};
     use uuid::Uuid;
 
     fn confirmation() -> Notification {
         let order = NewOrder::new(
             Uuid::now_v7(),
             Email::parse("ann@example.com").unwrap(),
-            ProductId::new("p").unwrap(),
-            Quantity::ONE,
+            Lines::one(ProductId::new("p").unwrap(), Quantity::ONE),
         );
-        order.notification("P")
+        order.notification(|_| "P".into())
     }
 
     #[test]

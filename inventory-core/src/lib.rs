@@ -23,9 +23,7 @@
 //! let me = auth.verify(&token.access_token)?;
 //!
 //! let orders = Orders::new(store.clone(), store.clone());
-//! let placed = orders
-//!     .place(&me, PlaceOrderRequest { product_id: "product-1".into(), ..Default::default() })
-//!     .await?;
+//! let placed = orders.place(&me, PlaceOrderRequest::one("product-1", Some(2))).await?;
 //!
 //! let mailer = Arc::new(RecordingMailer::new());
 //! let dispatcher = Dispatcher::new(store.clone(), mailer.clone(), DispatcherConfig::default());
@@ -68,10 +66,10 @@ pub mod transfer;
 pub use auth::{Auth, AuthConfig, Claims, HashParams, PasswordHasher, Principal, Token};
 pub use dispatcher::{CycleReport, Dispatcher, DispatcherConfig};
 pub use domain::*;
-pub use error::{BoxError, Error, ErrorKind, MailError, Result};
+pub use error::{BoxError, Error, ErrorKind, MailError, Result, Shortage};
 pub use mail::{FileMailer, LogMailer, RecordingMailer, render_confirmation, to_mime};
 pub use memory::MemoryStore;
-pub use orders::{ListScope, OrderView, Orders, PlaceOrderRequest};
+pub use orders::{LineRequest, ListScope, OrderView, Orders, PlaceOrderRequest};
 pub use ports::*;
 pub use templates::Templates;
 

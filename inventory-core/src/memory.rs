@@ -220,20 +220,22 @@ impl OrderStore for MemoryStore {
                     replayed: true,
                 });
             }
-            let product = s
-                .products
-                .get_mut(&new.product_id)
-                .ok_or_else(|| Error::NotFound(format!("product {}", new.product_id)))?;
-            let take = new.quantity.get();
-            if product.quantity < take {
-                return Err(Error::OutOfStock {
-                    product_id: new.product_id.to_string(),
-                });
+            let demand = new
+                .lines
+                .check_stock(|id| s.products.get(id).map(|p| p.quantity))?;
+            for (id, take) in &demand {
+                if let Some(product) = s.products.get_mut(id) {
+                    product.quantity -= take;
+                    product.updated_at = new.now;
+                }
             }
-            product.quantity -= take;
-            product.updated_at = new.now;
             let order = new.order();
-            let mut notification = new.notification(product.name.clone());
+            let mut notification = new.notification(|id| {
+                s.products
+                    .get(id)
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default()
+            });
             if let Some(r) = &reservation {
                 r.lease(&mut notification, new.now);
                 handed = Some(notification.clone());
@@ -287,9 +289,11 @@ impl OrderStore for MemoryStore {
                 .ok_or_else(|| Error::NotFound(format!("order {id}")))?;
             let returned = order.cancel(now)?;
             let order = order.clone();
-            if let Some(product) = s.products.get_mut(&order.product_id) {
-                product.quantity += returned.get();
-                product.updated_at = now;
+            for (id, units) in returned {
+                if let Some(product) = s.products.get_mut(&id) {
+                    product.quantity += units;
+                    product.updated_at = now;
+                }
             }
             if let Some(n) = s
                 .notification_by_order

@@ -10,17 +10,47 @@ use crate::domain::*;
 use crate::error::{Error, Result};
 use crate::ports::{NotificationStore, OrderStore};
 
-/// What a client asks for when placing an order (the original API's body plus a key).
+/// What a client asks for when placing an order: its lines, who receives the confirmation,
+/// and a key that makes it safe to retry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlaceOrderRequest {
     /// Who receives the confirmation; defaults to the caller. Only admins may name someone else.
     pub buyer_email: Option<String>,
-    /// The product to order.
+    /// What to order: 1 to [`ORDER_LINES_MAX`] lines; lines of one product are summed.
+    pub lines: Vec<LineRequest>,
+    /// Makes the request safe to retry.
+    pub idempotency_key: Option<String>,
+}
+
+impl PlaceOrderRequest {
+    /// A one-line order (the original API's `POST /orders/place`).
+    pub fn one(product_id: impl Into<String>, quantity: Option<u64>) -> Self {
+        PlaceOrderRequest {
+            lines: vec![LineRequest {
+                product_id: product_id.into(),
+                quantity,
+            }],
+            ..PlaceOrderRequest::default()
+        }
+    }
+}
+
+/// One line of a [`PlaceOrderRequest`], as a client sends it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineRequest {
+    /// The product.
     pub product_id: String,
     /// Units, default 1.
     pub quantity: Option<u64>,
-    /// Makes the request safe to retry.
-    pub idempotency_key: Option<String>,
+}
+
+impl LineRequest {
+    fn validate(self) -> Result<OrderLine> {
+        Ok(OrderLine {
+            product_id: ProductId::new(self.product_id)?,
+            quantity: Quantity::new(self.quantity.unwrap_or(1))?,
+        })
+    }
 }
 
 /// Whose orders [`Orders::list`] returns.
@@ -87,15 +117,26 @@ impl Orders {
             None => who.email.clone(),
             Some(raw) => Email::parse(raw)?,
         };
-        let product_id = ProductId::new(req.product_id)?;
-        let quantity = Quantity::new(req.quantity.unwrap_or(1))?;
+        if req.lines.len() > ORDER_LINES_MAX {
+            // Before validating each: a huge list is refused without reading it through.
+            return Err(Error::invalid(
+                "lines",
+                format!("at most {ORDER_LINES_MAX} lines per order"),
+            ));
+        }
+        let lines = Lines::new(
+            req.lines
+                .into_iter()
+                .map(LineRequest::validate)
+                .collect::<Result<_>>()?,
+        )?;
         let key = req.idempotency_key.map(IdempotencyKey::new).transpose()?;
         if buyer != who.email && !who.is_admin() {
             return Err(Error::Forbidden(
                 "you may only place orders for your own email".into(),
             ));
         }
-        let mut new = NewOrder::new(who.user_id, buyer, product_id, quantity);
+        let mut new = NewOrder::new(who.user_id, buyer, lines);
         if let Some(key) = key {
             new = new.with_idempotency_key(key);
         }

@@ -7,14 +7,16 @@
 //! when they are loaded, by rendering a sample order, so a typo stops the program at start-up
 //! instead of failing every send. In `body.html` every value is HTML-escaped.
 //!
-//! The variables: `product_name`, `product_id`, `quantity`, `order_id`, `recipient`,
-//! `notification_id`. The address verification email has its own three
+//! The variables: `lines` (each with `product_name`, `product_id` and `quantity`), `order_id`,
+//! `recipient`, `notification_id`; and for templates written for one product (such as the
+//! original's), `product_name` and `product_id` (of every line, joined by `, `) and
+//! `quantity` (all lines' units): for a one-line order, exactly that line's. The address verification email has its own three
 //! (`verify_subject.txt`, `verify_body.txt`, `verify_body.html`) with `recipient` and `code`.
 //!
 //! The original service's wording, as a folder for `MAIL_TEMPLATE_DIR`:
 //!
 //! ```
-//! use inventory_core::{Email, NewOrder, ProductId, Quantity, Templates};
+//! use inventory_core::{Email, Lines, NewOrder, ProductId, Quantity, Templates};
 //!
 //! let templates = Templates::new(
 //!     "New order for product {{ product_name }}",
@@ -24,10 +26,9 @@
 //! let order = NewOrder::new(
 //!     uuid::Uuid::now_v7(),
 //!     Email::parse("ann@example.com")?,
-//!     ProductId::new("tea")?,
-//!     Quantity::new(1)?,
+//!     Lines::one(ProductId::new("tea")?, Quantity::new(1)?),
 //! );
-//! let email = templates.render(&order.notification("Tea <green>"))?;
+//! let email = templates.render(&order.notification(|_| "Tea <green>".into()))?;
 //! assert_eq!(email.subject, "New order for product Tea <green>");
 //! assert!(email.html.contains("Tea &lt;green&gt;"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -49,20 +50,21 @@ const VERIFY_SUBJECT: &str = "verify_subject.txt";
 const VERIFY_TEXT: &str = "verify_body.txt";
 const VERIFY_HTML: &str = "verify_body.html";
 
-const DEFAULT_SUBJECT: &str = "Order confirmed: {{ product_name }}";
+const DEFAULT_SUBJECT: &str = "Order confirmed: {{ lines[0].product_name }}\
+{% if lines|length > 1 %} and {{ lines|length - 1 }} more{% endif %}";
 const DEFAULT_TEXT: &str = "Thank you for your order.
 
-Product:  {{ product_name }} ({{ product_id }})
-Quantity: {{ quantity }}
-Order id: {{ order_id }}
+{% for line in lines %}Product:  {{ line.product_name }} ({{ line.product_id }})
+Quantity: {{ line.quantity }}
+{% endfor %}Order id: {{ order_id }}
 ";
 const DEFAULT_HTML: &str = r#"<!DOCTYPE html>
 <html><body>
 <p>Thank you for your order.</p>
 <table>
-<tr><th align="left">Product</th><td>{{ product_name }} ({{ product_id }})</td></tr>
-<tr><th align="left">Quantity</th><td>{{ quantity }}</td></tr>
-<tr><th align="left">Order id</th><td>{{ order_id }}</td></tr>
+{% for line in lines %}<tr><th align="left">Product</th><td>{{ line.product_name }} ({{ line.product_id }})</td></tr>
+<tr><th align="left">Quantity</th><td>{{ line.quantity }}</td></tr>
+{% endfor %}<tr><th align="left">Order id</th><td>{{ order_id }}</td></tr>
 </table>
 </body></html>
 "#;
@@ -193,6 +195,11 @@ impl Templates {
     /// Renders a sample order, so that an unknown variable or a failing filter is found now.
     fn check(&self) -> Result<()> {
         let sample = context! {
+            lines => vec![context! {
+                product_name => "Sample product",
+                product_id => "sample-1",
+                quantity => 1,
+            }],
             product_name => "Sample product",
             product_id => "sample-1",
             quantity => 1,
@@ -224,22 +231,32 @@ impl Templates {
     /// subject is one line.
     pub fn render(&self, n: &Notification) -> std::result::Result<OutgoingEmail, MailError> {
         let (names, ctx) = match &n.message {
-            Message::OrderConfirmation {
-                order_id,
-                product_id,
-                product_name,
-                quantity,
-            } => {
-                let product_name: String = product_name
-                    .chars()
-                    .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+            Message::OrderConfirmation { order_id, lines } => {
+                let lines: Vec<_> = lines
+                    .iter()
+                    .map(|l| {
+                        let product_name: String = l
+                            .product_name
+                            .chars()
+                            .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+                            .collect();
+                        (product_name, l.product_id.as_str(), l.quantity.get())
+                    })
                     .collect();
+                let names: Vec<&str> = lines.iter().map(|l| l.0.as_str()).collect();
+                let ids: Vec<&str> = lines.iter().map(|l| l.1).collect();
                 (
                     [SUBJECT, TEXT, HTML],
                     context! {
-                        product_name,
-                        product_id => product_id.as_str(),
-                        quantity => quantity.get(),
+                        product_name => names.join(", "),
+                        product_id => ids.join(", "),
+                        quantity => lines.iter().map(|l| l.2).sum::<u64>(),
+                        lines => lines
+                            .iter()
+                            .map(|(product_name, product_id, quantity)| context! {
+                                product_name, product_id, quantity,
+                            })
+                            .collect::<Vec<_>>(),
                         order_id => order_id.to_string(),
                         recipient => n.recipient.as_str(),
                         notification_id => n.id.to_string(),
@@ -283,10 +300,9 @@ mod tests {
         NewOrder::new(
             uuid::Uuid::now_v7(),
             Email::parse("ann@example.com").unwrap(),
-            ProductId::new("p-1").unwrap(),
-            Quantity::new(2).unwrap(),
+            Lines::one(ProductId::new("p-1").unwrap(), Quantity::new(2).unwrap()),
         )
-        .notification(name)
+        .notification(|_| name.to_owned())
     }
 
     #[test]
@@ -326,5 +342,48 @@ mod tests {
         std::fs::write(dir.path().join("body.html"), "{% if %}").unwrap();
         assert!(Templates::from_dir(dir.path()).is_err());
         assert!(Templates::from_dir(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn a_basket_lists_every_line_and_one_product_templates_see_them_all() {
+        let lines = Lines::new(vec![
+            OrderLine {
+                product_id: ProductId::new("tea").unwrap(),
+                quantity: Quantity::new(2).unwrap(),
+            },
+            OrderLine {
+                product_id: ProductId::new("cup").unwrap(),
+                quantity: Quantity::ONE,
+            },
+        ])
+        .unwrap();
+        let n = NewOrder::new(
+            uuid::Uuid::now_v7(),
+            Email::parse("ann@example.com").unwrap(),
+            lines,
+        )
+        .notification(|id| format!("Name of {id}"));
+        let email = Templates::default().render(&n).unwrap();
+        assert_eq!(email.subject, "Order confirmed: Name of tea and 1 more");
+        for wanted in [
+            "Product:  Name of tea (tea)\nQuantity: 2\n",
+            "Product:  Name of cup (cup)\nQuantity: 1\n",
+        ] {
+            assert!(email.text.contains(wanted), "{wanted:?} in {}", email.text);
+        }
+        assert!(email.html.contains("Name of cup (cup)"), "{}", email.html);
+        // A template written for one product (the original's wording).
+        let original = Templates::new(
+            "New order for product {{ product_name }}",
+            "{{ product_id }} x {{ quantity }}",
+            "",
+        )
+        .unwrap();
+        let email = original.render(&n).unwrap();
+        assert_eq!(
+            email.subject,
+            "New order for product Name of tea, Name of cup"
+        );
+        assert_eq!(email.text, "tea, cup x 3");
     }
 }

@@ -59,10 +59,13 @@ pub enum Record {
         user_id: Uuid,
         /// Who is emailed.
         buyer_email: Email,
-        /// Product.
+        /// The first line's product (the only one of a one-line order).
         product_id: ProductId,
-        /// Units.
+        /// The first line's units.
         quantity: Quantity,
+        /// Every line, when there is more than one (exports before baskets have none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lines: Option<Vec<OrderLine>>,
         /// State.
         status: OrderStatus,
         /// Idempotency key.
@@ -86,15 +89,18 @@ pub enum Record {
         order_id: Option<Uuid>,
         /// Recipient.
         recipient: Email,
-        /// Product (confirmations).
+        /// The first line's product (confirmations).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        product_id: Option<ProductId>,
-        /// Product name (confirmations).
+        product_id: Option<String>,
+        /// The first line's product name (confirmations).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         product_name: Option<String>,
-        /// Units (confirmations).
+        /// The first line's units (confirmations).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        quantity: Option<Quantity>,
+        quantity: Option<i64>,
+        /// Every line, when there is more than one (confirmations).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lines: Option<Vec<ConfirmedLine>>,
         /// User (verifications).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         user_id: Option<Uuid>,
@@ -169,33 +175,18 @@ impl std::fmt::Debug for Record {
 }
 
 impl Record {
-    /// The record of a notification.
+    /// The record of a notification: its message as [`MessageParts`], the way stores keep it.
     pub fn from_notification(n: Notification) -> Record {
-        let (kind, order_id, product_id, product_name, quantity, user_id, code) = match n.message {
-            Message::OrderConfirmation {
-                order_id,
-                product_id,
-                product_name,
-                quantity,
-            } => (
-                None,
-                Some(order_id),
-                Some(product_id),
-                Some(product_name),
-                Some(quantity),
-                None,
-                None,
-            ),
-            Message::EmailVerification { user_id, code } => (
-                Some("email_verification".to_owned()),
-                None,
-                None,
-                None,
-                None,
-                Some(user_id),
-                Some(code),
-            ),
-        };
+        let MessageParts {
+            kind,
+            order_id,
+            product_id,
+            product_name,
+            quantity,
+            lines,
+            user_id,
+            code,
+        } = MessageParts::from(&n.message);
         Record::Notification {
             id: n.id,
             kind,
@@ -204,6 +195,7 @@ impl Record {
             product_id,
             product_name,
             quantity,
+            lines,
             user_id,
             code,
             status: n.status,
@@ -228,6 +220,7 @@ impl Record {
             product_id,
             product_name,
             quantity,
+            lines,
             user_id,
             code,
             status,
@@ -242,26 +235,16 @@ impl Record {
         else {
             return Err(Error::invalid("record", "not a notification"));
         };
-        let missing =
-            |field: &str| Error::invalid("record", format!("notification without {field}"));
-        let message = match kind.as_deref() {
-            None | Some("order_confirmation") => Message::OrderConfirmation {
-                order_id: order_id.ok_or_else(|| missing("order_id"))?,
-                product_id: product_id.ok_or_else(|| missing("product_id"))?,
-                product_name: product_name.ok_or_else(|| missing("product_name"))?,
-                quantity: quantity.ok_or_else(|| missing("quantity"))?,
-            },
-            Some("email_verification") => Message::EmailVerification {
-                user_id: user_id.ok_or_else(|| missing("user_id"))?,
-                code: code.ok_or_else(|| missing("code"))?,
-            },
-            Some(other) => {
-                return Err(Error::invalid(
-                    "record",
-                    format!("unknown notification kind {other:?}"),
-                ));
-            }
-        };
+        let message = Message::try_from(MessageParts {
+            kind,
+            order_id,
+            product_id,
+            product_name,
+            quantity,
+            lines,
+            user_id,
+            code,
+        })?;
         Ok(Notification {
             id,
             recipient,
@@ -404,8 +387,9 @@ pub async fn export_with_progress(
                 id: o.id,
                 user_id: o.user_id,
                 buyer_email: o.buyer_email,
-                product_id: o.product_id,
-                quantity: o.quantity,
+                product_id: o.lines.first().product_id.clone(),
+                quantity: o.lines.first().quantity,
+                lines: o.lines.stored_list().map(<[OrderLine]>::to_vec),
                 status: o.status,
                 idempotency_key: o.idempotency_key,
                 created_at: o.created_at,
@@ -540,17 +524,19 @@ pub async fn import_with_progress(
                 buyer_email,
                 product_id,
                 quantity,
+                lines,
                 status,
                 idempotency_key,
                 created_at,
                 updated_at,
             } => {
+                let lines = Lines::from_stored(product_id, quantity, lines)
+                    .map_err(|e| Error::invalid("import", format!("line {number}: {e}")))?;
                 let o = Order {
                     id,
                     user_id,
                     buyer_email,
-                    product_id,
-                    quantity,
+                    lines,
                     status,
                     idempotency_key,
                     created_at,

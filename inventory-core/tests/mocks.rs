@@ -41,10 +41,7 @@ async fn a_store_outage_surfaces_as_unavailable() {
         role: Role::Customer,
         email_verified: true,
     };
-    let req = PlaceOrderRequest {
-        product_id: "product-1".into(),
-        ..Default::default()
-    };
+    let req = PlaceOrderRequest::one("product-1", None);
     let err = service.place(&who, req).await.unwrap_err();
     assert_eq!(err.kind().http_status(), 503);
     assert!(err.is_retryable());
@@ -58,7 +55,11 @@ async fn the_dispatcher_with_a_mocked_mailer() {
     let user = uuid::Uuid::now_v7();
     let buyer = Email::parse("ann@example.com").unwrap();
     store
-        .place_order(&NewOrder::new(user, buyer, p.id.clone(), Quantity::ONE))
+        .place_order(&NewOrder::new(
+            user,
+            buyer,
+            Lines::one(p.id.clone(), Quantity::ONE),
+        ))
         .await
         .unwrap();
 

@@ -248,8 +248,7 @@ async fn orders_enforce_buyer_and_visibility_rules() {
     let root = principal(&auth, "root@example.com").await;
     let req = |buyer: Option<&str>| PlaceOrderRequest {
         buyer_email: buyer.map(str::to_owned),
-        product_id: "product-1".into(),
-        ..Default::default()
+        ..PlaceOrderRequest::one("product-1", None)
     };
 
     let err = orders.place(&ann, req(Some("bob@example.com"))).await;
@@ -259,7 +258,7 @@ async fn orders_enforce_buyer_and_visibility_rules() {
         .await
         .unwrap();
     assert_eq!(placed.order.buyer_email.as_str(), "ann@example.com");
-    assert_eq!(placed.order.quantity, Quantity::ONE);
+    assert_eq!(placed.order.lines.first().quantity, Quantity::ONE);
     orders
         .place(&root, req(Some("bob@example.com")))
         .await
@@ -309,20 +308,11 @@ async fn orders_enforce_buyer_and_visibility_rules() {
         (4, ErrorKind::OutOfStock),
     ] {
         let r = orders
-            .place(
-                &ann,
-                PlaceOrderRequest {
-                    quantity: Some(quantity),
-                    ..req(None)
-                },
-            )
+            .place(&ann, PlaceOrderRequest::one("product-1", Some(quantity)))
             .await;
         assert_eq!(kind(r), expected, "quantity {quantity}");
     }
-    let missing = PlaceOrderRequest {
-        product_id: "../etc/passwd".into(),
-        ..req(None)
-    };
+    let missing = PlaceOrderRequest::one("../etc/passwd", None);
     assert_eq!(kind(orders.place(&ann, missing).await), ErrorKind::NotFound);
     let cancelled = orders.cancel(&ann, placed.order.id).await.unwrap();
     assert_eq!(cancelled.status, OrderStatus::Cancelled);
@@ -351,11 +341,7 @@ async fn one_order(store: &Arc<MemoryStore>) -> Order {
     let auth = auth(store.clone());
     let who = principal(&auth, "buyer@example.com").await;
     let orders = Orders::new(store.clone(), store.clone());
-    let req = PlaceOrderRequest {
-        product_id: "p".into(),
-        quantity: Some(2),
-        ..Default::default()
-    };
+    let req = PlaceOrderRequest::one("p", Some(2));
     orders.place(&who, req).await.unwrap().order
 }
 
@@ -512,12 +498,7 @@ async fn the_running_dispatcher_takes_confirmations_handed_over_at_placement() {
     let mut signal = store.subscribe();
     signal.borrow_and_update();
     let buyer = Email::parse("buyer@example.com").unwrap();
-    let second = NewOrder::new(
-        first.user_id,
-        buyer,
-        first.product_id.clone(),
-        Quantity::ONE,
-    );
+    let second = NewOrder::new(first.user_id, buyer, first.lines.clone());
     store.place_order(&second).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), mailer.wait_for(2))
         .await
@@ -540,8 +521,7 @@ async fn the_running_dispatcher_takes_confirmations_handed_over_at_placement() {
     let third = NewOrder::new(
         first.user_id,
         Email::parse("buyer@example.com").unwrap(),
-        first.product_id.clone(),
-        Quantity::ONE,
+        first.lines.clone(),
     );
     store.place_order(&third).await.unwrap();
     let due = store
@@ -689,8 +669,7 @@ async fn orders_for(store: &Arc<MemoryStore>, buyers: &[&str]) -> Vec<Order> {
         let new = NewOrder::new(
             uuid::Uuid::now_v7(),
             email,
-            ProductId::new("p").unwrap(),
-            Quantity::ONE,
+            Lines::one(ProductId::new("p").unwrap(), Quantity::ONE),
         );
         out.push(store.place_order(&new).await.unwrap().order);
     }
@@ -722,8 +701,7 @@ async fn one_stuck_message_never_holds_back_the_others() {
         let new = NewOrder::new(
             uuid::Uuid::now_v7(),
             Email::parse(b).unwrap(),
-            ProductId::new("p").unwrap(),
-            Quantity::ONE,
+            Lines::one(ProductId::new("p").unwrap(), Quantity::ONE),
         );
         store.place_order(&new).await.unwrap();
     }
@@ -971,11 +949,12 @@ async fn verification_codes_go_through_the_outbox_and_prove_the_address() {
     let order = NewOrder::new(
         user.id,
         user.email.clone(),
-        ProductId::new("p").unwrap(),
-        Quantity::ONE,
+        Lines::one(ProductId::new("p").unwrap(), Quantity::ONE),
     );
     assert_eq!(
-        Standalone::new(order.notification("P")).unwrap_err().kind(),
+        Standalone::new(order.notification(|_| "P".into()))
+            .unwrap_err()
+            .kind(),
         ErrorKind::InvalidInput
     );
 }
@@ -991,10 +970,7 @@ async fn require_verified_email_gates_ordering() {
         .await
         .unwrap();
     let who = auth.authenticate(&token.access_token).await.unwrap();
-    let req = PlaceOrderRequest {
-        product_id: "product-1".into(),
-        ..Default::default()
-    };
+    let req = PlaceOrderRequest::one("product-1", None);
     assert_eq!(
         kind(orders.place(&who, req.clone()).await),
         ErrorKind::Forbidden
@@ -1054,9 +1030,11 @@ fn notification_named(product_name: &str) -> Notification {
         recipient: Email::parse("x@example.com").unwrap(),
         message: Message::OrderConfirmation {
             order_id: uuid::Uuid::now_v7(),
-            product_id: ProductId::new("p").unwrap(),
-            product_name: product_name.into(),
-            quantity: Quantity::ONE,
+            lines: vec![ConfirmedLine {
+                product_id: ProductId::new("p").unwrap(),
+                product_name: product_name.into(),
+                quantity: Quantity::ONE,
+            }],
         },
         status: NotificationStatus::Pending,
         attempts: 1,

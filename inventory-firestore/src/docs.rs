@@ -361,6 +361,10 @@ pub(crate) struct OrderDoc {
     pub(crate) user_id: Option<String>,
     #[serde(default)]
     pub(crate) quantity: Option<i64>,
+    /// Every line of an order of more than one; absent for one line, which `product_id` and
+    /// `quantity` hold (as the original's orders do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) lines: Option<Vec<OrderLine>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) idempotency_key: Option<String>,
     #[serde(default)]
@@ -393,12 +397,13 @@ impl OrderDoc {
     pub(crate) fn from_order(o: &Order) -> Self {
         OrderDoc {
             buyer_email: o.buyer_email.to_string(),
-            product_id: o.product_id.to_string(),
+            product_id: o.lines.first().product_id.to_string(),
             status: Some(o.status),
             created_at: Some(sys(o.created_at)),
             order_id: Some(o.id.to_string()),
             user_id: Some(o.user_id.to_string()),
-            quantity: Some(i64::from(o.quantity)),
+            quantity: Some(i64::from(o.lines.first().quantity)),
+            lines: o.lines.stored_list().map(<[OrderLine]>::to_vec),
             idempotency_key: o.idempotency_key.clone(),
             updated_at: Some(sys(o.updated_at)),
             fs_id: None,
@@ -435,9 +440,12 @@ impl OrderDoc {
                 None => legacy_user_id(buyer_email.as_str()),
             },
             buyer_email,
-            product_id: ProductId::new(self.product_id).map_err(|e| bad("product id", e))?,
-            quantity: Quantity::try_from(self.quantity.unwrap_or(1))
-                .map_err(|e| bad("quantity", e))?,
+            lines: Lines::from_stored(
+                ProductId::new(self.product_id).map_err(|e| bad("product id", e))?,
+                Quantity::try_from(self.quantity.unwrap_or(1)).map_err(|e| bad("quantity", e))?,
+                self.lines,
+            )
+            .map_err(|e| bad("lines", e))?,
             status,
             idempotency_key: self.idempotency_key,
             created_at,
@@ -466,6 +474,9 @@ pub(crate) struct NotificationDoc {
     pub(crate) product_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) quantity: Option<i64>,
+    /// Every line of a confirmation of more than one (see [`MessageParts::lines`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) lines: Option<Vec<ConfirmedLine>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) user_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -497,6 +508,7 @@ impl From<&Notification> for NotificationDoc {
             product_id: m.product_id,
             product_name: m.product_name,
             quantity: m.quantity,
+            lines: m.lines,
             user_id: m.user_id.map(|id| id.to_string()),
             code: m.code,
             status: n.status,
@@ -530,6 +542,7 @@ impl NotificationDoc {
             product_id: self.product_id,
             product_name: self.product_name,
             quantity: self.quantity,
+            lines: self.lines,
             user_id: self.user_id.as_deref().map(uuid).transpose()?,
             code: self.code,
         })

@@ -94,13 +94,14 @@ impl Shards<'_> {
 
     /// Takes `take` units, starting at shard `start` and moving on to the next ones while
     /// short (reading each in the transaction, so none can go below zero). Queues the writes
-    /// and returns true; false (nothing queued) when every shard together holds fewer.
+    /// and returns `Ok`; `Err` with what every shard together holds (nothing queued) when that
+    /// is fewer.
     pub(crate) async fn take(
         &self,
         tx: &mut impl FirestoreTransactionOps,
         start: u32,
         take: i64,
-    ) -> TxResult<bool> {
+    ) -> TxResult<std::result::Result<(), i64>> {
         let mut needed = take;
         let mut taken = Vec::new();
         for i in 0..self.count {
@@ -116,12 +117,13 @@ impl Shards<'_> {
             }
         }
         if needed > 0 {
-            return Ok(false);
+            // Every shard was read: what they hold is what was taken from them so far.
+            return Ok(Err(take - needed));
         }
         for (k, left) in taken {
             self.write(tx, k, left)?;
         }
-        Ok(true)
+        Ok(Ok(()))
     }
 }
 

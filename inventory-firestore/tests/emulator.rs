@@ -127,11 +127,7 @@ async fn data_written_by_the_original_service_works() {
 
     let me = auth.verify(&token.access_token).unwrap();
     let orders = Orders::new(store.clone(), store.clone());
-    let req = || PlaceOrderRequest {
-        product_id: "product-1".into(),
-        quantity: Some(2),
-        ..Default::default()
-    };
+    let req = || PlaceOrderRequest::one("product-1", Some(2));
     let first = orders.place(&me, req()).await.unwrap();
     orders.place(&me, req()).await.unwrap();
     let product = store
@@ -162,13 +158,7 @@ async fn data_written_by_the_original_service_works() {
         ("legacy@example.com", "product-1", "pending")
     );
     orders
-        .place(
-            &me,
-            PlaceOrderRequest {
-                quantity: Some(1),
-                ..req()
-            },
-        )
+        .place(&me, PlaceOrderRequest::one("product-1", Some(1)))
         .await
         .unwrap();
     let raw: OriginalProduct = db
@@ -317,6 +307,81 @@ async fn two_instances_never_oversell_sharded_or_not() {
         let left = a.get_product(&p).await.unwrap().unwrap().quantity;
         assert_eq!(left, 0, "{id}: sold out, never below zero");
     }
+}
+
+/// Baskets naming a sharded and a plain product, from two instances at once, some naming
+/// them in the other order, some cancelled: neither product ever sells more than its stock,
+/// a short basket takes nothing from the other product, and a cancel returns both products'
+/// units.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
+async fn baskets_with_a_sharded_product_never_oversell() {
+    use inventory_core::testkit::{basket, product, user};
+    assert!(
+        emulator(),
+        "FIRESTORE_EMULATOR_HOST is set (the build script saw it)"
+    );
+    let project = format!("test-{}", uuid::Uuid::now_v7().simple());
+    let mut config = FirestoreConfig::new(&project);
+    config.listen = false;
+    let first = Arc::new(FirestoreStore::connect(config.clone()).await.unwrap());
+    let a: TestStore = first.clone();
+    let b: TestStore = Arc::new(FirestoreStore::connect(config).await.unwrap());
+    let sharded = product(&a, "basket-sharded", 30).await;
+    first.shard_product(&sharded, 4, now()).await.unwrap();
+    let plain = product(&a, "basket-plain", 40).await;
+    let mut buyers = Vec::new();
+    for i in 0..60 {
+        buyers.push(user(&a, &format!("bb{i}@example.com")).await);
+    }
+    let tasks = buyers.iter().enumerate().map(|(i, u)| {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let new = if i % 3 == 0 {
+            basket(u, &[(&plain, 1), (&sharded, 1)])
+        } else {
+            basket(u, &[(&sharded, 1), (&plain, 1)])
+        };
+        let cancel = i % 5 == 0;
+        tokio::spawn(async move {
+            let placed = store.place_order(&new).await?;
+            if cancel {
+                store.cancel_order(placed.order.id, Utc::now()).await?;
+            }
+            Ok::<_, Error>(cancel)
+        })
+    });
+    let (mut kept, mut short) = (0u64, 0);
+    for r in futures::future::join_all(tasks).await {
+        match r.unwrap() {
+            Ok(false) => kept += 1,
+            Ok(true) => {}
+            Err(Error::OutOfStock { .. }) => short += 1,
+            Err(e) => panic!("a basket got {e:?}"),
+        }
+    }
+    let left = |p: ProductId| {
+        let a = a.clone();
+        async move { a.get_product(&p).await.unwrap().unwrap().quantity }
+    };
+    let (s, p) = (left(sharded.clone()).await, left(plain.clone()).await);
+    assert_eq!(s + kept, 30, "sharded: {s} left, {kept} sold");
+    assert_eq!(p + kept, 40, "plain: {p} left, {kept} sold");
+    assert!(short > 0, "60 baskets for 30 units: some are short");
+    // Short on the sharded product alone: the plain product keeps its units.
+    let u = user(&a, "short-basket@example.com").await;
+    let err = a
+        .place_order(&basket(&u, &[(&plain, 1), (&sharded, s + 1)]))
+        .await
+        .unwrap_err();
+    let Error::OutOfStock { short } = err else {
+        panic!("out of stock expected, got {err:?}");
+    };
+    assert_eq!(
+        (short.len(), short[0].available),
+        (1, s),
+        "what the shards hold"
+    );
+    assert_eq!(left(plain.clone()).await, p);
 }
 
 /// The handoff to a local dispatcher: confirmations leased at placement, outcomes recorded

@@ -16,9 +16,11 @@ fn notification(recipient: &str, product_name: &str) -> Notification {
         recipient: Email::parse(recipient).unwrap(),
         message: Message::OrderConfirmation {
             order_id: uuid::Uuid::now_v7(),
-            product_id: ProductId::new("product-1").unwrap(),
-            product_name: product_name.into(),
-            quantity: Quantity::new(3).unwrap(),
+            lines: vec![ConfirmedLine {
+                product_id: ProductId::new("product-1").unwrap(),
+                product_name: product_name.into(),
+                quantity: Quantity::new(3).unwrap(),
+            }],
         },
         status: NotificationStatus::Pending,
         attempts: 1,
@@ -171,8 +173,7 @@ async fn dispatcher_delivers_an_order_confirmation_end_to_end() {
         NewOrder::new(
             uuid::Uuid::now_v7(),
             Email::parse(email).unwrap(),
-            p.id.clone(),
-            Quantity::ONE,
+            Lines::one(p.id.clone(), Quantity::ONE),
         )
     };
     let good = store

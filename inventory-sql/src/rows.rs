@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use inventory_core::{
-    Email, Error, Message, MessageParts, Notification, Order, Product, ProductId, Quantity, Result,
-    User,
+    Email, Error, Lines, Message, MessageParts, Notification, Order, Product, ProductId, Quantity,
+    Result, User,
 };
 use uuid::Uuid;
 
@@ -57,7 +57,7 @@ pub(crate) use product_columns;
 /// The columns of [`OrderRow`].
 macro_rules! order_columns {
     () => {
-        "id, user_id, buyer_email, product_id, quantity, status, idempotency_key, created_at, updated_at"
+        "id, user_id, buyer_email, product_id, quantity, lines, status, idempotency_key, created_at, updated_at"
     };
 }
 pub(crate) use order_columns;
@@ -65,8 +65,8 @@ pub(crate) use order_columns;
 /// The columns of [`NotificationRow`].
 macro_rules! notification_columns {
     () => {
-        "id, kind, order_id, recipient, product_id, product_name, quantity, user_id, code, status, \
-         attempts, next_attempt_at, lease_owner, lease_until, last_error, created_at, sent_at"
+        "id, kind, order_id, recipient, product_id, product_name, quantity, lines, user_id, code, \
+         status, attempts, next_attempt_at, lease_owner, lease_until, last_error, created_at, sent_at"
     };
 }
 pub(crate) use notification_columns;
@@ -129,6 +129,7 @@ pub(crate) struct OrderRow {
     buyer_email: String,
     product_id: String,
     quantity: i64,
+    lines: Option<String>,
     status: String,
     idempotency_key: Option<String>,
     created_at: i64,
@@ -142,8 +143,14 @@ impl TryFrom<OrderRow> for Order {
             id: uuid(&r.id)?,
             user_id: uuid(&r.user_id)?,
             buyer_email: stored("email", Email::parse(&r.buyer_email))?,
-            product_id: stored("product id", ProductId::new(r.product_id))?,
-            quantity: quantity(r.quantity)?,
+            lines: stored(
+                "order lines",
+                Lines::from_stored(
+                    stored("product id", ProductId::new(r.product_id))?,
+                    quantity(r.quantity)?,
+                    from_json(r.lines.as_deref())?,
+                ),
+            )?,
             status: stored("status", r.status.parse())?,
             idempotency_key: r.idempotency_key,
             created_at: from_ts(r.created_at)?,
@@ -161,6 +168,7 @@ pub(crate) struct NotificationRow {
     product_id: Option<String>,
     product_name: Option<String>,
     quantity: Option<i64>,
+    lines: Option<String>,
     user_id: Option<String>,
     code: Option<String>,
     status: String,
@@ -182,6 +190,7 @@ impl TryFrom<NotificationRow> for Notification {
             product_id: r.product_id.clone(),
             product_name: r.product_name.clone(),
             quantity: r.quantity,
+            lines: from_json(r.lines.as_deref())?,
             user_id: r.user_id.as_deref().map(uuid).transpose()?,
             code: r.code.clone(),
         };
@@ -200,6 +209,20 @@ impl TryFrom<NotificationRow> for Notification {
             sent_at: r.sent_at.map(from_ts).transpose()?,
         })
     }
+}
+
+/// The `lines` column: JSON, or NULL for one line.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: Option<&str>) -> Result<Option<T>> {
+    text.map(|t| {
+        serde_json::from_str(t).map_err(|e| Error::other(format!("stored lines are invalid: {e}")))
+    })
+    .transpose()
+}
+
+/// A `lines` column's value: JSON of `lines`, NULL (`None`) when there are none to store.
+pub(crate) fn to_json<T: serde::Serialize + ?Sized>(lines: Option<&T>) -> Option<String> {
+    // Serialising plain data (strings and numbers) cannot fail.
+    lines.and_then(|l| serde_json::to_string(l).ok())
 }
 
 /// Converts every row of a result.

@@ -7,7 +7,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use inventory_core::{
-    Error, Listed, NewProduct, Notification, Order, Page, PlaceOrderRequest, Product, ProductId,
+    Error, LineRequest, Listed, NewProduct, Notification, Order, Page, PlaceOrderRequest, Product,
+    ProductId,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -32,6 +33,19 @@ pub(super) struct ErrorBody {
     /// `already_cancelled`, `idempotency_key_reused`, `out_of_stock`, `conflict`,
     /// `invalid_input`, `rate_limited`, `payload_too_large`, `unavailable`, `internal`, ...
     code: String,
+    /// With `out_of_stock` only: every product the order asks more of than is available.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    short: Option<Vec<ShortageBody>>,
+}
+
+/// A product an order asks more of than is available.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ShortageBody {
+    product_id: String,
+    /// Units asked, the order's lines of this product summed.
+    requested: u64,
+    /// Units available when the order was decided.
+    available: u64,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -63,13 +77,55 @@ pub(super) struct PlaceOrderBody {
     quantity: Option<i64>,
 }
 
+/// An order of one or more lines.
+#[derive(Deserialize, ToSchema)]
+pub(super) struct PlaceBasketBody {
+    /// Defaults to the caller's email; only admins may name someone else.
+    buyer_email: Option<String>,
+    /// 1 to 100 lines; lines naming the same product are one demand (summed).
+    lines: Vec<LineBody>,
+}
+
+/// One line of an order to place.
+#[derive(Deserialize, ToSchema)]
+pub(super) struct LineBody {
+    product_id: String,
+    /// Units, default 1.
+    quantity: Option<i64>,
+}
+
+impl LineBody {
+    fn request(self) -> Result<LineRequest, Error> {
+        Ok(LineRequest {
+            product_id: self.product_id,
+            quantity: self
+                .quantity
+                .map(|q| {
+                    u64::try_from(q).map_err(|_| Error::invalid("quantity", "must be at least 1"))
+                })
+                .transpose()?,
+        })
+    }
+}
+
+/// One line of an order.
+#[derive(Serialize, ToSchema)]
+pub(super) struct LineResponse {
+    product_id: String,
+    quantity: u64,
+}
+
 #[derive(Serialize, ToSchema)]
 pub(super) struct OrderResponse {
     order_id: Uuid,
     status: String,
     buyer_email: String,
+    /// The first line's product: the whole order for a one-line order (the original's field).
     product_id: String,
+    /// The first line's units.
     quantity: u64,
+    /// Every line, in the order given.
+    lines: Vec<LineResponse>,
     created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     notification: Option<NotificationResponse>,
@@ -89,8 +145,16 @@ impl OrderResponse {
             order_id: o.id,
             status: o.status.to_string(),
             buyer_email: o.buyer_email.to_string(),
-            product_id: o.product_id.to_string(),
-            quantity: o.quantity.get(),
+            product_id: o.lines.first().product_id.to_string(),
+            quantity: o.lines.first().quantity.get(),
+            lines: o
+                .lines
+                .iter()
+                .map(|l| LineResponse {
+                    product_id: l.product_id.to_string(),
+                    quantity: l.quantity.get(),
+                })
+                .collect(),
             created_at: o.created_at,
             notification: n.map(|n| NotificationResponse {
                 status: n.status.to_string(),
@@ -344,6 +408,39 @@ async fn place_order(
     headers: HeaderMap,
     ApiJson(body): ApiJson<PlaceOrderBody>,
 ) -> ApiResult<Json<OrderResponse>> {
+    let line = LineBody {
+        product_id: body.product_id,
+        quantity: body.quantity,
+    };
+    place(&state, &who, &headers, body.buyer_email, vec![line]).await
+}
+
+#[utoipa::path(post, path = "/orders", tag = "orders", request_body = PlaceBasketBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "Order placed (or replayed for a known key): every line's stock taken, or none", body = OrderResponse),
+              (status = 401, description = "Not authenticated", body = ErrorBody),
+              (status = 403, description = "Ordering for another buyer, or (REQUIRE_VERIFIED_EMAIL) an unverified address", body = ErrorBody),
+              (status = 404, description = "A line names no product", body = ErrorBody),
+              (status = 409, description = "Out of stock (`short` names every short product), or key reused", body = ErrorBody),
+              (status = 422, description = "Invalid input (no lines, more than 100, a bad quantity)", body = ErrorBody)))]
+async fn place_basket(
+    State(state): State<ApiState>,
+    Caller(who): Caller,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<PlaceBasketBody>,
+) -> ApiResult<Json<OrderResponse>> {
+    place(&state, &who, &headers, body.buyer_email, body.lines).await
+}
+
+/// Places an order of `lines` with the request's `Idempotency-Key`.
+async fn place(
+    state: &ApiState,
+    who: &inventory_core::Principal,
+    headers: &HeaderMap,
+    buyer_email: Option<String>,
+    lines: Vec<LineBody>,
+) -> ApiResult<Json<OrderResponse>> {
     let idempotency_key = match headers.get("idempotency-key") {
         Some(v) => Some(
             v.to_str()
@@ -352,20 +449,27 @@ async fn place_order(
         ),
         None => None,
     };
+    if lines.len() > inventory_core::ORDER_LINES_MAX {
+        return Err(Error::invalid(
+            "lines",
+            format!(
+                "at most {} lines per order",
+                inventory_core::ORDER_LINES_MAX
+            ),
+        )
+        .into());
+    }
+    let lines = lines
+        .into_iter()
+        .map(LineBody::request)
+        .collect::<Result<_, _>>()?;
     let placed = state
         .orders
         .place(
-            &who,
+            who,
             PlaceOrderRequest {
-                buyer_email: body.buyer_email,
-                product_id: body.product_id,
-                quantity: body
-                    .quantity
-                    .map(|q| {
-                        u64::try_from(q)
-                            .map_err(|_| Error::invalid("quantity", "must be at least 1"))
-                    })
-                    .transpose()?,
+                buyer_email,
+                lines,
                 idempotency_key,
             },
         )
@@ -546,7 +650,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Shopping Inventory Service", description = "Orders with stock and e-mailed confirmations. Drop-in compatible with the original FastAPI service."),
-    paths(health, ready, register, login, verify_email, request_verification, place_order, list_orders, get_order, cancel_order,
+    paths(health, ready, register, login, verify_email, request_verification, place_order, place_basket, list_orders, get_order, cancel_order,
           list_products, get_product, create_product, restock, metrics),
     modifiers(&BearerAuth)
 )]
@@ -588,7 +692,7 @@ pub(super) fn routes(state: ApiState) -> Router {
         .route("/auth/verify", post(verify_email))
         .route("/auth/verify/request", post(request_verification))
         .route("/orders/place", post(place_order))
-        .route("/orders", get(list_orders))
+        .route("/orders", get(list_orders).post(place_basket))
         .route("/orders/{id}", get(get_order))
         .route("/orders/{id}/cancel", post(cancel_order))
         .route("/products", get(list_products).post(create_product))

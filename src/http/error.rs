@@ -23,6 +23,8 @@ pub struct ApiError {
     /// The machine `code`.
     pub code: &'static str,
     retry_after: Option<u64>,
+    /// For `out_of_stock`: every short product, with what was asked and what is available.
+    short: Option<Vec<inventory_core::Shortage>>,
 }
 
 /// The stable machine code of an HTTP status.
@@ -53,6 +55,7 @@ impl ApiError {
             detail: detail.into(),
             code: code_of(status),
             retry_after: None,
+            short: None,
         }
     }
 
@@ -80,6 +83,10 @@ impl From<Error> for ApiError {
             _ => e.to_string(),
         };
         let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1);
+        let short = match &e {
+            Error::OutOfStock { short } => Some(short.clone()),
+            _ => None,
+        };
         let code = match e.kind() {
             // The status's code for these, so that every 5xx reads the same to a client.
             ErrorKind::Other | ErrorKind::Unavailable => code_of(status),
@@ -90,17 +97,18 @@ impl From<Error> for ApiError {
             detail,
             code,
             retry_after,
+            short,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            axum::Json(serde_json::json!({ "detail": self.detail, "code": self.code })),
-        )
-            .into_response();
+        let mut body = serde_json::json!({ "detail": self.detail, "code": self.code });
+        if let Some(short) = &self.short {
+            body["short"] = serde_json::json!(short);
+        }
+        let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

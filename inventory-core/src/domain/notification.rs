@@ -34,12 +34,8 @@ pub enum Message {
     OrderConfirmation {
         /// The order it confirms.
         order_id: Uuid,
-        /// The product ordered.
-        product_id: ProductId,
-        /// The product's name at the time of ordering.
-        product_name: String,
-        /// Units ordered.
-        quantity: Quantity,
+        /// The order's lines, with each product's name at the time of ordering (never empty).
+        lines: Vec<ConfirmedLine>,
     },
     /// A code that proves the recipient receives mail at their address
     /// ([`Auth::verify_email`](crate::Auth::verify_email)).
@@ -54,17 +50,10 @@ pub enum Message {
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Message::OrderConfirmation {
-                order_id,
-                product_id,
-                product_name,
-                quantity,
-            } => f
+            Message::OrderConfirmation { order_id, lines } => f
                 .debug_struct("OrderConfirmation")
                 .field("order_id", order_id)
-                .field("product_id", product_id)
-                .field("product_name", product_name)
-                .field("quantity", quantity)
+                .field("lines", lines)
                 .finish(),
             Message::EmailVerification { user_id, .. } => f
                 .debug_struct("EmailVerification")
@@ -84,6 +73,17 @@ impl Message {
     }
 }
 
+/// A line of a confirmed order as its email shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmedLine {
+    /// The product ordered.
+    pub product_id: ProductId,
+    /// The product's name at the time of ordering.
+    pub product_name: String,
+    /// Units ordered.
+    pub quantity: Quantity,
+}
+
 /// A [`Message`] as flat optional fields, the way stores and exports keep it: `kind` is absent
 /// (or `order_confirmation`) for an order confirmation, `email_verification` otherwise.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -92,12 +92,15 @@ pub struct MessageParts {
     pub kind: Option<String>,
     /// Confirmations: the order.
     pub order_id: Option<Uuid>,
-    /// Confirmations: the product.
+    /// Confirmations: the first line's product (the only one of a one-line order).
     pub product_id: Option<String>,
-    /// Confirmations: the product's name.
+    /// Confirmations: the first line's product name.
     pub product_name: Option<String>,
-    /// Confirmations: units.
+    /// Confirmations: the first line's units.
     pub quantity: Option<i64>,
+    /// Confirmations of more than one line: every line (the first included); `None` for one
+    /// line, which the fields above hold as every release has stored it.
+    pub lines: Option<Vec<ConfirmedLine>>,
     /// Verifications: the user.
     pub user_id: Option<Uuid>,
     /// Verifications: the code.
@@ -107,18 +110,17 @@ pub struct MessageParts {
 impl From<&Message> for MessageParts {
     fn from(m: &Message) -> Self {
         match m {
-            Message::OrderConfirmation {
-                order_id,
-                product_id,
-                product_name,
-                quantity,
-            } => MessageParts {
-                order_id: Some(*order_id),
-                product_id: Some(product_id.to_string()),
-                product_name: Some(product_name.clone()),
-                quantity: Some(i64::from(*quantity)),
-                ..MessageParts::default()
-            },
+            Message::OrderConfirmation { order_id, lines } => {
+                let first = lines.first();
+                MessageParts {
+                    order_id: Some(*order_id),
+                    product_id: first.map(|l| l.product_id.to_string()),
+                    product_name: first.map(|l| l.product_name.clone()),
+                    quantity: first.map(|l| i64::from(l.quantity)),
+                    lines: (lines.len() > 1).then(|| lines.clone()),
+                    ..MessageParts::default()
+                }
+            }
             Message::EmailVerification { user_id, code } => MessageParts {
                 kind: Some(m.kind().to_owned()),
                 user_id: Some(*user_id),
@@ -137,9 +139,18 @@ impl TryFrom<MessageParts> for Message {
         match p.kind.as_deref() {
             None | Some("order_confirmation") => Ok(Message::OrderConfirmation {
                 order_id: p.order_id.ok_or_else(|| missing("order_id"))?,
-                product_id: ProductId::new(p.product_id.ok_or_else(|| missing("product_id"))?)?,
-                product_name: p.product_name.ok_or_else(|| missing("product_name"))?,
-                quantity: Quantity::try_from(p.quantity.ok_or_else(|| missing("quantity"))?)?,
+                lines: match p.lines {
+                    Some(lines) if !lines.is_empty() => lines,
+                    _ => vec![ConfirmedLine {
+                        product_id: ProductId::new(
+                            p.product_id.ok_or_else(|| missing("product_id"))?,
+                        )?,
+                        product_name: p.product_name.ok_or_else(|| missing("product_name"))?,
+                        quantity: Quantity::try_from(
+                            p.quantity.ok_or_else(|| missing("quantity"))?,
+                        )?,
+                    }],
+                },
             }),
             Some("email_verification") => Ok(Message::EmailVerification {
                 user_id: p.user_id.ok_or_else(|| missing("user_id"))?,
@@ -322,8 +333,8 @@ impl Notification {
 ///
 /// ```
 /// use inventory_core::*;
-/// let order = NewOrder::new(Uuid::now_v7(), Email::parse("a@example.com")?, ProductId::new("p")?, Quantity::ONE);
-/// let refused = Standalone::new(order.notification("P"));
+/// let order = NewOrder::new(Uuid::now_v7(), Email::parse("a@example.com")?, Lines::one(ProductId::new("p")?, Quantity::ONE));
+/// let refused = Standalone::new(order.notification(|_| "P".into()));
 /// assert_eq!(refused.unwrap_err().kind(), ErrorKind::InvalidInput);
 /// # Ok::<(), Error>(())
 /// ```

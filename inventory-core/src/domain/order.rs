@@ -1,5 +1,6 @@
 //! Orders: quantities, idempotency keys, statuses and their transitions.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -66,6 +67,149 @@ impl From<Quantity> for i64 {
     }
 }
 
+/// One line of an order: a product and how many of its units.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OrderLine {
+    /// The product.
+    pub product_id: ProductId,
+    /// How many units.
+    pub quantity: Quantity,
+}
+
+/// Most lines one order may have.
+pub const ORDER_LINES_MAX: usize = 100;
+
+/// The lines of an order: 1 to [`ORDER_LINES_MAX`], in the order the buyer gave them. The
+/// same product may appear on several lines; what the order takes of a product is the sum
+/// ([`Lines::demand`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "Vec<OrderLine>", into = "Vec<OrderLine>")]
+pub struct Lines(Vec<OrderLine>);
+
+impl Lines {
+    /// Validates `lines`: 1 to [`ORDER_LINES_MAX`] of them.
+    pub fn new(lines: Vec<OrderLine>) -> Result<Lines> {
+        match lines.len() {
+            0 => Err(Error::invalid("lines", "an order needs at least one line")),
+            n if n > ORDER_LINES_MAX => Err(Error::invalid(
+                "lines",
+                format!("at most {ORDER_LINES_MAX} lines per order"),
+            )),
+            _ => Ok(Lines(lines)),
+        }
+    }
+
+    /// One line: what the original API's orders are.
+    pub fn one(product_id: ProductId, quantity: Quantity) -> Lines {
+        Lines(vec![OrderLine {
+            product_id,
+            quantity,
+        }])
+    }
+
+    /// The first line: the whole of a one-line order. Stores keep it in the columns (fields)
+    /// that the original and our first releases read.
+    pub fn first(&self) -> &OrderLine {
+        // Never empty: every constructor checks.
+        &self.0[0]
+    }
+
+    /// The lines, in the buyer's order.
+    pub fn iter(&self) -> std::slice::Iter<'_, OrderLine> {
+        self.0.iter()
+    }
+
+    /// How many lines.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false: an order has a line at least. (For `clippy::len_without_is_empty`.)
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// What the order takes of each product, lines of one product summed, by product id (the
+    /// order in which backends that lock rows take their locks, so that two baskets never
+    /// wait on each other in a cycle).
+    pub fn demand(&self) -> BTreeMap<ProductId, u64> {
+        let mut demand = BTreeMap::new();
+        for line in &self.0 {
+            *demand.entry(line.product_id.clone()).or_insert(0) += line.quantity.get();
+        }
+        demand
+    }
+
+    /// Decides the order against the stock: `available` gives a product's available units, or
+    /// `None` when there is no such product. Returns the demand per product
+    /// ([`Lines::demand`]) when every product has enough; otherwise the first missing product
+    /// is [`Error::NotFound`], and short products are one [`Error::OutOfStock`] naming each.
+    pub fn check_stock(
+        &self,
+        mut available: impl FnMut(&ProductId) -> Option<u64>,
+    ) -> Result<BTreeMap<ProductId, u64>> {
+        let demand = self.demand();
+        let mut short = Vec::new();
+        for (id, &requested) in &demand {
+            let Some(there) = available(id) else {
+                return Err(Error::NotFound(format!("product {id}")));
+            };
+            if there < requested {
+                short.push(crate::error::Shortage {
+                    product_id: id.to_string(),
+                    requested,
+                    available: there,
+                });
+            }
+        }
+        if short.is_empty() {
+            Ok(demand)
+        } else {
+            Err(Error::OutOfStock { short })
+        }
+    }
+
+    /// The lines beyond a one-line order's: `None` for one line (stored in the first line's
+    /// columns alone, as every release has), all of them otherwise.
+    pub fn stored_list(&self) -> Option<&[OrderLine]> {
+        (self.0.len() > 1).then_some(self.0.as_slice())
+    }
+
+    /// Lines as a store keeps them: the first line's columns, and the full list when there is
+    /// more than one line (see [`Lines::stored_list`]).
+    pub fn from_stored(
+        product_id: ProductId,
+        quantity: Quantity,
+        list: Option<Vec<OrderLine>>,
+    ) -> Result<Lines> {
+        match list {
+            Some(list) if !list.is_empty() => Lines::new(list),
+            _ => Ok(Lines::one(product_id, quantity)),
+        }
+    }
+}
+
+impl TryFrom<Vec<OrderLine>> for Lines {
+    type Error = Error;
+    fn try_from(lines: Vec<OrderLine>) -> Result<Lines> {
+        Lines::new(lines)
+    }
+}
+
+impl From<Lines> for Vec<OrderLine> {
+    fn from(lines: Lines) -> Vec<OrderLine> {
+        lines.0
+    }
+}
+
+impl<'a> IntoIterator for &'a Lines {
+    type Item = &'a OrderLine;
+    type IntoIter = std::slice::Iter<'a, OrderLine>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
 /// A client-chosen key that makes placing an order safe to retry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey(String);
@@ -121,10 +265,8 @@ pub struct Order {
     pub user_id: Uuid,
     /// Who receives the confirmation.
     pub buyer_email: Email,
-    /// What was ordered.
-    pub product_id: ProductId,
-    /// How many units.
-    pub quantity: Quantity,
+    /// What was ordered: 1 to [`ORDER_LINES_MAX`] lines (the original's orders have one).
+    pub lines: Lines,
     /// Where it is in its life.
     pub status: OrderStatus,
     /// The key it was placed with, if any.
@@ -136,15 +278,16 @@ pub struct Order {
 }
 
 impl Order {
-    /// Cancels it at `now` and returns the units that go back to stock;
-    /// [`Error::AlreadyCancelled`] if it was cancelled already (units go back exactly once).
-    pub fn cancel(&mut self, now: DateTime<Utc>) -> Result<Quantity> {
+    /// Cancels it at `now` and returns the units that go back to stock, per product
+    /// ([`Lines::demand`]); [`Error::AlreadyCancelled`] if it was cancelled already (units go
+    /// back exactly once).
+    pub fn cancel(&mut self, now: DateTime<Utc>) -> Result<BTreeMap<ProductId, u64>> {
         if self.status == OrderStatus::Cancelled {
             return Err(Error::AlreadyCancelled(self.id));
         }
         self.status = OrderStatus::Cancelled;
         self.updated_at = now;
-        Ok(self.quantity)
+        Ok(self.lines.demand())
     }
 
     /// What its confirmation being sent does: a pending order becomes confirmed; a confirmed
@@ -171,9 +314,7 @@ pub struct NewOrder {
     /// Who receives the confirmation.
     pub buyer_email: Email,
     /// What is ordered.
-    pub product_id: ProductId,
-    /// How many units.
-    pub quantity: Quantity,
+    pub lines: Lines,
     /// Makes the call safe to retry.
     pub idempotency_key: Option<IdempotencyKey>,
     /// The time of placing.
@@ -181,20 +322,14 @@ pub struct NewOrder {
 }
 
 impl NewOrder {
-    /// An order with fresh ids, placed now.
-    pub fn new(
-        user_id: Uuid,
-        buyer_email: Email,
-        product_id: ProductId,
-        quantity: Quantity,
-    ) -> Self {
+    /// An order of `lines` with fresh ids, placed now.
+    pub fn new(user_id: Uuid, buyer_email: Email, lines: Lines) -> Self {
         NewOrder {
             id: Uuid::now_v7(),
             notification_id: Uuid::now_v7(),
             user_id,
             buyer_email,
-            product_id,
-            quantity,
+            lines,
             idempotency_key: None,
             now: now(),
         }
@@ -212,8 +347,7 @@ impl NewOrder {
             id: self.id,
             user_id: self.user_id,
             buyer_email: self.buyer_email.clone(),
-            product_id: self.product_id.clone(),
-            quantity: self.quantity,
+            lines: self.lines.clone(),
             status: OrderStatus::Pending,
             idempotency_key: self.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
             created_at: self.now,
@@ -221,16 +355,23 @@ impl NewOrder {
         }
     }
 
-    /// Its confirmation notification, due at once.
-    pub fn notification(&self, product_name: impl Into<String>) -> Notification {
+    /// Its confirmation notification, due at once, naming each line's product by `name_of`
+    /// (the products' names at the time of ordering).
+    pub fn notification(&self, name_of: impl Fn(&ProductId) -> String) -> Notification {
         Notification {
             id: self.notification_id,
             recipient: self.buyer_email.clone(),
             message: Message::OrderConfirmation {
                 order_id: self.id,
-                product_id: self.product_id.clone(),
-                product_name: product_name.into(),
-                quantity: self.quantity,
+                lines: self
+                    .lines
+                    .iter()
+                    .map(|l| ConfirmedLine {
+                        product_name: name_of(&l.product_id),
+                        product_id: l.product_id.clone(),
+                        quantity: l.quantity,
+                    })
+                    .collect(),
             },
             status: NotificationStatus::Pending,
             attempts: 0,
@@ -245,9 +386,7 @@ impl NewOrder {
 
     /// Whether `existing` (found under the same key) was placed with the same contents.
     pub fn matches(&self, existing: &Order) -> bool {
-        existing.buyer_email == self.buyer_email
-            && existing.product_id == self.product_id
-            && existing.quantity == self.quantity
+        existing.buyer_email == self.buyer_email && existing.lines == self.lines
     }
 }
 

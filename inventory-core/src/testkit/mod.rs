@@ -68,6 +68,10 @@ macro_rules! store_conformance {
             verification_emails_share_the_outbox,
             concurrent_orders_each_stand_alone,
             lists_continue_after_a_cursor,
+            a_basket_takes_every_line_or_nothing,
+            a_basket_naming_a_product_twice_is_one_demand,
+            cancel_returns_every_line_once,
+            concurrent_baskets_never_oversell,
         );
     };
 }
@@ -120,12 +124,14 @@ fn t0() -> DateTime<Utc> {
     Utc::now()
 }
 
+mod baskets;
 mod orders;
 mod outbox;
 mod products;
 mod transfer;
 mod users;
 
+pub use baskets::*;
 pub use orders::*;
 pub use outbox::*;
 pub use products::*;
@@ -160,11 +166,22 @@ pub async fn product(store: &TestStore, id: &str, quantity: u64) -> ProductId {
 
 /// An order of `quantity` units of `product` for `user`.
 pub fn order(user: &User, product: &ProductId, quantity: u64) -> NewOrder {
+    basket(user, &[(product, quantity)])
+}
+
+/// An order of several lines for `user`: `(product, units)` each, in this order.
+pub fn basket(user: &User, lines: &[(&ProductId, u64)]) -> NewOrder {
+    let lines = lines
+        .iter()
+        .map(|(product, quantity)| OrderLine {
+            product_id: (*product).clone(),
+            quantity: Quantity::new(*quantity).expect("valid quantity"),
+        })
+        .collect();
     NewOrder::new(
         user.id,
         user.email.clone(),
-        product.clone(),
-        Quantity::new(quantity).expect("valid quantity"),
+        Lines::new(lines).expect("valid lines"),
     )
 }
 
@@ -194,6 +211,7 @@ mod tests {
             include_str!("users.rs"),
             include_str!("products.rs"),
             include_str!("orders.rs"),
+            include_str!("baskets.rs"),
             include_str!("outbox.rs"),
             include_str!("transfer.rs"),
         ];

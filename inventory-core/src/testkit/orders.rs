@@ -52,7 +52,8 @@ pub async fn place_order_success_takes_stock_and_enqueues(store: TestStore) {
     let placed = store.place_order(&new).await.unwrap();
     assert!(!placed.replayed);
     let o = &placed.order;
-    assert_eq!((o.id, o.user_id, o.quantity.get()), (new.id, u.id, 2));
+    assert_eq!((o.id, o.user_id), (new.id, u.id));
+    assert_eq!(o.lines, new.lines);
     assert_eq!(o.status, OrderStatus::Pending);
     assert_eq!(o.buyer_email, u.email);
     assert_eq!(stock(&store, &p).await, 3);
@@ -65,21 +66,19 @@ pub async fn place_order_success_takes_stock_and_enqueues(store: TestStore) {
     assert_eq!(n.id, new.notification_id);
     assert_eq!(n.status, NotificationStatus::Pending);
     assert_eq!(n.recipient, u.email);
-    let Message::OrderConfirmation {
-        order_id,
-        product_name,
-        quantity,
-        ..
-    } = &n.message
-    else {
+    let Message::OrderConfirmation { order_id, lines } = &n.message else {
         panic!(
             "place_order enqueued {:?}, not an order confirmation",
             n.message
         );
     };
     assert_eq!(*order_id, o.id);
-    assert_eq!(product_name, "Product product-1");
-    assert_eq!((quantity.get(), n.attempts), (2, 0));
+    let [line] = lines.as_slice() else {
+        panic!("one line confirmed: {lines:?}");
+    };
+    assert_eq!(line.product_id, p);
+    assert_eq!(line.product_name, "Product product-1");
+    assert_eq!((line.quantity.get(), n.attempts), (2, 0));
     assert_eq!(store.notification_counts().await.unwrap().pending, 1);
 }
 

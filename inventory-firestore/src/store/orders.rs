@@ -65,7 +65,8 @@ impl FirestoreStore {
 #[async_trait]
 impl OrderStore for FirestoreStore {
     async fn place_order(&self, new: &NewOrder) -> Result<Placed> {
-        let (_guard, start) = self.stock_guard(new.product_id.as_str()).await;
+        let demand = new.lines.demand();
+        let (_guards, starts) = self.stock_guards(demand.keys()).await;
         let order = new.order();
         // A free slot of the local dispatcher: the confirmation is written leased to it.
         let reservation = self.handoff.reserve();
@@ -74,23 +75,31 @@ impl OrderStore for FirestoreStore {
             .idempotency_key
             .as_deref()
             .map(|k| idempotency_doc_id(order.user_id, k));
-        // Read by the call that begins the transaction: the product, and the key's record
-        // when a key was given.
-        let mut first = vec![self.path(&self.cols.products, &doc_id(new.product_id.as_str()))];
+        // Read by the call that begins the transaction: the products (in product id order),
+        // and the key's record when a key was given.
+        let mut first: Vec<String> = demand
+            .keys()
+            .map(|id| self.path(&self.cols.products, &doc_id(id.as_str())))
+            .collect();
         first.extend(
             key_id
                 .as_deref()
                 .map(|k| self.path(&self.cols.idempotency_keys, k)),
         );
-        let ctx = (self.cols.clone(), order, new.clone(), lease, key_id);
+        let ctx = (self.cols.clone(), order, new.clone(), lease, key_id, starts);
         let placed = self
             .tx_reading(
                 &first,
                 ctx,
-                move |db, tx, docs, (cols, order, new, lease, key_id)| {
+                move |db, tx, docs, (cols, order, new, lease, key_id, starts)| {
                     async move {
+                        let demand = new.lines.demand();
                         let mut docs = docs.into_iter();
-                        let product = docs.next().flatten().map(|d| parse::<ProductDoc>(&d));
+                        let products: Vec<Option<ProductDoc>> = demand
+                            .keys()
+                            .map(|_| docs.next().flatten().map(|d| parse::<ProductDoc>(&d)))
+                            .map(Option::transpose)
+                            .collect::<TxResult<_>>()?;
                         let seen = docs.next().flatten().map(|d| parse::<IdempotencyDoc>(&d));
                         // The key's record is read only when a key was given.
                         if let Some(seen) = seen.transpose()? {
@@ -101,9 +110,7 @@ impl OrderStore for FirestoreStore {
                                     "idempotency key points to a missing order",
                                 ));
                             };
-                            let existing = existing
-                                .into_order()
-                                .map_err(|e| BackoffError::permanent(TxError::Abort(e)))?;
+                            let existing = checked(existing.into_order())?;
                             if !new.matches(&existing) {
                                 return abort(Error::IdempotencyKeyReused);
                             }
@@ -111,45 +118,61 @@ impl OrderStore for FirestoreStore {
                                 order: existing,
                                 replayed: true,
                             };
-                            return Ok((replayed, None, None));
+                            return Ok((replayed, Vec::new(), None));
                         }
-                        let Some(mut product) = product.transpose()? else {
-                            return abort(Error::NotFound(format!("product {}", new.product_id)));
-                        };
-                        let take = i64::from(new.quantity);
-                        let out_of_stock = || {
-                            abort(Error::OutOfStock {
-                                product_id: new.product_id.to_string(),
-                            })
-                        };
-                        let key = doc_id(new.product_id.as_str());
-                        let shards = product.shard_count();
-                        match shards {
-                            // Sharded: the units come from the shards; the product document is
-                            // only read.
-                            Some(n) => {
-                                let shards = shards_of(&db, &cols, &key, n)?;
-                                if !shards.take(tx, start % n, take).await? {
-                                    return out_of_stock();
+                        // Each product's units, from its shards or its document; a short one is
+                        // noted and the rest still checked, so the refusal names every one.
+                        let mut short = Vec::new();
+                        let mut names = std::collections::BTreeMap::new();
+                        let mut shard_counts = Vec::new();
+                        for ((id, &take), product) in demand.iter().zip(products) {
+                            let Some(mut product) = product else {
+                                return abort(Error::NotFound(format!("product {id}")));
+                            };
+                            let take = i64::try_from(take).map_err(|e| {
+                                BackoffError::permanent(TxError::Abort(Error::other(e)))
+                            })?;
+                            let key = doc_id(id.as_str());
+                            let shards = product.shard_count();
+                            let available = match shards {
+                                // Sharded: the units come from the shards; the product document
+                                // is only read.
+                                Some(n) => {
+                                    let shards = shards_of(&db, &cols, &key, n)?;
+                                    let start = starts.get(id.as_str()).copied().unwrap_or(0);
+                                    shards.take(tx, start % n, take).await?.err()
                                 }
-                            }
-                            None => {
-                                if product.quantity < take {
-                                    return out_of_stock();
+                                None if product.quantity < take => Some(product.quantity),
+                                None => {
+                                    product.set_quantity(product.quantity - take, new.now);
+                                    write(
+                                        &db,
+                                        tx,
+                                        cols.products.as_str(),
+                                        key.as_str(),
+                                        &product,
+                                        Precondition::Exists,
+                                        Some(&PRODUCT_STOCK_FIELDS),
+                                    )?;
+                                    None
                                 }
-                                product.set_quantity(product.quantity - take, new.now);
-                                write(
-                                    &db,
-                                    tx,
-                                    cols.products.as_str(),
-                                    key.as_str(),
-                                    &product,
-                                    Precondition::Exists,
-                                    Some(&PRODUCT_STOCK_FIELDS),
-                                )?;
+                            };
+                            if let Some(available) = available {
+                                short.push(Shortage {
+                                    product_id: id.to_string(),
+                                    requested: take.unsigned_abs(),
+                                    available: available.max(0).unsigned_abs(),
+                                });
                             }
+                            shard_counts.push((id.to_string(), shards.unwrap_or(0)));
+                            names.insert(id.clone(), product.product_name.clone());
                         }
-                        let mut notification = new.notification(product.product_name.clone());
+                        if !short.is_empty() {
+                            // Nothing queued in this transaction is committed.
+                            return abort(Error::OutOfStock { short });
+                        }
+                        let mut notification =
+                            new.notification(|id| names.get(id).cloned().unwrap_or_default());
                         if let Some((owner, until)) = &lease {
                             notification.lease_to(owner, *until);
                         }
@@ -194,7 +217,7 @@ impl OrderStore for FirestoreStore {
                             replayed: false,
                         };
                         let handed = lease.is_some().then_some(notification);
-                        Ok((placed, Some(shards.unwrap_or(0)), handed))
+                        Ok((placed, shard_counts, handed))
                     }
                     .boxed()
                 },
@@ -205,8 +228,8 @@ impl OrderStore for FirestoreStore {
             Err(Error::Conflict(reason)) => return self.placed_before(new, reason).await,
             Err(e) => return Err(e),
         };
-        if let Some(shards) = shards {
-            self.note_shards(new.product_id.as_str(), Some(shards));
+        for (product, count) in shards {
+            self.note_shards(&product, Some(count));
         }
         match (reservation, handed) {
             (Some(reservation), Some(doc)) => {
@@ -376,11 +399,13 @@ impl OrderStore for FirestoreStore {
         let Some(current) = self.get_order(id).await? else {
             return Err(Error::NotFound(format!("order {id}")));
         };
-        let (_guard, start) = self.stock_guard(current.product_id.as_str()).await;
+        let (_guards, starts) = self
+            .stock_guards(current.lines.iter().map(|l| &l.product_id))
+            .await;
         let doc = self
             .tx(
-                (self.cols.clone(), doc_key),
-                move |db, tx, (cols, doc_key)| {
+                (self.cols.clone(), doc_key, starts),
+                move |db, tx, (cols, doc_key, starts)| {
                     async move {
                         let Some(mut order): Option<OrderDoc> =
                             read(&db, cols.orders.as_str(), doc_key.as_str()).await?
@@ -389,9 +414,7 @@ impl OrderStore for FirestoreStore {
                         };
                         // The domain's rule: units go back once, a cancelled order stays so.
                         let mut domain = checked(order.clone().into_order())?;
-                        let returned = i64::from(checked(domain.cancel(now))?);
-                        let product: Option<ProductDoc> =
-                            read(&db, cols.products.as_str(), doc_id(&order.product_id)).await?;
+                        let returned = checked(domain.cancel(now))?;
                         // Its confirmation, read in the same transaction so that a concurrent
                         // `mark_sent` conflicts with this cancel. The original's orders have none.
                         let confirmation: Vec<NotificationDoc> = match &order.order_id {
@@ -418,23 +441,32 @@ impl OrderStore for FirestoreStore {
                             Precondition::Exists,
                             Some(&ORDER_STATUS_FIELDS),
                         )?;
-                        if let Some(n) = product.as_ref().and_then(ProductDoc::shard_count) {
-                            // Sharded: the units go back to one shard.
-                            let shards = shards_of(&db, &cols, &doc_id(&order.product_id), n)?;
-                            let k = start % n;
-                            let held = shards.read(k).await?;
-                            shards.write(tx, k, held + returned)?;
-                        } else if let Some(mut product) = product {
-                            product.set_quantity(product.quantity + returned, now);
-                            write(
-                                &db,
-                                tx,
-                                cols.products.as_str(),
-                                doc_id(&order.product_id),
-                                &product,
-                                Precondition::Exists,
-                                Some(&PRODUCT_STOCK_FIELDS),
-                            )?;
+                        // Every product's units back, in product id order.
+                        for (id, units) in returned {
+                            let key = doc_id(id.as_str());
+                            let returned = i64::try_from(units).map_err(|e| {
+                                BackoffError::permanent(TxError::Abort(Error::other(e)))
+                            })?;
+                            let product: Option<ProductDoc> =
+                                read(&db, cols.products.as_str(), key.as_str()).await?;
+                            if let Some(n) = product.as_ref().and_then(ProductDoc::shard_count) {
+                                // Sharded: the units go back to one shard.
+                                let shards = shards_of(&db, &cols, &key, n)?;
+                                let k = starts.get(id.as_str()).copied().unwrap_or(0) % n;
+                                let held = shards.read(k).await?;
+                                shards.write(tx, k, held + returned)?;
+                            } else if let Some(mut product) = product {
+                                product.set_quantity(product.quantity + returned, now);
+                                write(
+                                    &db,
+                                    tx,
+                                    cols.products.as_str(),
+                                    key.as_str(),
+                                    &product,
+                                    Precondition::Exists,
+                                    Some(&PRODUCT_STOCK_FIELDS),
+                                )?;
+                            }
                         }
                         for doc in confirmation {
                             let mut n = checked(doc.into_notification())?;

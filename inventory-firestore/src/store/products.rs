@@ -65,6 +65,27 @@ impl FirestoreStore {
         (lock.lock_owned().await, start)
     }
 
+    /// [`FirestoreStore::stock_guard`] for each product of an order, taken in product id
+    /// order (so two baskets never wait on each other in a cycle): the guards, and the shard
+    /// to take from first per product.
+    pub(super) async fn stock_guards<'a>(
+        &self,
+        products: impl IntoIterator<Item = &'a ProductId>,
+    ) -> (
+        Vec<tokio::sync::OwnedMutexGuard<()>>,
+        std::collections::BTreeMap<String, u32>,
+    ) {
+        let products: std::collections::BTreeSet<&ProductId> = products.into_iter().collect();
+        let mut guards = Vec::with_capacity(products.len());
+        let mut starts = std::collections::BTreeMap::new();
+        for product in products {
+            let (guard, start) = self.stock_guard(product.as_str()).await;
+            guards.push(guard);
+            starts.insert(product.to_string(), start);
+        }
+        (guards, starts)
+    }
+
     /// Remembers how `product` is stored (for [`FirestoreStore::stock_guard`]).
     pub(super) fn note_shards(&self, product: &str, shards: Option<u32>) {
         let mut map = self.sharded.lock().expect("shard map");

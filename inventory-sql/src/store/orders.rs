@@ -70,7 +70,7 @@ impl OrderStore for SqlStore {
     }
 
     async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Order> {
-        let row: OrderRow = with_pool!(self, write, |pool, D| {
+        with_pool!(self, write, |pool, D| {
             async {
             let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
             let row: Option<OrderRow> = sqlx::query_as(
@@ -92,13 +92,18 @@ impl OrderStore for SqlStore {
                     None => Error::NotFound(format!("order {id}")),
                 });
             };
-            sqlx::query("UPDATE products SET quantity = quantity + (SELECT quantity FROM orders WHERE id = $1), updated_at = $2 \
-                         WHERE id = (SELECT product_id FROM orders WHERE id = $1)")
-                .bind(id.to_string())
-                .bind(ts(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            // Every line's units back, product by product in id order (the order in which
+            // placing locks them on PostgreSQL).
+            let order = Order::try_from(row)?;
+            for (product, units) in order.lines.demand() {
+                sqlx::query("UPDATE products SET quantity = quantity + $1, updated_at = $2 WHERE id = $3")
+                    .bind(i64::try_from(units).map_err(Error::other)?)
+                    .bind(ts(now))
+                    .bind(product.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
             // Its confirmation is never sent; a send in flight loses its lease.
             sqlx::query("UPDATE notifications SET status = 'cancelled', lease_owner = NULL, lease_until = NULL \
                          WHERE order_id = $1 AND status = 'pending'")
@@ -107,10 +112,9 @@ impl OrderStore for SqlStore {
                 .await
                 .map_err(db)?;
             tx.commit().await.map_err(db)?;
-            Ok::<_, Error>(row)
+            Ok::<_, Error>(order)
         }
         .await
-        })?;
-        row.try_into()
+        })
     }
 }

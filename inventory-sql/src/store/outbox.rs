@@ -20,8 +20,8 @@ impl SqlStore {
         with_pool!(self, write, |pool, D| {
             sqlx::query(
                 "INSERT INTO notifications (id, kind, order_id, recipient, product_id, product_name, quantity, \
-                 user_id, code, status, attempts, next_attempt_at, lease_owner, lease_until, last_error, created_at, sent_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                 user_id, code, status, attempts, next_attempt_at, lease_owner, lease_until, last_error, created_at, sent_at, lines) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
             )
             .bind(n.id.to_string())
             .bind(n.message.kind())
@@ -40,6 +40,7 @@ impl SqlStore {
             .bind(n.last_error.as_deref())
             .bind(ts(n.created_at))
             .bind(n.sent_at.map(ts))
+            .bind(to_json(m.lines.as_deref()))
             .execute(pool)
             .await
             .map_err(|e| map(e, &format!("notification {} already exists", n.id)))?;

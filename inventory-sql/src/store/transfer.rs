@@ -46,18 +46,19 @@ impl Transfer for SqlStore {
     async fn import_order(&self, o: &Order) -> Result<()> {
         with_pool!(self, write, |pool, D| {
             sqlx::query(
-                "INSERT INTO orders (id, user_id, buyer_email, product_id, quantity, status, idempotency_key, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO orders (id, user_id, buyer_email, product_id, quantity, status, idempotency_key, created_at, updated_at, lines) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(o.id.to_string())
             .bind(o.user_id.to_string())
             .bind(o.buyer_email.as_str())
-            .bind(o.product_id.as_str())
-            .bind(i64::from(o.quantity))
+            .bind(o.lines.first().product_id.as_str())
+            .bind(i64::from(o.lines.first().quantity))
             .bind(o.status.as_str())
             .bind(o.idempotency_key.as_deref())
             .bind(ts(o.created_at))
             .bind(ts(o.updated_at))
+            .bind(to_json(o.lines.stored_list()))
             .execute(pool)
             .await
             .map_err(|e| map(e, &format!("order {} already exists", o.id)))?;

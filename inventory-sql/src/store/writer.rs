@@ -347,13 +347,12 @@ impl Writer {
 }
 
 /// Decides each order in arrival order against the stock and keys read in the transaction,
-/// taking the stock of the ones placed. Returns every order's outcome and the orders to write
-/// (with their product's name).
+/// taking the stock of the ones placed. Returns every order's outcome and the orders to write.
 fn decide<'a>(
     orders: &[&'a NewOrder],
     stock: &mut BTreeMap<String, (String, i64)>,
     keys: &mut Keys,
-) -> (Vec<Result<Placed>>, Vec<(&'a NewOrder, String)>) {
+) -> (Vec<Result<Placed>>, Vec<&'a NewOrder>) {
     let mut outcomes = Vec::with_capacity(orders.len());
     let mut placed = Vec::new();
     for &new in orders {
@@ -372,25 +371,28 @@ fn decide<'a>(
             });
             continue;
         }
-        let quantity = i64::from(new.quantity);
-        let outcome = match stock.get_mut(new.product_id.as_str()) {
-            None => Err(Error::NotFound(format!("product {}", new.product_id))),
-            Some((_, left)) if *left < quantity => Err(Error::OutOfStock {
-                product_id: new.product_id.to_string(),
-            }),
-            Some((name, left)) => {
-                *left -= quantity;
-                placed.push((new, name.clone()));
-                let order = new.order();
-                if let Some(key) = key {
-                    keys.insert(key, order.clone());
+        let decided = new.lines.check_stock(|id| {
+            stock
+                .get(id.as_str())
+                .map(|(_, left)| u64::try_from(*left).unwrap_or(0))
+        });
+        let outcome = decided.map(|demand| {
+            for (id, take) in demand {
+                if let Some((_, left)) = stock.get_mut(id.as_str()) {
+                    // At most the stock, which the database holds as an i64.
+                    *left -= i64::try_from(take).unwrap_or(i64::MAX);
                 }
-                Ok(Placed {
-                    order,
-                    replayed: false,
-                })
             }
-        };
+            placed.push(new);
+            let order = new.order();
+            if let Some(key) = key {
+                keys.insert(key, order.clone());
+            }
+            Placed {
+                order,
+                replayed: false,
+            }
+        });
         outcomes.push(outcome);
     }
     (outcomes, placed)
@@ -406,6 +408,7 @@ where
     for<'q> &'q str: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
     for<'q> String: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
     for<'q> Option<&'q str>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> Option<i64>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
     for<'q> i64: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
     (String, String, i64): for<'r> sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     OrderRow: for<'r> sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
@@ -418,8 +421,10 @@ where
         tx: &mut sqlx::Transaction<'static, D::Db>,
         orders: &[&NewOrder],
     ) -> Result<BTreeMap<String, (String, i64)>> {
-        let ids: std::collections::BTreeSet<&str> =
-            orders.iter().map(|o| o.product_id.as_str()).collect();
+        let ids: std::collections::BTreeSet<&str> = orders
+            .iter()
+            .flat_map(|o| o.lines.iter().map(|l| l.product_id.as_str()))
+            .collect();
         let mut q =
             QueryBuilder::<D::Db>::new("SELECT id, name, quantity FROM products WHERE id IN (");
         let mut list = q.separated(", ");
@@ -547,17 +552,19 @@ where
     /// one statement each.
     async fn write_orders(
         tx: &mut sqlx::Transaction<'static, D::Db>,
-        placed: &[(&NewOrder, String)],
+        placed: &[&NewOrder],
         stock: &BTreeMap<String, (String, i64)>,
     ) -> Result<()> {
         // The stock of every product that sold, as it stands after the batch (the rows are ours
         // until commit: the write lock on SQLite, row locks on PostgreSQL).
         let mut touched: BTreeMap<&str, i64> = BTreeMap::new();
-        for (new, _) in placed {
-            touched
-                .entry(new.product_id.as_str())
-                .and_modify(|t| *t = (*t).max(ts(new.now)))
-                .or_insert(ts(new.now));
+        for new in placed {
+            for line in &new.lines {
+                touched
+                    .entry(line.product_id.as_str())
+                    .and_modify(|t| *t = (*t).max(ts(new.now)))
+                    .or_insert(ts(new.now));
+            }
         }
         let mut q = QueryBuilder::<D::Db>::new("WITH v (id, quantity, updated_at) AS (");
         q.push_values(&touched, |mut row, (id, at)| {
@@ -573,39 +580,62 @@ where
         q.build().execute(&mut **tx).await.map_err(db)?;
 
         let mut q = QueryBuilder::<D::Db>::new(
-            "INSERT INTO orders (id, user_id, buyer_email, product_id, quantity, status, idempotency_key, created_at, updated_at) ",
+            "INSERT INTO orders (id, user_id, buyer_email, product_id, quantity, status, idempotency_key, created_at, updated_at, lines) ",
         );
-        q.push_values(placed, |mut row, (new, _)| {
+        q.push_values(placed, |mut row, new| {
+            let first = new.lines.first();
             row.push_bind(new.id.to_string())
                 .push_bind(new.user_id.to_string())
                 .push_bind(new.buyer_email.as_str())
-                .push_bind(new.product_id.as_str())
-                .push_bind(i64::from(new.quantity))
+                .push_bind(first.product_id.as_str())
+                .push_bind(i64::from(first.quantity))
                 .push("'pending'")
                 .push_bind(new.idempotency_key.as_ref().map(|k| k.as_str()))
                 .push_bind(ts(new.now))
-                .push_bind(ts(new.now));
+                .push_bind(ts(new.now))
+                .push_bind(to_json(new.lines.stored_list()).as_deref());
         });
         q.build()
             .execute(&mut **tx)
             .await
             .map_err(|e| map(e, KEY_TAKEN))?;
 
+        // Each confirmation names its lines' products as they are now.
+        let confirmations: Vec<MessageParts> = placed
+            .iter()
+            .map(|new| {
+                let n = new.notification(|id| {
+                    stock
+                        .get(id.as_str())
+                        .map(|(name, _)| name.clone())
+                        .unwrap_or_default()
+                });
+                MessageParts::from(&n.message)
+            })
+            .collect();
         let mut q = QueryBuilder::<D::Db>::new(
-            "INSERT INTO notifications (id, order_id, recipient, product_id, product_name, quantity, status, attempts, next_attempt_at, created_at) ",
+            "INSERT INTO notifications (id, order_id, recipient, product_id, product_name, quantity, status, attempts, next_attempt_at, created_at, lines) ",
         );
-        q.push_values(placed, |mut row, (new, name)| {
-            row.push_bind(new.notification_id.to_string())
-                .push_bind(new.id.to_string())
-                .push_bind(new.buyer_email.as_str())
-                .push_bind(new.product_id.as_str())
-                .push_bind(name.as_str())
-                .push_bind(i64::from(new.quantity))
-                .push("'pending'")
-                .push("0")
-                .push_bind(ts(new.now))
-                .push_bind(ts(new.now));
-        });
+        let lines: Vec<Option<String>> = confirmations
+            .iter()
+            .map(|m| to_json(m.lines.as_deref()))
+            .collect();
+        q.push_values(
+            placed.iter().zip(&confirmations).zip(&lines),
+            |mut row, ((new, m), lines)| {
+                row.push_bind(new.notification_id.to_string())
+                    .push_bind(new.id.to_string())
+                    .push_bind(new.buyer_email.as_str())
+                    .push_bind(m.product_id.as_deref())
+                    .push_bind(m.product_name.as_deref())
+                    .push_bind(m.quantity)
+                    .push("'pending'")
+                    .push("0")
+                    .push_bind(ts(new.now))
+                    .push_bind(ts(new.now))
+                    .push_bind(lines.as_deref());
+            },
+        );
         q.build().execute(&mut **tx).await.map_err(db)?;
         Ok(())
     }
