@@ -72,6 +72,7 @@ macro_rules! store_conformance {
             a_basket_naming_a_product_twice_is_one_demand,
             cancel_returns_every_line_once,
             concurrent_baskets_never_oversell,
+            baskets_survive_export_and_import,
         );
     };
 }

@@ -63,3 +63,69 @@ pub async fn export_writes_every_record(store: TestStore) {
         "every existing record is reported as skipped"
     );
 }
+
+/// A basket and its confirmation go through an export and an import with every line: this
+/// store's export read into a memory store, and a memory store's export imported here.
+pub async fn baskets_survive_export_and_import(store: TestStore) {
+    let u = user(&store, "moved@example.com").await;
+    let a = product(&store, "moved-a", 5).await;
+    let b = product(&store, "moved-b", 5).await;
+    let new = basket(&u, &[(&a, 2), (&b, 1), (&a, 1)]);
+    let placed = store.place_order(&new).await.expect("basket").order;
+    let confirmation = store
+        .notification_for_order(placed.id)
+        .await
+        .unwrap()
+        .expect("confirmation");
+
+    // Out of this store.
+    let mut out = Vec::new();
+    crate::transfer::export(store.as_ref(), &mut out)
+        .await
+        .expect("export");
+    let memory: TestStore = Arc::new(crate::MemoryStore::new());
+    let report = crate::transfer::import(memory.as_ref(), out.as_slice())
+        .await
+        .expect("import into memory");
+    assert!(report.is_complete(), "{:?}", report.skipped);
+    assert_eq!(
+        memory.get_order(placed.id).await.unwrap(),
+        Some(placed.clone())
+    );
+    assert_eq!(
+        memory.notification_for_order(placed.id).await.unwrap(),
+        Some(confirmation.clone())
+    );
+
+    // Into this store: a basket of another store, written as it is.
+    let other: TestStore = Arc::new(crate::MemoryStore::new());
+    let v = user(&other, "imported@example.com").await;
+    let c = product(&other, "imported-c", 5).await;
+    let d = product(&other, "imported-d", 5).await;
+    let theirs = other
+        .place_order(&basket(&v, &[(&d, 1), (&c, 3)]))
+        .await
+        .unwrap()
+        .order;
+    let mut out = Vec::new();
+    crate::transfer::export(other.as_ref(), &mut out)
+        .await
+        .unwrap();
+    let report = crate::transfer::import(store.as_ref(), out.as_slice())
+        .await
+        .expect("import here");
+    assert!(report.is_complete(), "{:?}", report.skipped);
+    assert_eq!(
+        store.get_order(theirs.id).await.unwrap(),
+        Some(theirs.clone())
+    );
+    let n = store
+        .notification_for_order(theirs.id)
+        .await
+        .unwrap()
+        .expect("its confirmation");
+    let Message::OrderConfirmation { lines, .. } = &n.message else {
+        panic!("{:?}", n.message);
+    };
+    assert_eq!(lines.len(), 2);
+}
