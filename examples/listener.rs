@@ -27,6 +27,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let store = settings.open_store().await?;
     let shutdown = CancellationToken::new();
     let dispatcher = settings.dispatcher(store.clone())?.spawn(shutdown.clone());
+    // Expired holds are released by the listener too (by any number of them).
+    let sweeper = settings
+        .reservations(store.clone())
+        .spawn_sweeper(http::HOLD_SWEEP, shutdown.clone());
     let addr = settings.http.addr(9090);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -45,6 +49,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     .await;
     shutdown.cancel();
     common::stop_dispatcher(dispatcher).await;
+    let _ = sweeper.await;
     tracing::info!("bye");
     Ok(())
 }

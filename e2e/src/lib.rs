@@ -387,6 +387,10 @@ impl Client {
             .await
     }
 
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::DELETE, path, token, None).await
+    }
+
     /// Registers (or logs in) and returns a token.
     pub async fn token(&self, email: &str, password: &str) -> String {
         let creds = serde_json::json!({ "email": email, "password": password });

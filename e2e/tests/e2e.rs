@@ -69,7 +69,7 @@ async fn happy_path(env: Vec<(&'static str, String)>, sink: &SmtpSink) {
     let (_, product) = api.get("/products/product-1", None).await;
     assert_eq!(
         product,
-        json!({"product_id": "product-1", "product_name": "Demo Product", "quantity": 4, "status": "in_stock"})
+        json!({"product_id": "product-1", "product_name": "Demo Product", "quantity": 4, "reserved": 0, "status": "in_stock"})
     );
     let (_, mine) = api.get("/orders", Some(&token)).await;
     assert_eq!(mine.as_array().unwrap().len(), 1);

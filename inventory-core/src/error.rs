@@ -39,6 +39,23 @@ pub enum Error {
         /// The products that are short (at least one).
         short: Vec<Shortage>,
     },
+    /// The hold expired, its units went back, and they are no longer there for its checkout
+    /// (HTTP 409, code `reservation_expired`).
+    #[error("reservation {0} expired and its stock was taken meanwhile")]
+    ReservationExpired(uuid::Uuid),
+    /// The hold is released (or otherwise closed) and cannot be used (HTTP 409, code
+    /// `reservation_closed`).
+    #[error("reservation {id} is {status}")]
+    ReservationClosed {
+        /// The hold.
+        id: uuid::Uuid,
+        /// Its status.
+        status: &'static str,
+    },
+    /// The backend does not offer this (HTTP 501, code `not_implemented`): holds on Firestore,
+    /// so far.
+    #[error("{0}")]
+    Unsupported(String),
     /// The input does not satisfy the domain rules (HTTP 422).
     #[error("invalid {field}: {reason}")]
     InvalidInput {
@@ -122,6 +139,12 @@ pub enum ErrorKind {
     Conflict,
     /// See [`Error::OutOfStock`].
     OutOfStock,
+    /// See [`Error::ReservationExpired`].
+    ReservationExpired,
+    /// See [`Error::ReservationClosed`].
+    ReservationClosed,
+    /// See [`Error::Unsupported`].
+    Unsupported,
     /// See [`Error::InvalidInput`].
     InvalidInput,
     /// See [`Error::Unauthorized`].
@@ -146,7 +169,10 @@ impl ErrorKind {
             ErrorKind::LeaseLost => "lease_lost",
             ErrorKind::Conflict => "conflict",
             ErrorKind::OutOfStock => "out_of_stock",
+            ErrorKind::ReservationExpired => "reservation_expired",
+            ErrorKind::ReservationClosed => "reservation_closed",
             ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::Unsupported => "not_implemented",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::Unavailable => "unavailable",
@@ -163,8 +189,11 @@ impl ErrorKind {
             | ErrorKind::AlreadyCancelled
             | ErrorKind::LeaseLost
             | ErrorKind::Conflict
-            | ErrorKind::OutOfStock => 409,
+            | ErrorKind::OutOfStock
+            | ErrorKind::ReservationExpired
+            | ErrorKind::ReservationClosed => 409,
             ErrorKind::InvalidInput => 422,
+            ErrorKind::Unsupported => 501,
             ErrorKind::Unauthorized => 401,
             ErrorKind::Forbidden => 403,
             ErrorKind::Unavailable => 503,
@@ -184,7 +213,10 @@ impl Error {
             Error::LeaseLost(_) => ErrorKind::LeaseLost,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::OutOfStock { .. } => ErrorKind::OutOfStock,
+            Error::ReservationExpired(_) => ErrorKind::ReservationExpired,
+            Error::ReservationClosed { .. } => ErrorKind::ReservationClosed,
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,
+            Error::Unsupported(_) => ErrorKind::Unsupported,
             Error::Unauthorized(_) => ErrorKind::Unauthorized,
             Error::Forbidden(_) => ErrorKind::Forbidden,
             Error::Unavailable(_) => ErrorKind::Unavailable,

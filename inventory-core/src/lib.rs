@@ -58,6 +58,7 @@ pub mod mail;
 pub mod memory;
 pub mod orders;
 pub mod ports;
+pub mod reservations;
 pub mod templates;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -71,6 +72,7 @@ pub use mail::{FileMailer, LogMailer, RecordingMailer, render_confirmation, to_m
 pub use memory::MemoryStore;
 pub use orders::{LineRequest, ListScope, OrderView, Orders, PlaceOrderRequest};
 pub use ports::*;
+pub use reservations::{Reservations, ReserveRequest};
 pub use templates::Templates;
 
 // Types of other crates that appear in the public API, so that an embedder needs no

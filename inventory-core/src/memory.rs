@@ -24,6 +24,48 @@ struct State {
     order_by_key: HashMap<(Uuid, String), Uuid>,
     notifications: BTreeMap<Uuid, Notification>,
     notification_by_order: HashMap<Uuid, Uuid>,
+    reservations: BTreeMap<Uuid, Reservation>,
+}
+
+impl State {
+    /// Writes a placed order and its confirmation (leased to the local dispatcher when `slot`
+    /// is a free slot of it, then also returned to be handed over).
+    fn record_order(
+        &mut self,
+        new: &NewOrder,
+        slot: Option<&crate::handoff::Reservation>,
+    ) -> (Order, Option<Notification>) {
+        let order = new.order();
+        let products = &self.products;
+        let mut notification =
+            new.notification(|id| products.get(id).map(|p| p.name.clone()).unwrap_or_default());
+        let mut handed = None;
+        if let Some(r) = slot {
+            r.lease(&mut notification, new.now);
+            handed = Some(notification.clone());
+        }
+        if let Some(key) = &order.idempotency_key {
+            self.order_by_key.insert((new.user_id, key.clone()), new.id);
+        }
+        self.orders.insert(order.id, order.clone());
+        self.notification_by_order.insert(order.id, notification.id);
+        self.notifications.insert(notification.id, notification);
+        (order, handed)
+    }
+
+    /// Takes `demand` from available stock (callers check it is there first); with `hold`,
+    /// the units go to reserved stock instead of being sold.
+    fn take(&mut self, demand: &BTreeMap<ProductId, u64>, hold: bool, now: DateTime<Utc>) {
+        for (id, &units) in demand {
+            if let Some(p) = self.products.get_mut(id) {
+                p.quantity -= units;
+                if hold {
+                    p.reserved += units;
+                }
+                p.updated_at = now;
+            }
+        }
+    }
 }
 
 /// The in-memory store. Every operation takes one lock, so each is atomic.
@@ -159,6 +201,7 @@ impl ProductStore for MemoryStore {
                 id: p.id.clone(),
                 name: p.name.clone(),
                 quantity: p.quantity,
+                reserved: 0,
                 created_at: now,
                 updated_at: now,
             };
@@ -223,29 +266,9 @@ impl OrderStore for MemoryStore {
             let demand = new
                 .lines
                 .check_stock(|id| s.products.get(id).map(|p| p.quantity))?;
-            for (id, take) in &demand {
-                if let Some(product) = s.products.get_mut(id) {
-                    product.quantity -= take;
-                    product.updated_at = new.now;
-                }
-            }
-            let order = new.order();
-            let mut notification = new.notification(|id| {
-                s.products
-                    .get(id)
-                    .map(|p| p.name.clone())
-                    .unwrap_or_default()
-            });
-            if let Some(r) = &reservation {
-                r.lease(&mut notification, new.now);
-                handed = Some(notification.clone());
-            }
-            if let Some(key) = &order.idempotency_key {
-                s.order_by_key.insert((new.user_id, key.clone()), new.id);
-            }
-            s.orders.insert(order.id, order.clone());
-            s.notification_by_order.insert(order.id, notification.id);
-            s.notifications.insert(notification.id, notification);
+            s.take(&demand, false, new.now);
+            let (order, leased) = s.record_order(new, reservation.as_ref());
+            handed = leased;
             Ok(Placed {
                 order,
                 replayed: false,
@@ -304,6 +327,134 @@ impl OrderStore for MemoryStore {
             }
             Ok(order)
         })
+    }
+}
+
+#[async_trait]
+impl ReservationStore for MemoryStore {
+    async fn reserve(&self, r: &NewReservation) -> Result<Reservation> {
+        self.with(|s| {
+            if s.reservations.contains_key(&r.id) {
+                return Err(Error::AlreadyExists(format!(
+                    "reservation {} already exists",
+                    r.id
+                )));
+            }
+            let demand = r
+                .lines
+                .check_stock(|id| s.products.get(id).map(|p| p.quantity))?;
+            s.take(&demand, true, r.now);
+            let hold = r.reservation();
+            s.reservations.insert(hold.id, hold.clone());
+            Ok(hold)
+        })
+    }
+
+    async fn get_reservation(&self, id: Uuid) -> Result<Option<Reservation>> {
+        self.with(|s| Ok(s.reservations.get(&id).cloned()))
+    }
+
+    async fn release_reservation(&self, id: Uuid, now: DateTime<Utc>) -> Result<Reservation> {
+        self.with(|s| {
+            let hold = s
+                .reservations
+                .get_mut(&id)
+                .ok_or_else(|| Error::NotFound(format!("reservation {id}")))?;
+            let back = hold.release(now)?;
+            let hold = hold.clone();
+            unreserve(s, &back, now);
+            Ok(hold)
+        })
+    }
+
+    async fn checkout_reservation(&self, id: Uuid, new: &NewOrder) -> Result<Placed> {
+        let slot = self.handoff.reserve();
+        let mut handed = None;
+        let placed = self.with(|s| {
+            let mut hold = s
+                .reservations
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| Error::NotFound(format!("reservation {id}")))?;
+            match hold.checkout(new.id, new.now)? {
+                Checkout::Done(order) => {
+                    let order = s
+                        .orders
+                        .get(&order)
+                        .cloned()
+                        .ok_or_else(|| Error::other("a checked-out hold's order is missing"))?;
+                    return Ok(Placed {
+                        order,
+                        replayed: true,
+                    });
+                }
+                Checkout::FromHold => {
+                    // The held units are the order's now: reserved goes down, available stays.
+                    let demand = hold.lines.demand();
+                    for (pid, units) in &demand {
+                        if let Some(p) = s.products.get_mut(pid) {
+                            p.reserved -= units;
+                            p.updated_at = new.now;
+                        }
+                    }
+                }
+                Checkout::Retake => {
+                    let demand = hold
+                        .lines
+                        .check_stock(|pid| s.products.get(pid).map(|p| p.quantity))
+                        .map_err(|e| match e {
+                            Error::OutOfStock { .. } => Error::ReservationExpired(id),
+                            other => other,
+                        })?;
+                    s.take(&demand, false, new.now);
+                }
+            }
+            s.reservations.insert(id, hold);
+            let (order, leased) = s.record_order(new, slot.as_ref());
+            handed = leased;
+            Ok(Placed {
+                order,
+                replayed: false,
+            })
+        })?;
+        match (slot, handed) {
+            (Some(r), Some(n)) => r.hand_over(n),
+            _ if !placed.replayed => self.signal.send_modify(|n| *n = n.wrapping_add(1)),
+            _ => {}
+        }
+        Ok(placed)
+    }
+
+    async fn expire_reservations(&self, now: DateTime<Utc>, limit: u32) -> Result<u64> {
+        self.with(|s| {
+            let mut due: Vec<Uuid> = s
+                .reservations
+                .values()
+                .filter(|r| r.is_due(now))
+                .map(|r| r.id)
+                .collect();
+            due.truncate(limit as usize);
+            let mut expired = 0;
+            for id in due {
+                let back = s.reservations.get_mut(&id).and_then(|r| r.expire(now));
+                if let Some(back) = back {
+                    unreserve(s, &back, now);
+                    expired += 1;
+                }
+            }
+            Ok(expired)
+        })
+    }
+}
+
+/// A closed hold's units: from reserved back to available.
+fn unreserve(s: &mut State, back: &BTreeMap<ProductId, u64>, now: DateTime<Utc>) {
+    for (id, &units) in back {
+        if let Some(p) = s.products.get_mut(id) {
+            p.reserved -= units;
+            p.quantity += units;
+            p.updated_at = now;
+        }
     }
 }
 

@@ -53,6 +53,48 @@ impl LineRequest {
     }
 }
 
+/// The buyer of an order or hold placed by `who`: the caller unless named, and only admins may
+/// name someone else ([`Error::Forbidden`]); with `require_verified`, the caller's address must
+/// be verified ([`Error::Forbidden`]).
+pub(crate) fn buyer_for(
+    who: &Principal,
+    named: Option<&str>,
+    require_verified: bool,
+) -> Result<Email> {
+    if require_verified && !who.email_verified {
+        return Err(Error::Forbidden(
+            "verify your email address before ordering (POST /auth/verify)".into(),
+        ));
+    }
+    let buyer = match named {
+        None => who.email.clone(),
+        Some(raw) => Email::parse(raw)?,
+    };
+    if buyer != who.email && !who.is_admin() {
+        return Err(Error::Forbidden(
+            "you may only place orders for your own email".into(),
+        ));
+    }
+    Ok(buyer)
+}
+
+/// Validates a client's lines: 1 to [`ORDER_LINES_MAX`], each product id and quantity valid.
+pub(crate) fn lines_of(lines: Vec<LineRequest>) -> Result<Lines> {
+    if lines.len() > ORDER_LINES_MAX {
+        // Before validating each: a huge list is refused without reading it through.
+        return Err(Error::invalid(
+            "lines",
+            format!("at most {ORDER_LINES_MAX} lines per order"),
+        ));
+    }
+    Lines::new(
+        lines
+            .into_iter()
+            .map(LineRequest::validate)
+            .collect::<Result<_>>()?,
+    )
+}
+
 /// Whose orders [`Orders::list`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ListScope {
@@ -108,34 +150,9 @@ impl Orders {
     /// ([`Error::Forbidden`]), and with [`Orders::require_verified_email`] the caller's
     /// address must be verified ([`Error::Forbidden`]).
     pub async fn place(&self, who: &Principal, req: PlaceOrderRequest) -> Result<Placed> {
-        if self.require_verified_email && !who.email_verified {
-            return Err(Error::Forbidden(
-                "verify your email address before ordering (POST /auth/verify)".into(),
-            ));
-        }
-        let buyer = match req.buyer_email.as_deref() {
-            None => who.email.clone(),
-            Some(raw) => Email::parse(raw)?,
-        };
-        if req.lines.len() > ORDER_LINES_MAX {
-            // Before validating each: a huge list is refused without reading it through.
-            return Err(Error::invalid(
-                "lines",
-                format!("at most {ORDER_LINES_MAX} lines per order"),
-            ));
-        }
-        let lines = Lines::new(
-            req.lines
-                .into_iter()
-                .map(LineRequest::validate)
-                .collect::<Result<_>>()?,
-        )?;
+        let buyer = buyer_for(who, req.buyer_email.as_deref(), self.require_verified_email)?;
+        let lines = lines_of(req.lines)?;
         let key = req.idempotency_key.map(IdempotencyKey::new).transpose()?;
-        if buyer != who.email && !who.is_admin() {
-            return Err(Error::Forbidden(
-                "you may only place orders for your own email".into(),
-            ));
-        }
         let mut new = NewOrder::new(who.user_id, buyer, lines);
         if let Some(key) = key {
             new = new.with_idempotency_key(key);

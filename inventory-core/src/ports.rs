@@ -145,6 +145,40 @@ pub trait NotificationStore: Send + Sync {
     }
 }
 
+/// Holds on stock ([`Reservation`]): units moved from a product's available stock to its
+/// reserved stock while a buyer checks out, until the hold is checked out, released or
+/// expires. Every method is atomic on its own and safe under any concurrency: stock never goes
+/// negative and a hold's units move back at most once.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait ReservationStore: Send + Sync {
+    /// Holds every line's units in one atomic step: each product must exist
+    /// ([`Error::NotFound`](crate::Error::NotFound)) and have the lines' demand available
+    /// ([`Error::OutOfStock`](crate::Error::OutOfStock), naming every short product); available
+    /// stock goes down and reserved stock up by the demand and the hold is written, or nothing
+    /// changes.
+    async fn reserve(&self, reservation: &NewReservation) -> Result<Reservation>;
+    /// The hold with this id.
+    async fn get_reservation(&self, id: Uuid) -> Result<Option<Reservation>>;
+    /// Releases an active hold ([`Reservation::release`]): its units go back to available
+    /// stock, once. A hold that is not active is
+    /// [`Error::ReservationClosed`](crate::Error::ReservationClosed), and an unknown one
+    /// [`Error::NotFound`](crate::Error::NotFound).
+    async fn release_reservation(&self, id: Uuid, now: DateTime<Utc>) -> Result<Reservation>;
+    /// Checks out a hold as `order` ([`Reservation::order`]), in one atomic step with the order
+    /// and its confirmation, as [`OrderStore::place_order`] writes them: an active hold's
+    /// reserved units become the order's; an expired hold's units are taken again from
+    /// available stock, all or nothing
+    /// ([`Error::ReservationExpired`](crate::Error::ReservationExpired) when short); a hold
+    /// checked out before answers its order with `replayed = true`; a released one is
+    /// [`Error::ReservationClosed`](crate::Error::ReservationClosed).
+    async fn checkout_reservation(&self, id: Uuid, order: &NewOrder) -> Result<Placed>;
+    /// Expires up to `limit` holds that ran out by `now` ([`Reservation::expire`]), returning
+    /// their units to available stock; returns how many. Several callers at once expire each
+    /// hold once.
+    async fn expire_reservations(&self, now: DateTime<Utc>, limit: u32) -> Result<u64>;
+}
+
 /// Liveness of the store.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
@@ -174,11 +208,21 @@ pub trait Transfer: Send + Sync {
 
 /// Everything a backend implements. Implemented automatically for any type with all the parts.
 pub trait Store:
-    UserStore + ProductStore + OrderStore + NotificationStore + Transfer + Health
+    UserStore + ProductStore + OrderStore + ReservationStore + NotificationStore + Transfer + Health
 {
 }
 
-impl<T: UserStore + ProductStore + OrderStore + NotificationStore + Transfer + Health> Store for T {}
+impl<
+    T: UserStore
+        + ProductStore
+        + OrderStore
+        + ReservationStore
+        + NotificationStore
+        + Transfer
+        + Health,
+> Store for T
+{
+}
 
 /// A rendered email ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,7 +287,7 @@ pub trait Mailer: Send + Sync {
 /// }
 ///
 /// inventory_core::delegate!(impl[S: Store] Counting<S> => |s| s.inner;
-///     UserStore, ProductStore, NotificationStore, Transfer, Health);
+///     UserStore, ProductStore, ReservationStore, NotificationStore, Transfer, Health);
 ///
 /// let store: Arc<dyn Store> = Arc::new(Counting { inner: MemoryStore::new(), orders: AtomicU64::new(0) });
 /// # let _ = store;
@@ -256,7 +300,7 @@ pub trait Mailer: Send + Sync {
 /// ```
 /// struct Wrapped(inventory_core::MemoryStore);
 /// inventory_core::delegate!(impl[] Wrapped => |s| s.0;
-///     UserStore, ProductStore, OrderStore, NotificationStore, Transfer, Health);
+///     UserStore, ProductStore, OrderStore, ReservationStore, NotificationStore, Transfer, Health);
 /// fn takes(_: &dyn inventory_core::Store) {}
 /// takes(&Wrapped(inventory_core::MemoryStore::new()));
 /// ```
@@ -328,6 +372,27 @@ macro_rules! delegate {
                 }
                 async fn cancel_order(&self, id: $crate::Uuid, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<$crate::Order> {
                     { let $s = self; &$inner }.cancel_order(id, now).await
+                }
+        }
+    };
+    (@port ReservationStore [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
+        #[$crate::async_trait]
+        #[warn(clippy::missing_trait_methods)]
+        impl<$($gen)*> $crate::ReservationStore for $ty {
+                async fn reserve(&self, r: &$crate::NewReservation) -> $crate::Result<$crate::Reservation> {
+                    { let $s = self; &$inner }.reserve(r).await
+                }
+                async fn get_reservation(&self, id: $crate::Uuid) -> $crate::Result<::core::option::Option<$crate::Reservation>> {
+                    { let $s = self; &$inner }.get_reservation(id).await
+                }
+                async fn release_reservation(&self, id: $crate::Uuid, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<$crate::Reservation> {
+                    { let $s = self; &$inner }.release_reservation(id, now).await
+                }
+                async fn checkout_reservation(&self, id: $crate::Uuid, order: &$crate::NewOrder) -> $crate::Result<$crate::Placed> {
+                    { let $s = self; &$inner }.checkout_reservation(id, order).await
+                }
+                async fn expire_reservations(&self, now: $crate::DateTime<$crate::Utc>, limit: u32) -> $crate::Result<u64> {
+                    { let $s = self; &$inner }.expire_reservations(now, limit).await
                 }
         }
     };
@@ -431,6 +496,7 @@ macro_rules! delegate {
 delegate!(impl[T: UserStore + ?Sized] Arc<T> => |s| **s; UserStore);
 delegate!(impl[T: ProductStore + ?Sized] Arc<T> => |s| **s; ProductStore);
 delegate!(impl[T: OrderStore + ?Sized] Arc<T> => |s| **s; OrderStore);
+delegate!(impl[T: ReservationStore + ?Sized] Arc<T> => |s| **s; ReservationStore);
 delegate!(impl[T: NotificationStore + ?Sized] Arc<T> => |s| **s; NotificationStore);
 delegate!(impl[T: Transfer + ?Sized] Arc<T> => |s| **s; Transfer);
 delegate!(impl[T: Health + ?Sized] Arc<T> => |s| **s; Health);
@@ -438,6 +504,7 @@ delegate!(impl[T: Mailer + ?Sized] Arc<T> => |s| **s; Mailer);
 delegate!(impl[T: UserStore + ?Sized] Box<T> => |s| **s; UserStore);
 delegate!(impl[T: ProductStore + ?Sized] Box<T> => |s| **s; ProductStore);
 delegate!(impl[T: OrderStore + ?Sized] Box<T> => |s| **s; OrderStore);
+delegate!(impl[T: ReservationStore + ?Sized] Box<T> => |s| **s; ReservationStore);
 delegate!(impl[T: NotificationStore + ?Sized] Box<T> => |s| **s; NotificationStore);
 delegate!(impl[T: Transfer + ?Sized] Box<T> => |s| **s; Transfer);
 delegate!(impl[T: Health + ?Sized] Box<T> => |s| **s; Health);

@@ -44,7 +44,8 @@ pub enum Record {
         product_id: ProductId,
         /// Name.
         product_name: String,
-        /// Stock.
+        /// Stock: available units, with the units of active holds counted back in (holds are
+        /// short-lived and not exported; an import has none).
         quantity: u64,
         /// Creation time.
         created_at: DateTime<Utc>,
@@ -369,7 +370,7 @@ pub async fn export_with_progress(
             &Record::Product {
                 product_id: p.id,
                 product_name: p.name,
-                quantity: p.quantity,
+                quantity: p.quantity + p.reserved,
                 created_at: p.created_at,
                 updated_at: p.updated_at,
             },
@@ -513,6 +514,7 @@ pub async fn import_with_progress(
                     id: product_id,
                     name: product_name,
                     quantity,
+                    reserved: 0,
                     created_at,
                     updated_at,
                 };

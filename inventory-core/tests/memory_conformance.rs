@@ -5,6 +5,9 @@ use std::sync::Arc;
 inventory_core::store_conformance!(async {
     Some(Arc::new(inventory_core::MemoryStore::new()) as inventory_core::testkit::TestStore)
 });
+inventory_core::reservation_conformance!(async {
+    Some(Arc::new(inventory_core::MemoryStore::new()) as inventory_core::testkit::TestStore)
+});
 
 /// The whole suite again through `Box` and `Arc`: the pointer implementations of the ports
 /// delegate every method.
@@ -15,6 +18,9 @@ mod through_pointers {
     use inventory_core::testkit::TestStore;
 
     inventory_core::store_conformance!(async {
+        Some(Arc::new(Box::new(Arc::new(MemoryStore::new()))) as TestStore)
+    });
+    inventory_core::reservation_conformance!(async {
         Some(Arc::new(Box::new(Arc::new(MemoryStore::new()))) as TestStore)
     });
 }

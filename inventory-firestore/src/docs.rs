@@ -335,6 +335,8 @@ impl ProductDoc {
             id: ProductId::new(id).map_err(|e| bad("product id", e))?,
             name: self.product_name,
             quantity: u64::try_from(self.quantity).map_err(|e| bad("quantity", e))?,
+            // Holds are not offered on Firestore yet (see `reservations.rs`): nothing reserved.
+            reserved: 0,
             created_at: created,
             updated_at: self
                 .updated_at

@@ -384,6 +384,29 @@ async fn baskets_with_a_sharded_product_never_oversell() {
     assert_eq!(left(plain.clone()).await, p);
 }
 
+/// Holds are not offered on Firestore yet: every call says so (501 over HTTP), and the
+/// sweep finds nothing to do.
+#[tokio::test]
+#[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
+async fn holds_are_refused_as_unsupported() {
+    use inventory_core::testkit::{hold, product, user};
+    let store: TestStore = Arc::new(
+        connect()
+            .await
+            .expect("FIRESTORE_EMULATOR_HOST is set (the build script saw it)"),
+    );
+    let u = user(&store, "hold@example.com").await;
+    let p = product(&store, "held", 3).await;
+    let err = store
+        .reserve(&hold(&u, &[(&p, 1)], std::time::Duration::from_secs(60)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert_eq!(err.kind().http_status(), 501);
+    assert_eq!(store.get_product(&p).await.unwrap().unwrap().quantity, 3);
+    assert_eq!(store.expire_reservations(Utc::now(), 10).await.unwrap(), 0);
+}
+
 /// The handoff to a local dispatcher: confirmations leased at placement, outcomes recorded
 /// with one commit whose precondition is the version written at placement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

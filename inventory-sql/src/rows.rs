@@ -3,7 +3,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use inventory_core::{
     Email, Error, Lines, Message, MessageParts, Notification, Order, Product, ProductId, Quantity,
-    Result, User,
+    Reservation, Result, User,
 };
 use uuid::Uuid;
 
@@ -49,7 +49,7 @@ pub(crate) use user_columns;
 /// The columns of [`ProductRow`].
 macro_rules! product_columns {
     () => {
-        "id, name, quantity, created_at, updated_at"
+        "id, name, quantity, reserved, created_at, updated_at"
     };
 }
 pub(crate) use product_columns;
@@ -70,6 +70,14 @@ macro_rules! notification_columns {
     };
 }
 pub(crate) use notification_columns;
+
+/// The columns of [`ReservationRow`].
+macro_rules! reservation_columns {
+    () => {
+        "id, user_id, buyer_email, lines, status, expires_at, order_id, created_at, updated_at"
+    };
+}
+pub(crate) use reservation_columns;
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct UserRow {
@@ -105,6 +113,7 @@ pub(crate) struct ProductRow {
     id: String,
     name: String,
     quantity: i64,
+    reserved: i64,
     created_at: i64,
     updated_at: i64,
 }
@@ -116,6 +125,7 @@ impl TryFrom<ProductRow> for Product {
             id: stored("product id", ProductId::new(r.id))?,
             name: r.name,
             quantity: u64::try_from(r.quantity).map_err(Error::other)?,
+            reserved: u64::try_from(r.reserved).map_err(Error::other)?,
             created_at: from_ts(r.created_at)?,
             updated_at: from_ts(r.updated_at)?,
         })
@@ -207,6 +217,37 @@ impl TryFrom<NotificationRow> for Notification {
             last_error: r.last_error,
             created_at: from_ts(r.created_at)?,
             sent_at: r.sent_at.map(from_ts).transpose()?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ReservationRow {
+    id: String,
+    user_id: String,
+    buyer_email: String,
+    lines: String,
+    status: String,
+    expires_at: i64,
+    order_id: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<ReservationRow> for Reservation {
+    type Error = Error;
+    fn try_from(r: ReservationRow) -> Result<Reservation> {
+        Ok(Reservation {
+            id: uuid(&r.id)?,
+            user_id: uuid(&r.user_id)?,
+            buyer_email: stored("email", Email::parse(&r.buyer_email))?,
+            lines: from_json(Some(&r.lines))?
+                .ok_or_else(|| Error::other("stored hold without lines"))?,
+            status: stored("status", r.status.parse())?,
+            expires_at: from_ts(r.expires_at)?,
+            order_id: r.order_id.as_deref().map(uuid).transpose()?,
+            created_at: from_ts(r.created_at)?,
+            updated_at: from_ts(r.updated_at)?,
         })
     }
 }

@@ -115,6 +115,56 @@ pub(super) struct LineResponse {
     quantity: u64,
 }
 
+/// A hold to make.
+#[derive(Deserialize, ToSchema)]
+pub(super) struct ReserveBody {
+    /// Defaults to the caller's email; only admins may name someone else.
+    buyer_email: Option<String>,
+    /// 1 to 100 lines; lines naming the same product are one demand (summed).
+    lines: Vec<LineBody>,
+    /// How long to hold, in seconds (default 900, at most `RESERVATION_TTL_MAX_SECS`).
+    ttl_seconds: Option<u64>,
+}
+
+/// A hold on stock.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ReservationResponse {
+    reservation_id: Uuid,
+    /// `active`, `checked_out`, `released` or `expired`.
+    status: String,
+    buyer_email: String,
+    lines: Vec<LineResponse>,
+    expires_at: DateTime<Utc>,
+    /// The order it became, once checked out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order_id: Option<Uuid>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<inventory_core::Reservation> for ReservationResponse {
+    fn from(r: inventory_core::Reservation) -> Self {
+        ReservationResponse {
+            reservation_id: r.id,
+            status: r.status.to_string(),
+            buyer_email: r.buyer_email.to_string(),
+            lines: lines_of(&r.lines),
+            expires_at: r.expires_at,
+            order_id: r.order_id,
+            created_at: r.created_at,
+        }
+    }
+}
+
+fn lines_of(lines: &inventory_core::Lines) -> Vec<LineResponse> {
+    lines
+        .iter()
+        .map(|l| LineResponse {
+            product_id: l.product_id.to_string(),
+            quantity: l.quantity.get(),
+        })
+        .collect()
+}
+
 #[derive(Serialize, ToSchema)]
 pub(super) struct OrderResponse {
     order_id: Uuid,
@@ -147,14 +197,7 @@ impl OrderResponse {
             buyer_email: o.buyer_email.to_string(),
             product_id: o.lines.first().product_id.to_string(),
             quantity: o.lines.first().quantity.get(),
-            lines: o
-                .lines
-                .iter()
-                .map(|l| LineResponse {
-                    product_id: l.product_id.to_string(),
-                    quantity: l.quantity.get(),
-                })
-                .collect(),
+            lines: lines_of(&o.lines),
             created_at: o.created_at,
             notification: n.map(|n| NotificationResponse {
                 status: n.status.to_string(),
@@ -170,7 +213,10 @@ impl OrderResponse {
 pub(super) struct ProductResponse {
     product_id: String,
     product_name: String,
+    /// Units available to order (the original's field).
     quantity: u64,
+    /// Units held by active holds: neither available nor sold.
+    reserved: u64,
     status: String,
 }
 
@@ -181,6 +227,7 @@ impl From<Product> for ProductResponse {
             product_id: p.id.to_string(),
             product_name: p.name,
             quantity: p.quantity,
+            reserved: p.reserved,
         }
     }
 }
@@ -449,16 +496,6 @@ async fn place(
         ),
         None => None,
     };
-    if lines.len() > inventory_core::ORDER_LINES_MAX {
-        return Err(Error::invalid(
-            "lines",
-            format!(
-                "at most {} lines per order",
-                inventory_core::ORDER_LINES_MAX
-            ),
-        )
-        .into());
-    }
     let lines = lines
         .into_iter()
         .map(LineBody::request)
@@ -473,6 +510,95 @@ async fn place(
                 idempotency_key,
             },
         )
+        .await?;
+    Ok(Json(OrderResponse::new(placed.order, None)))
+}
+
+#[utoipa::path(post, path = "/reservations", tag = "reservations", request_body = ReserveBody,
+    security(("bearer" = [])),
+    responses((status = 201, description = "Held: every line's units moved from available to reserved", body = ReservationResponse),
+              (status = 401, description = "Not authenticated", body = ErrorBody),
+              (status = 403, description = "Holding for another buyer, or (REQUIRE_VERIFIED_EMAIL) an unverified address", body = ErrorBody),
+              (status = 404, description = "A line names no product", body = ErrorBody),
+              (status = 409, description = "Out of stock (`short` names every short product)", body = ErrorBody),
+              (status = 422, description = "Invalid input (lines, quantity, ttl_seconds)", body = ErrorBody),
+              (status = 501, description = "Not offered by this backend (Firestore)", body = ErrorBody)))]
+async fn reserve(
+    State(state): State<ApiState>,
+    Caller(who): Caller,
+    ApiJson(body): ApiJson<ReserveBody>,
+) -> ApiResult<(StatusCode, Json<ReservationResponse>)> {
+    let lines = body
+        .lines
+        .into_iter()
+        .map(LineBody::request)
+        .collect::<Result<_, _>>()?;
+    let held = state
+        .reservations
+        .reserve(
+            &who,
+            inventory_core::ReserveRequest {
+                buyer_email: body.buyer_email,
+                lines,
+                ttl_seconds: body.ttl_seconds,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(held.into())))
+}
+
+fn reservation_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("reservation {raw} not found"),
+        )
+    })
+}
+
+#[utoipa::path(get, path = "/reservations/{id}", tag = "reservations", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Reservation id")),
+    responses((status = 200, description = "The hold", body = ReservationResponse),
+              (status = 404, description = "No such hold of yours", body = ErrorBody)))]
+async fn get_reservation(
+    State(state): State<ApiState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ReservationResponse>> {
+    let held = state.reservations.get(&who, reservation_id(&id)?).await?;
+    Ok(Json(held.into()))
+}
+
+#[utoipa::path(delete, path = "/reservations/{id}", tag = "reservations", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Reservation id")),
+    responses((status = 200, description = "Released: its units are available again", body = ReservationResponse),
+              (status = 404, description = "No such hold of yours", body = ErrorBody),
+              (status = 409, description = "Not active (checked out, released or expired): `reservation_closed`", body = ErrorBody)))]
+async fn release_reservation(
+    State(state): State<ApiState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ReservationResponse>> {
+    let released = state
+        .reservations
+        .release(&who, reservation_id(&id)?)
+        .await?;
+    Ok(Json(released.into()))
+}
+
+#[utoipa::path(post, path = "/reservations/{id}/checkout", tag = "reservations", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Reservation id")),
+    responses((status = 200, description = "The order: the held units are its own, its confirmation queued (the same order again for a hold checked out before)", body = OrderResponse),
+              (status = 404, description = "No such hold of yours", body = ErrorBody),
+              (status = 409, description = "Expired and its stock taken meanwhile (`reservation_expired`), or released (`reservation_closed`)", body = ErrorBody)))]
+async fn checkout_reservation(
+    State(state): State<ApiState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OrderResponse>> {
+    let placed = state
+        .reservations
+        .checkout(&who, reservation_id(&id)?)
         .await?;
     Ok(Json(OrderResponse::new(placed.order, None)))
 }
@@ -651,6 +777,7 @@ impl utoipa::Modify for BearerAuth {
 #[openapi(
     info(title = "Shopping Inventory Service", description = "Orders with stock and e-mailed confirmations. Drop-in compatible with the original FastAPI service."),
     paths(health, ready, register, login, verify_email, request_verification, place_order, place_basket, list_orders, get_order, cancel_order,
+          reserve, get_reservation, release_reservation, checkout_reservation,
           list_products, get_product, create_product, restock, metrics),
     modifiers(&BearerAuth)
 )]
@@ -695,6 +822,12 @@ pub(super) fn routes(state: ApiState) -> Router {
         .route("/orders", get(list_orders).post(place_basket))
         .route("/orders/{id}", get(get_order))
         .route("/orders/{id}/cancel", post(cancel_order))
+        .route("/reservations", post(reserve))
+        .route(
+            "/reservations/{id}",
+            get(get_reservation).delete(release_reservation),
+        )
+        .route("/reservations/{id}/checkout", post(checkout_reservation))
         .route("/products", get(list_products).post(create_product))
         .route("/products/{id}", get(get_product))
         .route("/products/{id}/restock", post(restock))

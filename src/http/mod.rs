@@ -64,7 +64,7 @@ pub use error::{ApiError, ApiJson, Caller, json_errors};
 pub use limit::{ClientIp, LoginLimiter, TrustedProxies};
 pub use metrics::{install_recorder, record_backlog, track_metrics};
 pub use serve::{ServeLimits, serve};
-pub use service::{Service, StartError};
+pub use service::{HOLD_SWEEP, Service, StartError};
 
 use crate::settings::{HttpSettings, Settings, SettingsError};
 
@@ -74,6 +74,7 @@ pub struct ApiState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) auth: Auth,
     pub(crate) orders: Orders,
+    pub(crate) reservations: inventory_core::Reservations,
     pub(crate) metrics: Option<PrometheusHandle>,
     pub(crate) login_limiter: Option<LoginLimiter>,
     pub(crate) trusted_proxies: TrustedProxies,
@@ -96,6 +97,7 @@ impl ApiState {
     pub fn new(store: Arc<dyn Store>, auth: Auth) -> Self {
         ApiState {
             orders: Orders::new(store.clone(), store.clone()),
+            reservations: inventory_core::Reservations::new(store.clone()),
             store,
             auth,
             metrics: None,
@@ -109,7 +111,9 @@ impl ApiState {
     /// `REQUIRE_VERIFIED_EMAIL`.
     pub fn from_settings(store: Arc<dyn Store>, auth: Auth, settings: &Settings) -> Self {
         let http = &settings.http;
-        let state = ApiState::new(store, auth)
+        let mut state = ApiState::new(store.clone(), auth);
+        state.reservations = settings.reservations(store);
+        let state = state
             .with_trusted_proxies(TrustedProxies::new(http.trusted_proxies.clone()))
             .with_verified_email_required(settings.auth.require_verified_email);
         match http.rate_limits {
@@ -135,6 +139,7 @@ impl ApiState {
     /// verification email at once ([`Orders::require_verified_email`]).
     pub fn with_verified_email_required(mut self, required: bool) -> Self {
         self.orders = self.orders.require_verified_email(required);
+        self.reservations = self.reservations.clone().require_verified_email(required);
         self.require_verified_email = required;
         self
     }

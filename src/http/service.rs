@@ -25,6 +25,10 @@ pub enum StartError {
     Store(#[from] inventory_core::Error),
 }
 
+/// How often expired holds are looked for: a hold is released within about a second of its
+/// `expires_at`.
+pub const HOLD_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The store opened and seeded, the dispatcher running (unless `RUN_DISPATCHER=false`), and
 /// the API with its docs and standard layers, ready to [`serve`](super::serve) or to call
 /// in-process (`tower::ServiceExt::oneshot`).
@@ -34,6 +38,7 @@ pub struct Service {
     /// The API: [`router`] + [`docs`] + [`with_standard_layers`].
     pub router: Router,
     dispatcher: Option<JoinHandle<()>>,
+    sweeper: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
 }
 
@@ -63,11 +68,21 @@ impl Service {
         }
         let auth = settings.auth(store.clone())?;
         let shutdown = CancellationToken::new();
-        let dispatcher = if settings.run_dispatcher {
-            Some(settings.dispatcher(store.clone())?.spawn(shutdown.clone()))
+        let (dispatcher, sweeper) = if settings.run_dispatcher {
+            (
+                Some(settings.dispatcher(store.clone())?.spawn(shutdown.clone())),
+                // Expired holds are released by whoever runs the dispatcher.
+                Some(
+                    settings
+                        .reservations(store.clone())
+                        .spawn_sweeper(HOLD_SWEEP, shutdown.clone()),
+                ),
+            )
         } else {
-            tracing::info!("RUN_DISPATCHER=false: run the listener to send confirmations");
-            None
+            tracing::info!(
+                "RUN_DISPATCHER=false: run the listener to send confirmations and release expired holds"
+            );
+            (None, None)
         };
         let mut state = ApiState::from_settings(store.clone(), auth, settings);
         if let Some(handle) = metrics {
@@ -78,6 +93,7 @@ impl Service {
             store,
             router,
             dispatcher,
+            sweeper,
             shutdown,
         })
     }
@@ -91,6 +107,10 @@ impl Service {
                 .is_err()
         {
             tracing::warn!("dispatcher did not stop within 30 s");
+        }
+        if let Some(handle) = self.sweeper.take() {
+            // Between sweeps it holds nothing: it ends at once.
+            let _ = handle.await;
         }
     }
 }

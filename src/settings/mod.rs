@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use inventory_core::{Auth, Dispatcher, DispatcherConfig, Store, Templates};
+use inventory_core::{Auth, Dispatcher, DispatcherConfig, Reservations, Store, Templates};
 
 /// A configuration error: the variable at fault and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,6 +82,9 @@ pub struct Settings {
     /// `RUN_DISPATCHER` (default true): the server sends confirmations itself; false when
     /// separate listeners do.
     pub run_dispatcher: bool,
+    /// `RESERVATION_TTL_MAX_SECS` (default 3600): the longest hold a client may ask for
+    /// (`ttl_seconds` of `POST /reservations`; 900 when it names none).
+    pub reservation_ttl_max: Duration,
     /// Products created at start-up unless they exist (`SEED_PRODUCTS`).
     pub seed: Vec<SeedProduct>,
     /// The HTTP server: address, limits, CORS, rate limits.
@@ -221,6 +224,15 @@ impl Settings {
             },
             dispatcher: dispatcher(&vars)?,
             run_dispatcher: vars.flag("RUN_DISPATCHER", true)?,
+            reservation_ttl_max: match vars.secs("RESERVATION_TTL_MAX_SECS", 3600)? {
+                d if d.is_zero() => {
+                    return Err(SettingsError::invalid(
+                        "RESERVATION_TTL_MAX_SECS",
+                        "must be at least 1",
+                    ));
+                }
+                d => d,
+            },
             seed: seed(&vars, dev)?,
             http: http(&vars)?,
             log_format,
@@ -273,6 +285,14 @@ impl Settings {
         )
     }
 
+    /// The holds service over `store`, with `RESERVATION_TTL_MAX_SECS` and
+    /// `REQUIRE_VERIFIED_EMAIL`.
+    pub fn reservations(&self, store: Arc<dyn Store>) -> Reservations {
+        Reservations::new(store)
+            .max_ttl(self.reservation_ttl_max)
+            .require_verified_email(self.auth.require_verified_email)
+    }
+
     /// The auth service over `store`; needs `JWT_SECRET` (or dev mode).
     pub fn auth(&self, store: Arc<dyn Store>) -> Result<Auth> {
         Auth::new(store, self.auth.config()?)
@@ -317,6 +337,7 @@ mod tests {
             ("LOGIN_RATE_LIMIT", "maybe"),
             ("LOGIN_RATE_LIMIT_PER_IP", "0"),
             ("RUN_DISPATCHER", "perhaps"),
+            ("RESERVATION_TTL_MAX_SECS", "0"),
             ("REQUIRE_VERIFIED_EMAIL", "sometimes"),
             ("ARGON2_CONCURRENCY", "0"),
             ("DATABASE_MAX_CONNECTIONS", "-1"),

@@ -56,11 +56,13 @@ macro_rules! text_enum {
 mod notification;
 mod order;
 mod product;
+mod reservation;
 mod user;
 
 pub use notification::*;
 pub use order::*;
 pub use product::*;
+pub use reservation::*;
 pub use user::*;
 
 /// A window of a list: at most `limit` items, starting after the cursor `after` when given

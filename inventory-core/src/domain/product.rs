@@ -81,8 +81,10 @@ pub struct Product {
     pub id: ProductId,
     /// Display name.
     pub name: String,
-    /// Units in stock; never negative.
+    /// Units available to order; never negative.
     pub quantity: u64,
+    /// Units held by active holds ([`Reservation`]): neither available nor sold.
+    pub reserved: u64,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -104,6 +106,7 @@ impl Product {
             id: new.id,
             name: new.name,
             quantity: new.quantity,
+            reserved: 0,
             created_at: now,
             updated_at: now,
         }

@@ -20,6 +20,7 @@ mod listen;
 mod orders;
 mod outbox;
 mod products;
+mod reservations;
 mod transfer;
 mod users;
 

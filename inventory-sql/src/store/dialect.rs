@@ -14,6 +14,9 @@ pub(super) trait SqlDialect {
     const CLAIM: &'static str;
     /// Raises the cross-process outbox signal inside a transaction, if the database has one.
     const NOTIFY: Option<&'static str>;
+    /// The holds that ran out: $1 now, $2 limit (PostgreSQL skips holds another sweep has
+    /// locked, so sweepers share the work instead of waiting on each other).
+    const DUE_RESERVATIONS: &'static str;
     /// The readiness probe's write: a 4 KiB row (deleted again in the same transaction).
     const WRITE_PROBE: &'static str;
 }
@@ -22,6 +25,18 @@ pub(super) trait SqlDialect {
 /// the status index and sorted every pending row on each claim: with a backlog of 18,000
 /// the dispatcher fell further behind with every claim), PostgreSQL adds row locking to the
 /// inner select.
+macro_rules! due_reservations_sql {
+    ($lock:literal) => {
+        concat!(
+            "SELECT ",
+            $crate::rows::reservation_columns!(),
+            " FROM reservations WHERE status = 'active' AND expires_at <= $1 ",
+            "ORDER BY expires_at, id LIMIT $2",
+            $lock
+        )
+    };
+}
+
 macro_rules! claim_sql {
     ($index:literal, $lock:literal) => {
         concat!(
@@ -45,6 +60,7 @@ impl SqlDialect for SqliteDialect {
     const LOCK_PRODUCTS: &'static str = "";
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
     const CLAIM: &'static str = claim_sql!(" INDEXED BY notifications_due", "");
+    const DUE_RESERVATIONS: &'static str = due_reservations_sql!("");
     const NOTIFY: Option<&'static str> = None;
     const WRITE_PROBE: &'static str =
         "INSERT INTO write_probe (id, pad) VALUES (1, zeroblob(4096))";
@@ -58,6 +74,7 @@ impl SqlDialect for PgDialect {
     const LOCK_PRODUCTS: &'static str = " ORDER BY id FOR UPDATE";
     const BEGIN: &'static str = "BEGIN";
     const CLAIM: &'static str = claim_sql!("", " FOR UPDATE SKIP LOCKED");
+    const DUE_RESERVATIONS: &'static str = due_reservations_sql!(" FOR UPDATE SKIP LOCKED");
     const NOTIFY: Option<&'static str> = Some("SELECT pg_notify('inventory_outbox', '')");
     const WRITE_PROBE: &'static str =
         "INSERT INTO write_probe (id, pad) VALUES (1, decode(repeat('00', 4096), 'hex'))";

@@ -110,6 +110,7 @@ mod listen;
 mod orders;
 mod outbox;
 mod products;
+mod reservations;
 mod transfer;
 mod users;
 mod writer;

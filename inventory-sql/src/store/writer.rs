@@ -399,7 +399,7 @@ fn decide<'a>(
 }
 
 /// The batch's statements, written once for both databases.
-struct Batch<D>(std::marker::PhantomData<D>);
+pub(super) struct Batch<D>(std::marker::PhantomData<D>);
 
 impl<D: SqlDialect> Batch<D>
 where
@@ -578,7 +578,16 @@ where
              WHERE id IN (SELECT id FROM v)",
         );
         q.build().execute(&mut **tx).await.map_err(db)?;
+        Self::insert_orders(tx, placed, stock).await
+    }
 
+    /// Writes placed orders and their confirmations, one statement each, naming each line's
+    /// product from `stock` (id -> (name, available)).
+    pub(super) async fn insert_orders(
+        tx: &mut sqlx::Transaction<'static, D::Db>,
+        placed: &[&NewOrder],
+        stock: &BTreeMap<String, (String, i64)>,
+    ) -> Result<()> {
         let mut q = QueryBuilder::<D::Db>::new(
             "INSERT INTO orders (id, user_id, buyer_email, product_id, quantity, status, idempotency_key, created_at, updated_at, lines) ",
         );

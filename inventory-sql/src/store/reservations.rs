@@ -1,0 +1,294 @@
+//! The holds port: each call one transaction of its own on the write pool. Rows are locked in
+//! one order everywhere: the hold (or order) first, then its products by id, as placing locks
+//! them, so no two transactions wait on each other in a cycle.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use inventory_core::*;
+use sqlx::QueryBuilder;
+use uuid::Uuid;
+
+use crate::error::{db, map};
+use crate::rows::*;
+
+use super::writer::Batch;
+use super::*;
+
+/// Reads (and on PostgreSQL locks, in id order) the products of `demand`: id -> (name, available).
+macro_rules! lock_products {
+    ($tx:expr, $d:ty, $demand:expr) => {{
+        let mut q = QueryBuilder::<<$d as SqlDialect>::Db>::new(
+            "SELECT id, name, quantity FROM products WHERE id IN (",
+        );
+        let mut list = q.separated(", ");
+        for id in $demand.keys() {
+            list.push_bind(id.as_str());
+        }
+        q.push(")");
+        q.push(<$d as SqlDialect>::LOCK_PRODUCTS);
+        let rows: Vec<(String, String, i64)> =
+            q.build_query_as().fetch_all(&mut *$tx).await.map_err(db)?;
+        rows.into_iter()
+            .map(|(id, name, quantity)| (id, (name, quantity)))
+            .collect::<BTreeMap<String, (String, i64)>>()
+    }};
+}
+
+/// How a hold moves a product's units.
+#[derive(Clone, Copy)]
+enum Shift {
+    /// Held: from available to reserved.
+    Hold,
+    /// Released or expired: from reserved back to available.
+    Back,
+    /// Checked out: reserved units become the order's.
+    Sell,
+    /// An expired hold checked out: taken from available again.
+    Retake,
+}
+
+impl Shift {
+    /// What `units` change (available, reserved) by.
+    fn deltas(self, units: i64) -> (i64, i64) {
+        match self {
+            Shift::Hold => (-units, units),
+            Shift::Back => (units, -units),
+            Shift::Sell => (0, -units),
+            Shift::Retake => (-units, 0),
+        }
+    }
+}
+
+/// Moves each product's units of `demand` as `shift` says, one statement per product in id
+/// order.
+macro_rules! shift_units {
+    ($tx:expr, $demand:expr, $shift:expr, $now:expr) => {{
+        for (id, units) in $demand {
+            let (available, reserved) = $shift.deltas(i64::try_from(*units).map_err(Error::other)?);
+            sqlx::query(
+                "UPDATE products SET quantity = quantity + $1, reserved = reserved + $2, \
+                 updated_at = $3 WHERE id = $4",
+            )
+            .bind(available)
+            .bind(reserved)
+            .bind(ts($now))
+            .bind(id.as_str())
+            .execute(&mut *$tx)
+            .await
+            .map_err(db)?;
+        }
+    }};
+}
+
+/// The hold `id`, locked on PostgreSQL until the transaction ends.
+macro_rules! lock_reservation {
+    ($tx:expr, $d:ty, $id:expr) => {{
+        let mut q = QueryBuilder::<<$d as SqlDialect>::Db>::new(concat!(
+            "SELECT ",
+            reservation_columns!(),
+            " FROM reservations WHERE id = "
+        ));
+        q.push_bind($id.to_string());
+        q.push(<$d as SqlDialect>::LOCK_PRODUCTS);
+        let row: Option<ReservationRow> = q
+            .build_query_as()
+            .fetch_optional(&mut *$tx)
+            .await
+            .map_err(db)?;
+        match row {
+            Some(row) => Reservation::try_from(row)?,
+            None => return Err(Error::NotFound(format!("reservation {}", $id))),
+        }
+    }};
+}
+
+/// Writes a hold's status as changed by the domain.
+macro_rules! write_status {
+    ($tx:expr, $hold:expr) => {{
+        sqlx::query(
+            "UPDATE reservations SET status = $1, order_id = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind($hold.status.as_str())
+        .bind($hold.order_id.map(|id| id.to_string()))
+        .bind(ts($hold.updated_at))
+        .bind($hold.id.to_string())
+        .execute(&mut *$tx)
+        .await
+        .map_err(db)?;
+    }};
+}
+
+#[async_trait]
+impl ReservationStore for SqlStore {
+    async fn reserve(&self, r: &NewReservation) -> Result<Reservation> {
+        let hold = r.reservation();
+        with_pool!(self, write, |pool, D| {
+            async {
+                let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
+                let demand = r.lines.demand();
+                let stock = lock_products!(tx, D, demand);
+                let demand = r.lines.check_stock(|id| {
+                    stock
+                        .get(id.as_str())
+                        .map(|(_, left)| u64::try_from(*left).unwrap_or(0))
+                })?;
+                shift_units!(tx, &demand, Shift::Hold, r.now);
+                sqlx::query(concat!(
+                    "INSERT INTO reservations (",
+                    reservation_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                ))
+                .bind(hold.id.to_string())
+                .bind(hold.user_id.to_string())
+                .bind(hold.buyer_email.as_str())
+                .bind(to_json(Some(&hold.lines)))
+                .bind(hold.status.as_str())
+                .bind(ts(hold.expires_at))
+                .bind(None::<String>)
+                .bind(ts(hold.created_at))
+                .bind(ts(hold.updated_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map(e, &format!("reservation {} already exists", hold.id)))?;
+                tx.commit().await.map_err(db)?;
+                Ok::<_, Error>(())
+            }
+            .await
+        })?;
+        Ok(hold)
+    }
+
+    async fn get_reservation(&self, id: Uuid) -> Result<Option<Reservation>> {
+        let row: Option<ReservationRow> = with_pool!(self, read, |pool, D| {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                reservation_columns!(),
+                " FROM reservations WHERE id = $1"
+            ))
+            .bind(id.to_string())
+            .fetch_optional(pool)
+            .await
+            .map_err(db)?
+        });
+        row.map(Reservation::try_from).transpose()
+    }
+
+    async fn release_reservation(&self, id: Uuid, now: DateTime<Utc>) -> Result<Reservation> {
+        with_pool!(self, write, |pool, D| {
+            async {
+                let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
+                let mut hold = lock_reservation!(tx, D, id);
+                let back = hold.release(now)?;
+                write_status!(tx, hold);
+                shift_units!(tx, &back, Shift::Back, now);
+                tx.commit().await.map_err(db)?;
+                Ok::<_, Error>(hold)
+            }
+            .await
+        })
+    }
+
+    async fn checkout_reservation(&self, id: Uuid, new: &NewOrder) -> Result<Placed> {
+        let placed = with_pool!(self, write, |pool, D| {
+            async {
+                let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
+                let mut hold = lock_reservation!(tx, D, id);
+                let how = hold.checkout(new.id, new.now)?;
+                let demand = hold.lines.demand();
+                let stock = match how {
+                    Checkout::Done(order) => {
+                        let row: Option<OrderRow> = sqlx::query_as(concat!(
+                            "SELECT ",
+                            order_columns!(),
+                            " FROM orders WHERE id = $1"
+                        ))
+                        .bind(order.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                        let order = row
+                            .ok_or_else(|| Error::other("a checked-out hold's order is missing"))?
+                            .try_into()?;
+                        return Ok(Placed {
+                            order,
+                            replayed: true,
+                        });
+                    }
+                    Checkout::FromHold => {
+                        let stock = lock_products!(tx, D, demand);
+                        // The held units are the order's: reserved goes down, available stays.
+                        shift_units!(tx, &demand, Shift::Sell, new.now);
+                        stock
+                    }
+                    Checkout::Retake => {
+                        let stock = lock_products!(tx, D, demand);
+                        hold.lines
+                            .check_stock(|pid| {
+                                stock
+                                    .get(pid.as_str())
+                                    .map(|(_, left)| u64::try_from(*left).unwrap_or(0))
+                            })
+                            .map_err(|e| match e {
+                                Error::OutOfStock { .. } => Error::ReservationExpired(id),
+                                other => other,
+                            })?;
+                        shift_units!(tx, &demand, Shift::Retake, new.now);
+                        stock
+                    }
+                };
+                write_status!(tx, hold);
+                Batch::<D>::insert_orders(&mut tx, &[new], &stock).await?;
+                if let Some(notify) = D::NOTIFY {
+                    sqlx::query(notify).execute(&mut *tx).await.map_err(db)?;
+                }
+                tx.commit().await.map_err(db)?;
+                Ok::<_, Error>(Placed {
+                    order: new.order(),
+                    replayed: false,
+                })
+            }
+            .await
+        })?;
+        if !placed.replayed {
+            bump(&self.signal);
+        }
+        Ok(placed)
+    }
+
+    async fn expire_reservations(&self, now: DateTime<Utc>, limit: u32) -> Result<u64> {
+        with_pool!(self, write, |pool, D| {
+            async {
+                let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
+                let rows: Vec<ReservationRow> = sqlx::query_as(D::DUE_RESERVATIONS)
+                    .bind(ts(now))
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                let mut back: BTreeMap<ProductId, u64> = BTreeMap::new();
+                let mut expired = 0;
+                for row in rows {
+                    let mut hold = Reservation::try_from(row)?;
+                    let Some(units) = hold.expire(now) else {
+                        continue;
+                    };
+                    write_status!(tx, hold);
+                    for (product, n) in units {
+                        *back.entry(product).or_default() += n;
+                    }
+                    expired += 1;
+                }
+                if expired > 0 {
+                    shift_units!(tx, &back, Shift::Back, now);
+                    tx.commit().await.map_err(db)?;
+                } else {
+                    tx.rollback().await.map_err(db)?;
+                }
+                Ok::<_, Error>(expired)
+            }
+            .await
+        })
+    }
+}
