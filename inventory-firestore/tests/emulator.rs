@@ -265,6 +265,18 @@ async fn a_bad_notification_never_costs_the_others_and_retry_pages() {
     assert_eq!((counts.pending, counts.failed), (5, 1));
 }
 
+/// Two clients of one fresh project, as two server instances (no listen streams): the first
+/// as itself (for its admin calls) and as a store, and the second.
+async fn two_instances() -> (Arc<FirestoreStore>, TestStore, TestStore) {
+    let project = format!("test-{}", uuid::Uuid::now_v7().simple());
+    let mut config = FirestoreConfig::new(&project);
+    config.listen = false;
+    let first = Arc::new(FirestoreStore::connect(config.clone()).await.unwrap());
+    let a: TestStore = first.clone();
+    let b: TestStore = Arc::new(FirestoreStore::connect(config).await.unwrap());
+    (first, a, b)
+}
+
 /// Two stores (two clients, as two server instances) on one project, 200 buyers for 50 units
 /// of one product: never oversold, every buyer answered (placed or out of stock), unsharded
 /// and sharded alike.
@@ -275,12 +287,7 @@ async fn two_instances_never_oversell_sharded_or_not() {
         emulator(),
         "FIRESTORE_EMULATOR_HOST is set (the build script saw it)"
     );
-    let project = format!("test-{}", uuid::Uuid::now_v7().simple());
-    let mut config = FirestoreConfig::new(&project);
-    config.listen = false;
-    let first = Arc::new(FirestoreStore::connect(config.clone()).await.unwrap());
-    let a: TestStore = first.clone();
-    let b: TestStore = Arc::new(FirestoreStore::connect(config).await.unwrap());
+    let (first, a, b) = two_instances().await;
     let mut buyers = Vec::new();
     for i in 0..200 {
         buyers.push(inventory_core::testkit::user(&a, &format!("buyer{i}@example.com")).await);
@@ -321,12 +328,7 @@ async fn baskets_with_a_sharded_product_never_oversell() {
         emulator(),
         "FIRESTORE_EMULATOR_HOST is set (the build script saw it)"
     );
-    let project = format!("test-{}", uuid::Uuid::now_v7().simple());
-    let mut config = FirestoreConfig::new(&project);
-    config.listen = false;
-    let first = Arc::new(FirestoreStore::connect(config.clone()).await.unwrap());
-    let a: TestStore = first.clone();
-    let b: TestStore = Arc::new(FirestoreStore::connect(config).await.unwrap());
+    let (first, a, b) = two_instances().await;
     let sharded = product(&a, "basket-sharded", 30).await;
     first.shard_product(&sharded, 4, now()).await.unwrap();
     let plain = product(&a, "basket-plain", 40).await;

@@ -145,15 +145,7 @@ impl OrderStore for FirestoreStore {
                                 None if product.quantity < take => Some(product.quantity),
                                 None => {
                                     product.set_quantity(product.quantity - take, new.now);
-                                    write(
-                                        &db,
-                                        tx,
-                                        cols.products.as_str(),
-                                        key.as_str(),
-                                        &product,
-                                        Precondition::Exists,
-                                        Some(&PRODUCT_STOCK_FIELDS),
-                                    )?;
+                                    write_stock(&db, tx, &cols, &key, &product)?;
                                     None
                                 }
                             };
@@ -457,15 +449,7 @@ impl OrderStore for FirestoreStore {
                                 shards.write(tx, k, held + returned)?;
                             } else if let Some(mut product) = product {
                                 product.set_quantity(product.quantity + returned, now);
-                                write(
-                                    &db,
-                                    tx,
-                                    cols.products.as_str(),
-                                    key.as_str(),
-                                    &product,
-                                    Precondition::Exists,
-                                    Some(&PRODUCT_STOCK_FIELDS),
-                                )?;
+                                write_stock(&db, tx, &cols, &key, &product)?;
                             }
                         }
                         for doc in confirmation {

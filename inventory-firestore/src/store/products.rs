@@ -24,6 +24,26 @@ pub(super) fn shards_of<'a>(
     Ok(Shards { db, parent, count })
 }
 
+/// Queues a product's new stock (its quantity, status and time: [`PRODUCT_STOCK_FIELDS`]) in
+/// `tx`; the document must exist.
+pub(super) fn write_stock(
+    db: &FirestoreDb,
+    tx: &mut impl firestore::FirestoreTransactionOps,
+    cols: &Collections,
+    key: &str,
+    doc: &ProductDoc,
+) -> TxResult<()> {
+    write(
+        db,
+        tx,
+        cols.products.as_str(),
+        key,
+        doc,
+        Precondition::Exists,
+        Some(&PRODUCT_STOCK_FIELDS),
+    )
+}
+
 impl FirestoreStore {
     pub(super) fn product_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.product_locks.lock().expect("product lock map");
@@ -317,15 +337,7 @@ impl ProductStore for FirestoreStore {
                         }
                         // For a sharded product, the snapshot of the total.
                         doc.set_quantity(q, now);
-                        write(
-                            &db,
-                            tx,
-                            cols.products.as_str(),
-                            doc_id(id.as_str()),
-                            &doc,
-                            Precondition::Exists,
-                            Some(&PRODUCT_STOCK_FIELDS),
-                        )?;
+                        write_stock(&db, tx, &cols, &doc_id(id.as_str()), &doc)?;
                         Ok(doc)
                     }
                     .boxed()
