@@ -213,3 +213,95 @@ pub async fn a_hold_expiring_during_checkout_ends_once(store: TestStore) {
         );
     }
 }
+
+/// 100 buyers at once over five products, each with a basket of up to three lines: some
+/// order it, some hold it and then check out, release or leave the hold to expire, and some
+/// cancel their order. At the end, for every product, initial stock == available + reserved +
+/// sold (the lines of orders that stand), and reserved is what the active holds keep.
+pub async fn baskets_and_holds_together_account_for_every_unit(store: TestStore) {
+    const INITIAL: u64 = 20;
+    let mut products = Vec::new();
+    for i in 0..5 {
+        products.push(product(&store, &format!("mix-{i}"), INITIAL).await);
+    }
+    let mut buyers = Vec::new();
+    for i in 0..100 {
+        buyers.push(user(&store, &format!("mix{i}@example.com")).await);
+    }
+    let tasks = buyers.into_iter().enumerate().map(|(i, u)| {
+        let store = store.clone();
+        let mut x = (i as u64)
+            .wrapping_mul(2862933555777941757)
+            .wrapping_add(3037000493);
+        let mut next = move |n: u64| {
+            x = x.wrapping_mul(2862933555777941757).wrapping_add(3037000493);
+            (x >> 33) % n
+        };
+        let lines: Vec<(ProductId, u64)> = (0..1 + next(3))
+            .map(|_| (products[next(5) as usize].clone(), 1 + next(2)))
+            .collect();
+        let what = next(5);
+        tokio::spawn(async move {
+            let refs: Vec<(&ProductId, u64)> = lines.iter().map(|(p, q)| (p, *q)).collect();
+            let result = match what {
+                0 => store.place_order(&basket(&u, &refs)).await.map(|_| ()),
+                1 => match store.place_order(&basket(&u, &refs)).await {
+                    Ok(p) => store.cancel_order(p.order.id, now()).await.map(|_| ()),
+                    Err(e) => Err(e),
+                },
+                _ => match store
+                    .reserve(&hold(&u, &refs, Duration::from_secs(600)))
+                    .await
+                {
+                    Ok(h) if what == 2 => store
+                        .checkout_reservation(h.id, &h.order(now()))
+                        .await
+                        .map(|_| ()),
+                    Ok(h) if what == 3 => store.release_reservation(h.id, now()).await.map(|_| ()),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                },
+            };
+            match result {
+                Ok(()) | Err(Error::OutOfStock { .. }) => {}
+                Err(e) => panic!("buyer {i}: {e:?}"),
+            }
+        })
+    });
+    for t in futures::future::join_all(tasks).await {
+        t.expect("task");
+    }
+    let check = |label: &'static str| {
+        let store = store.clone();
+        let products = products.clone();
+        async move {
+            let orders = store
+                .list_orders(Page::new(0, 1000).unwrap())
+                .await
+                .unwrap();
+            for p in &products {
+                let sold: u64 = orders
+                    .iter()
+                    .filter(|o| o.status != OrderStatus::Cancelled)
+                    .filter_map(|o| o.lines.demand().get(p).copied())
+                    .sum();
+                let (available, reserved) = quantities(&store, p).await;
+                assert_eq!(
+                    available + reserved + sold,
+                    INITIAL,
+                    "{label}, {p}: {available} available, {reserved} reserved, {sold} sold"
+                );
+            }
+        }
+    };
+    check("with holds left").await;
+    // The holds left run out: every unit is available or sold.
+    store
+        .expire_reservations(now() + chrono::Duration::hours(1), 1000)
+        .await
+        .unwrap();
+    check("after expiry").await;
+    for p in &products {
+        assert_eq!(quantities(&store, p).await.1, 0, "{p}: nothing reserved");
+    }
+}

@@ -89,6 +89,7 @@ macro_rules! reservation_conformance {
             checkout_turns_a_hold_into_an_order,
             expired_holds_are_released_once,
             a_hold_expiring_during_checkout_ends_once,
+            baskets_and_holds_together_account_for_every_unit,
         );
     };
 }
