@@ -258,6 +258,20 @@ impl ReservationStore for SqlStore {
     }
 
     async fn expire_reservations(&self, now: DateTime<Utc>, limit: u32) -> Result<u64> {
+        // The sweep runs every second in every process: without a due hold it stays on the
+        // read pool and never takes the write lock (SQLite) or a write transaction.
+        let due: Option<(String,)> = with_pool!(self, read, |pool, D| {
+            sqlx::query_as(
+                "SELECT id FROM reservations WHERE status = 'active' AND expires_at <= $1 LIMIT 1",
+            )
+            .bind(ts(now))
+            .fetch_optional(pool)
+            .await
+            .map_err(db)?
+        });
+        if due.is_none() {
+            return Ok(0);
+        }
         with_pool!(self, write, |pool, D| {
             async {
                 let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
