@@ -1,0 +1,115 @@
+//! Products: listing, reading, creating (admins), restocking (admins).
+
+use super::*;
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ProductResponse {
+    product_id: String,
+    product_name: String,
+    /// Units available to order (the original's field).
+    quantity: u64,
+    /// Units held by active holds: neither available nor sold.
+    reserved: u64,
+    status: String,
+}
+
+impl From<Product> for ProductResponse {
+    fn from(p: Product) -> Self {
+        ProductResponse {
+            status: p.status().to_string(),
+            product_id: p.id.to_string(),
+            product_name: p.name,
+            quantity: p.quantity,
+            reserved: p.reserved,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct NewProductBody {
+    product_id: String,
+    product_name: String,
+    quantity: u64,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct RestockBody {
+    /// Units to add (at least 1).
+    quantity: u64,
+}
+
+#[utoipa::path(get, path = "/products", tag = "products", params(PageQuery),
+    responses((status = 200, description = "Products by id", body = [ProductResponse])))]
+pub(crate) async fn list_products(
+    State(state): State<ApiState>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Response> {
+    let products = state.store.list_products(q.page()?).await?;
+    Ok(q.answer(products, ProductResponse::from))
+}
+
+#[utoipa::path(get, path = "/products/{id}", tag = "products",
+    params(("id" = String, Path, description = "Product id")),
+    responses((status = 200, description = "The product", body = ProductResponse),
+              (status = 404, description = "No such product", body = ErrorBody)))]
+pub(crate) async fn get_product(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ProductResponse>> {
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("product {id} not found"));
+    let pid = ProductId::new(id.clone()).map_err(|_| not_found())?;
+    let product = state.store.get_product(&pid).await?.ok_or_else(not_found)?;
+    Ok(Json(product.into()))
+}
+
+pub(crate) fn require_admin(who: &inventory_core::Principal) -> Result<(), ApiError> {
+    if who.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::FORBIDDEN, "admins only"))
+    }
+}
+
+#[utoipa::path(post, path = "/products", tag = "products", request_body = NewProductBody, security(("bearer" = [])),
+    responses((status = 201, description = "Created", body = ProductResponse),
+              (status = 403, description = "Admins only", body = ErrorBody),
+              (status = 409, description = "Id taken", body = ErrorBody)))]
+pub(crate) async fn create_product(
+    State(state): State<ApiState>,
+    Caller(who): Caller,
+    ApiJson(body): ApiJson<NewProductBody>,
+) -> ApiResult<impl IntoResponse> {
+    require_admin(&who)?;
+    let new = NewProduct::new(
+        ProductId::new(body.product_id)?,
+        body.product_name,
+        body.quantity,
+    )?;
+    let product = state
+        .store
+        .create_product(&new, inventory_core::now())
+        .await?;
+    Ok((StatusCode::CREATED, Json(ProductResponse::from(product))))
+}
+
+#[utoipa::path(post, path = "/products/{id}/restock", tag = "products", request_body = RestockBody, security(("bearer" = [])),
+    params(("id" = String, Path, description = "Product id")),
+    responses((status = 200, description = "Restocked", body = ProductResponse),
+              (status = 403, description = "Admins only", body = ErrorBody),
+              (status = 404, description = "No such product", body = ErrorBody)))]
+pub(crate) async fn restock(
+    State(state): State<ApiState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RestockBody>,
+) -> ApiResult<Json<ProductResponse>> {
+    require_admin(&who)?;
+    if body.quantity == 0 {
+        return Err(Error::invalid("quantity", "must be at least 1").into());
+    }
+    let product = state
+        .store
+        .restock(&ProductId::new(id)?, body.quantity, inventory_core::now())
+        .await?;
+    Ok(Json(product.into()))
+}
