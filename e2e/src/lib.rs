@@ -455,6 +455,19 @@ pub async fn postgres_env(smtp_port: u16) -> Option<Vec<(&'static str, String)>>
     Some(env)
 }
 
+/// The same on a fresh project of the Firestore emulator (`FIRESTORE_EMULATOR_HOST`), or
+/// `None` when no emulator is configured.
+pub fn firestore_env(smtp_port: u16) -> Option<Vec<(&'static str, String)>> {
+    let host = std::env::var("FIRESTORE_EMULATOR_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())?;
+    let mut env = sqlite_env(std::path::Path::new("/nonexistent"), smtp_port);
+    let project = format!("e2e-{}", uuid::Uuid::now_v7().simple());
+    env[0].1 = format!("firestore://{project}");
+    env.push(("FIRESTORE_EMULATOR_HOST", host));
+    Some(env)
+}
+
 /// [`postgres_env`] with the database reached through a [`TcpProxy`], to cut it on demand.
 pub async fn proxied_postgres_env(
     smtp_port: u16,

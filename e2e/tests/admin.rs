@@ -235,7 +235,7 @@ async fn export_from_sqlite_import_into_postgres_is_identical() {
     let first = dir.path().join("first.jsonl");
     let out = ok(&source, &["export", first.to_str().unwrap()]);
     assert!(
-        out.contains("2 users, 2 products, 10 orders, 10 notifications"),
+        out.contains("2 users, 2 products, 10 orders, 0 holds, 10 notifications"),
         "{out}"
     );
 
@@ -243,7 +243,7 @@ async fn export_from_sqlite_import_into_postgres_is_identical() {
     let target = inventory_sql::testing::url_with_schema(&pg, &schema);
     assert!(
         ok(&target, &["import", first.to_str().unwrap()])
-            .contains("imported 2 users, 2 products, 10 orders, 10 notifications")
+            .contains("imported 2 users, 2 products, 10 orders, 0 holds, 10 notifications")
     );
     let second = dir.path().join("second.jsonl");
     ok(&target, &["export", second.to_str().unwrap()]);
@@ -277,7 +277,7 @@ async fn export_from_sqlite_import_into_postgres_is_identical() {
         &[],
     );
     assert!(
-        success && out.contains("imported 0 users, 0 products, 0 orders, 0 notifications"),
+        success && out.contains("imported 0 users, 0 products, 0 orders, 0 holds, 0 notifications"),
         "--partial accepts the skips: {out}"
     );
     // The imported store works: the idempotency key still replays.

@@ -160,3 +160,12 @@ async fn holds_on_postgres_over_http() {
         .expect("INVENTORY_TEST_POSTGRES_URL is set (the build script saw it)");
     holds(env, &sink).await;
 }
+
+#[tokio::test]
+#[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
+async fn holds_on_firestore_over_http() {
+    let sink = SmtpSink::start().unwrap();
+    let env = support::firestore_env(sink.addr().port())
+        .expect("FIRESTORE_EMULATOR_HOST is set (the build script saw it)");
+    holds(env, &sink).await;
+}

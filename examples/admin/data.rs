@@ -64,15 +64,15 @@ pub(crate) fn finish_transfer(
         println!(
             "{}",
             serde_json::json!({
-                verb: {"users": c.users, "products": c.products, "orders": c.orders, "notifications": c.notifications},
+                verb: c,
                 "file": file,
                 "skipped": report.skipped.iter().map(|s| serde_json::json!({"what": s.what, "reason": s.reason})).collect::<Vec<_>>(),
             })
         );
     } else {
         println!(
-            "{verb} {} users, {} products, {} orders, {} notifications ({file})",
-            c.users, c.products, c.orders, c.notifications
+            "{verb} {} users, {} products, {} orders, {} holds, {} notifications ({file})",
+            c.users, c.products, c.orders, c.reservations, c.notifications
         );
     }
     for s in &report.skipped {

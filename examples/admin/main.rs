@@ -502,10 +502,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     .map_err(|e| format!("{}: {e}", file.display()))?;
             }
             let held = store.count_records().await?;
-            let progress = bar(
-                held.users + held.products + held.orders + held.notifications,
-                "exporting",
-            );
+            let progress = bar(held.total(), "exporting");
             let mut out = tokio::io::BufWriter::new(f);
             let tick = progress.clone();
             let report =

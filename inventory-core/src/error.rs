@@ -52,8 +52,8 @@ pub enum Error {
         /// Its status.
         status: &'static str,
     },
-    /// The backend does not offer this (HTTP 501, code `not_implemented`): holds on Firestore,
-    /// so far.
+    /// The backend does not offer this (HTTP 501, code `not_implemented`): for stores of an
+    /// embedder's own that leave a port out (every store of ours implements every port).
     #[error("{0}")]
     Unsupported(String),
     /// The input does not satisfy the domain rules (HTTP 422).

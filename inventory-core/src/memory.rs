@@ -648,6 +648,24 @@ impl Transfer for MemoryStore {
         })
     }
 
+    async fn list_reservations(&self, p: Page) -> Result<Vec<Reservation>> {
+        // Keyed by id (UUID v7): already in the list's order.
+        self.with(|s| Ok(page(s.reservations.values().cloned(), p, false)))
+    }
+
+    async fn import_reservation(&self, r: &Reservation) -> Result<()> {
+        self.with(|s| {
+            if s.reservations.contains_key(&r.id) {
+                return Err(Error::AlreadyExists(format!(
+                    "reservation {} already exists",
+                    r.id
+                )));
+            }
+            s.reservations.insert(r.id, r.clone());
+            Ok(())
+        })
+    }
+
     async fn count_records(&self) -> Result<crate::transfer::Counts> {
         self.with(|s| {
             Ok(crate::transfer::Counts {
@@ -655,6 +673,7 @@ impl Transfer for MemoryStore {
                 products: s.products.len() as u64,
                 orders: s.orders.len() as u64,
                 notifications: s.notifications.len() as u64,
+                reservations: s.reservations.len() as u64,
             })
         })
     }

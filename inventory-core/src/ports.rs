@@ -201,8 +201,13 @@ pub trait Transfer: Send + Sync {
     async fn import_order(&self, order: &Order) -> Result<()>;
     /// Writes a notification as it is.
     async fn import_notification(&self, notification: &Notification) -> Result<()>;
-    /// How many users, products, orders and notifications the store holds, so an export can
-    /// prove it wrote every one.
+    /// Holds (reservations) in any state, ordered by id (oldest first: ids are UUID v7).
+    async fn list_reservations(&self, page: Page) -> Result<Vec<Reservation>>;
+    /// Writes a hold as it is, without touching stock (an active hold's units are in its
+    /// products' imported `reserved`).
+    async fn import_reservation(&self, reservation: &Reservation) -> Result<()>;
+    /// How many users, products, orders, notifications and holds the store holds, so an
+    /// export can prove it wrote every one.
     async fn count_records(&self) -> Result<crate::transfer::Counts>;
 }
 
@@ -475,6 +480,12 @@ macro_rules! delegate {
                 }
                 async fn import_notification(&self, notification: &$crate::Notification) -> $crate::Result<()> {
                     { let $s = self; &$inner }.import_notification(notification).await
+                }
+                async fn list_reservations(&self, page: $crate::Page) -> $crate::Result<Vec<$crate::Reservation>> {
+                    { let $s = self; &$inner }.list_reservations(page).await
+                }
+                async fn import_reservation(&self, reservation: &$crate::Reservation) -> $crate::Result<()> {
+                    { let $s = self; &$inner }.import_reservation(reservation).await
                 }
                 async fn count_records(&self) -> $crate::Result<$crate::transfer::Counts> {
                     { let $s = self; &$inner }.count_records().await

@@ -1,8 +1,8 @@
 //! Export and import of a whole store as JSON lines, to move data between backends (for
 //! example the original service's Firestore data into PostgreSQL) and for logical backups.
 //!
-//! Each line is one [`Record`], tagged by `type`. Export writes users, products, orders and
-//! notifications in that order, which is also the order import needs. Export pages through
+//! Each line is one [`Record`], tagged by `type`. Export writes users, products, orders,
+//! holds and notifications in that order, which is also the order import needs. Export pages through
 //! the store; for an exact snapshot, stop writers first (or use a backend's own backup).
 
 use chrono::{DateTime, Utc};
@@ -44,9 +44,12 @@ pub enum Record {
         product_id: ProductId,
         /// Name.
         product_name: String,
-        /// Stock: available units, with the units of active holds counted back in (holds are
-        /// short-lived and not exported; an import has none).
+        /// Available units.
         quantity: u64,
+        /// Units held by active holds (exported with the holds; exports made before holds
+        /// have none, and counted held units as available).
+        #[serde(default)]
+        reserved: u64,
         /// Creation time.
         created_at: DateTime<Utc>,
         /// Last change.
@@ -72,6 +75,28 @@ pub enum Record {
         /// Idempotency key.
         idempotency_key: Option<String>,
         /// Placing time.
+        created_at: DateTime<Utc>,
+        /// Last change.
+        updated_at: DateTime<Utc>,
+    },
+    /// A hold (reservation), in any state.
+    Reservation {
+        /// Id.
+        id: Uuid,
+        /// Who holds it.
+        user_id: Uuid,
+        /// Who receives its order's confirmation.
+        buyer_email: Email,
+        /// What it holds.
+        lines: Vec<OrderLine>,
+        /// State.
+        status: ReservationStatus,
+        /// When an active hold runs out.
+        expires_at: DateTime<Utc>,
+        /// The order it became.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        order_id: Option<Uuid>,
+        /// Holding time.
         created_at: DateTime<Utc>,
         /// Last change.
         updated_at: DateTime<Utc>,
@@ -138,6 +163,15 @@ pub struct Counts {
     pub orders: u64,
     /// Notifications.
     pub notifications: u64,
+    /// Holds (reservations).
+    pub reservations: u64,
+}
+
+impl Counts {
+    /// Records of every kind together.
+    pub fn total(&self) -> u64 {
+        self.users + self.products + self.orders + self.notifications + self.reservations
+    }
 }
 
 impl std::fmt::Debug for Record {
@@ -163,6 +197,11 @@ impl std::fmt::Debug for Record {
                 .finish_non_exhaustive(),
             Record::Order { id, status, .. } => f
                 .debug_struct("Order")
+                .field("id", id)
+                .field("status", status)
+                .finish_non_exhaustive(),
+            Record::Reservation { id, status, .. } => f
+                .debug_struct("Reservation")
                 .field("id", id)
                 .field("status", status)
                 .finish_non_exhaustive(),
@@ -370,7 +409,8 @@ pub async fn export_with_progress(
             &Record::Product {
                 product_id: p.id,
                 product_name: p.name,
-                quantity: p.quantity + p.reserved,
+                quantity: p.quantity,
+                reserved: p.reserved,
                 created_at: p.created_at,
                 updated_at: p.updated_at,
             },
@@ -401,6 +441,25 @@ pub async fn export_with_progress(
         counts.orders += 1;
         on_record();
     }
+    each_page!(|page| store.list_reservations(page).await?, |r| {
+        write_line(
+            out,
+            &Record::Reservation {
+                id: r.id,
+                user_id: r.user_id,
+                buyer_email: r.buyer_email,
+                lines: r.lines.iter().cloned().collect(),
+                status: r.status,
+                expires_at: r.expires_at,
+                order_id: r.order_id,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            },
+        )
+        .await?;
+        counts.reservations += 1;
+        on_record();
+    });
     for status in [
         NotificationStatus::Pending,
         NotificationStatus::Sent,
@@ -422,6 +481,7 @@ pub async fn export_with_progress(
         ("products", held.products, counts.products),
         ("orders", held.orders, counts.orders),
         ("notifications", held.notifications, counts.notifications),
+        ("holds", held.reservations, counts.reservations),
     ] {
         if held > written {
             skipped.push(Skipped {
@@ -507,6 +567,7 @@ pub async fn import_with_progress(
                 product_id,
                 product_name,
                 quantity,
+                reserved,
                 created_at,
                 updated_at,
             } => {
@@ -514,7 +575,7 @@ pub async fn import_with_progress(
                     id: product_id,
                     name: product_name,
                     quantity,
-                    reserved: 0,
+                    reserved,
                     created_at,
                     updated_at,
                 };
@@ -545,6 +606,32 @@ pub async fn import_with_progress(
                     updated_at,
                 };
                 outcome(store.import_order(&o).await, &mut counts.orders)?;
+            }
+            Record::Reservation {
+                id,
+                user_id,
+                buyer_email,
+                lines,
+                status,
+                expires_at,
+                order_id,
+                created_at,
+                updated_at,
+            } => {
+                let lines = Lines::new(lines)
+                    .map_err(|e| Error::invalid("import", format!("line {number}: {e}")))?;
+                let r = Reservation {
+                    id,
+                    user_id,
+                    buyer_email,
+                    lines,
+                    status,
+                    expires_at,
+                    order_id,
+                    created_at,
+                    updated_at,
+                };
+                outcome(store.import_reservation(&r).await, &mut counts.reservations)?;
             }
             record @ Record::Notification { .. } => {
                 let n = record

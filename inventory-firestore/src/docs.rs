@@ -250,6 +250,10 @@ pub(crate) struct ProductDoc {
     pub(crate) product_name: String,
     pub(crate) quantity: i64,
     pub(crate) status: String,
+    /// Units held for checkouts (see `store/reservations.rs`), absent when none; a sharded
+    /// product keeps them in its shards instead.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) reserved: i64,
     #[serde(default)]
     pub(crate) created_at: Option<SystemTime>,
     #[serde(default)]
@@ -279,11 +283,17 @@ pub(crate) struct ProductDoc {
     pub(crate) fs_updated: Option<SystemTime>,
 }
 
-/// The product fields a stock change writes (a field mask: nothing else is touched).
-pub(crate) const PRODUCT_STOCK_FIELDS: [&str; 3] = ["quantity", "status", "updated_at"];
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// The product fields a stock change writes (a field mask: nothing else is touched; a
+/// `reserved` of 0 is written as no field, as the original's products have none).
+pub(crate) const PRODUCT_STOCK_FIELDS: [&str; 4] = ["quantity", "reserved", "status", "updated_at"];
 
 /// The product fields sharding or unsharding writes.
-pub(crate) const PRODUCT_SHARD_FIELDS: [&str; 4] = ["quantity", "status", "updated_at", "shards"];
+pub(crate) const PRODUCT_SHARD_FIELDS: [&str; 5] =
+    ["quantity", "reserved", "status", "updated_at", "shards"];
 
 impl ProductDoc {
     pub(crate) fn new(p: &NewProduct, now: DateTime<Utc>) -> Self {
@@ -292,6 +302,7 @@ impl ProductDoc {
             product_name: p.name.clone(),
             quantity: p.quantity as i64,
             status: String::new(),
+            reserved: 0,
             created_at: Some(sys(now)),
             updated_at: Some(sys(now)),
             shards: None,
@@ -335,8 +346,7 @@ impl ProductDoc {
             id: ProductId::new(id).map_err(|e| bad("product id", e))?,
             name: self.product_name,
             quantity: u64::try_from(self.quantity).map_err(|e| bad("quantity", e))?,
-            // Holds are not offered on Firestore yet (see `reservations.rs`): nothing reserved.
-            reserved: 0,
+            reserved: u64::try_from(self.reserved).map_err(|e| bad("reserved", e))?,
             created_at: created,
             updated_at: self
                 .updated_at

@@ -24,10 +24,26 @@ pub(crate) const SHARDS: &str = "stock";
 /// read them all).
 pub const MAX_SHARDS: u32 = 256;
 
-/// One shard document.
-#[derive(Serialize, Deserialize, Clone, Copy, Default)]
+/// One shard document: its available units and the units held from it
+/// ([`crate::store`]'s holds), absent when none.
+#[derive(Serialize, Deserialize, Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub(crate) struct ShardDoc {
     pub(crate) quantity: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) reserved: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// What taking units from a product does with them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Take {
+    /// Sold: they leave the stock.
+    Sell,
+    /// Held: they move from available to reserved.
+    Hold,
 }
 
 /// The shards of one product, inside a transaction or out of one.
@@ -39,8 +55,8 @@ pub(crate) struct Shards<'a> {
 }
 
 impl Shards<'_> {
-    /// Shard `k`'s units (a missing shard holds none).
-    pub(crate) async fn read(&self, k: u32) -> TxResult<i64> {
+    /// Shard `k` (a missing shard holds nothing).
+    pub(crate) async fn read(&self, k: u32) -> TxResult<ShardDoc> {
         let doc: Option<ShardDoc> = self
             .db
             .fluent()
@@ -51,21 +67,21 @@ impl Shards<'_> {
             .one(k.to_string())
             .await
             .map_err(fs)?;
-        Ok(doc.unwrap_or_default().quantity)
+        Ok(doc.unwrap_or_default())
     }
 
-    /// Every shard's units, in shard order (read concurrently: up to 256 reads would
-    /// otherwise be as many round trips one after another).
-    pub(crate) async fn read_all(&self) -> TxResult<Vec<i64>> {
+    /// Every shard, in shard order (read concurrently: up to 256 reads would otherwise be as
+    /// many round trips one after another).
+    pub(crate) async fn read_all(&self) -> TxResult<Vec<ShardDoc>> {
         futures::future::try_join_all((0..self.count).map(|k| self.read(k))).await
     }
 
-    /// Queues shard `k` := `quantity`.
+    /// Queues shard `k` := `doc`.
     pub(crate) fn write(
         &self,
         tx: &mut impl FirestoreTransactionOps,
         k: u32,
-        quantity: i64,
+        doc: ShardDoc,
     ) -> TxResult<()> {
         self.db
             .fluent()
@@ -73,7 +89,7 @@ impl Shards<'_> {
             .in_col(SHARDS)
             .document_id(k.to_string())
             .parent(&self.parent)
-            .object(&ShardDoc { quantity })
+            .object(&doc)
             .add_to_transaction(tx)
             .map_err(fs)?;
         Ok(())
@@ -92,24 +108,29 @@ impl Shards<'_> {
         Ok(())
     }
 
-    /// Takes `take` units, starting at shard `start` and moving on to the next ones while
-    /// short (reading each in the transaction, so none can go below zero). Queues the writes
-    /// and returns `Ok`; `Err` with what every shard together holds (nothing queued) when that
-    /// is fewer.
+    /// Takes `take` units (sold or held, as `how` says), starting at shard `start` and moving
+    /// on to the next ones while short (reading each in the transaction, so none can go below
+    /// zero). Queues the writes and returns what each shard gave; `Err` with what every shard
+    /// together holds (nothing queued) when that is fewer.
     pub(crate) async fn take(
         &self,
         tx: &mut impl FirestoreTransactionOps,
         start: u32,
         take: i64,
-    ) -> TxResult<std::result::Result<(), i64>> {
+        how: Take,
+    ) -> TxResult<std::result::Result<Vec<(u32, i64)>, i64>> {
         let mut needed = take;
         let mut taken = Vec::new();
         for i in 0..self.count {
             let k = (start + i) % self.count;
-            let held = self.read(k).await?;
-            let from_here = held.min(needed);
+            let mut shard = self.read(k).await?;
+            let from_here = shard.quantity.min(needed);
             if from_here > 0 {
-                taken.push((k, held - from_here));
+                shard.quantity -= from_here;
+                if how == Take::Hold {
+                    shard.reserved += from_here;
+                }
+                taken.push((k, from_here, shard));
                 needed -= from_here;
             }
             if needed == 0 {
@@ -120,10 +141,60 @@ impl Shards<'_> {
             // Every shard was read: what they hold is what was taken from them so far.
             return Ok(Err(take - needed));
         }
-        for (k, left) in taken {
-            self.write(tx, k, left)?;
+        let mut gave = Vec::with_capacity(taken.len());
+        for (k, units, shard) in taken {
+            self.write(tx, k, shard)?;
+            gave.push((k, units));
         }
-        Ok(Ok(()))
+        Ok(Ok(gave))
+    }
+
+    /// Ends holds of units taken from these shards, each part `(shard, units)`: the units leave
+    /// the shards' reserved stock, from the part's shard on (where the hold took them, unless
+    /// the product was re-sharded since), and with `back` they return to available stock in
+    /// that shard. Each shard is read and written once. Returns how many reserved units were
+    /// not found (none, unless the data was changed by hand).
+    pub(crate) async fn unreserve(
+        &self,
+        tx: &mut impl FirestoreTransactionOps,
+        parts: &[(u32, i64)],
+        back: bool,
+    ) -> TxResult<i64> {
+        let mut seen: std::collections::BTreeMap<u32, (ShardDoc, bool)> = Default::default();
+        let mut missing = 0;
+        for &(start, units) in parts {
+            let start = start % self.count;
+            let mut needed = units;
+            for i in 0..self.count {
+                let k = (start + i) % self.count;
+                let (shard, changed) = match seen.entry(k) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert((self.read(k).await?, false))
+                    }
+                };
+                if back && i == 0 {
+                    shard.quantity += units;
+                    *changed = true;
+                }
+                let from_here = shard.reserved.clamp(0, needed);
+                if from_here > 0 {
+                    shard.reserved -= from_here;
+                    needed -= from_here;
+                    *changed = true;
+                }
+                if needed == 0 {
+                    break;
+                }
+            }
+            missing += needed;
+        }
+        for (k, (shard, changed)) in seen {
+            if changed {
+                self.write(tx, k, shard)?;
+            }
+        }
+        Ok(missing)
     }
 }
 

@@ -44,6 +44,14 @@ mod conformance {
         },
         #[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
     );
+    inventory_core::reservation_conformance!(
+        async {
+            super::connect()
+                .await
+                .map(|s| std::sync::Arc::new(s) as super::TestStore)
+        },
+        #[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
+    );
 }
 
 /// The documents exactly as the original Python service wrote them.
@@ -386,27 +394,105 @@ async fn baskets_with_a_sharded_product_never_oversell() {
     assert_eq!(left(plain.clone()).await, p);
 }
 
-/// Holds are not offered on Firestore yet: every call says so (501 over HTTP), and the
-/// sweep finds nothing to do.
-#[tokio::test]
+/// Holds on a sharded and a plain product from two instances at once: held, released,
+/// checked out and left to expire, with both instances sweeping together. Every unit stays
+/// accounted for (available + reserved + sold = initial) on both products, the shards'
+/// reserved units come back to zero once every hold has ended, and a hold survives a
+/// re-sharding of its product (its units return to the new layout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
-async fn holds_are_refused_as_unsupported() {
+async fn holds_on_sharded_products_account_for_every_unit() {
     use inventory_core::testkit::{hold, product, user};
-    let store: TestStore = Arc::new(
-        connect()
-            .await
-            .expect("FIRESTORE_EMULATOR_HOST is set (the build script saw it)"),
+    use std::time::Duration;
+    assert!(
+        emulator(),
+        "FIRESTORE_EMULATOR_HOST is set (the build script saw it)"
     );
-    let u = user(&store, "hold@example.com").await;
-    let p = product(&store, "held", 3).await;
-    let err = store
-        .reserve(&hold(&u, &[(&p, 1)], std::time::Duration::from_secs(60)))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-    assert_eq!(err.kind().http_status(), 501);
-    assert_eq!(store.get_product(&p).await.unwrap().unwrap().quantity, 3);
-    assert_eq!(store.expire_reservations(Utc::now(), 10).await.unwrap(), 0);
+    let (first, a, b) = two_instances().await;
+    let sharded = product(&a, "hold-sharded", 60).await;
+    first.shard_product(&sharded, 4, now()).await.unwrap();
+    let plain = product(&a, "hold-plain", 80).await;
+    let mut buyers = Vec::new();
+    for i in 0..40 {
+        buyers.push(user(&a, &format!("hb{i}@example.com")).await);
+    }
+    // Each buyer: hold 1 of each (in either order) for a short or a long time, then release,
+    // check out or leave it.
+    let tasks = buyers.iter().enumerate().map(|(i, u)| {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let lines = if i % 3 == 0 {
+            [(&plain, 1), (&sharded, 1)]
+        } else {
+            [(&sharded, 1), (&plain, 1)]
+        };
+        let ttl = Duration::from_secs(if i % 4 == 3 { 1 } else { 600 });
+        let new = hold(u, &lines, ttl);
+        tokio::spawn(async move {
+            let held = store.reserve(&new).await?;
+            match i % 4 {
+                0 => {
+                    store.release_reservation(held.id, Utc::now()).await?;
+                    Ok::<u64, Error>(0)
+                }
+                1 => {
+                    store
+                        .checkout_reservation(held.id, &held.order(Utc::now()))
+                        .await?;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        })
+    });
+    let mut sold = 0u64;
+    for r in futures::future::join_all(tasks).await {
+        match r.unwrap() {
+            Ok(n) => sold += n,
+            Err(e) => panic!("a hold got {e:?} (there is stock for every one)"),
+        }
+    }
+    let quantities = |p: ProductId| {
+        let a = a.clone();
+        async move {
+            let p = a.get_product(&p).await.unwrap().unwrap();
+            (p.quantity, p.reserved)
+        }
+    };
+    for (p, initial) in [(&sharded, 60), (&plain, 80)] {
+        let (available, reserved) = quantities(p.clone()).await;
+        assert_eq!(
+            available + reserved + sold,
+            initial,
+            "{p}: {available} + {reserved} + {sold}"
+        );
+        assert!(reserved > 0, "{p}: the long holds still hold");
+    }
+    // Re-sharded while units are held: the held units move with the stock.
+    first.shard_product(&sharded, 2, now()).await.unwrap();
+    let (available, reserved) = quantities(sharded.clone()).await;
+    assert_eq!(available + reserved + sold, 60, "after re-sharding");
+    // Everything that is left runs out now; both instances sweep at once.
+    let later = Utc::now() + chrono::Duration::hours(1);
+    let (x, y) = tokio::join!(
+        a.expire_reservations(later, 100),
+        b.expire_reservations(later, 100)
+    );
+    let expired = x.unwrap() + y.unwrap();
+    assert_eq!(
+        expired, 20,
+        "the 10 short and the 10 long holds left expire, each once"
+    );
+    assert_eq!(sold, 10);
+    for (p, initial) in [(&sharded, 60), (&plain, 80)] {
+        assert_eq!(
+            quantities(p.clone()).await,
+            (initial - sold, 0),
+            "{p} after the sweep"
+        );
+    }
+    // Back into the document: nothing held, nothing lost.
+    first.unshard_product(&sharded, now()).await.unwrap();
+    assert_eq!(quantities(sharded.clone()).await, (60 - sold, 0));
 }
 
 /// The handoff to a local dispatcher: confirmations leased at placement, outcomes recorded

@@ -145,6 +145,12 @@ impl Listed for Product {
     }
 }
 
+impl Listed for Reservation {
+    fn cursor(&self) -> String {
+        self.id.to_string()
+    }
+}
+
 impl Listed for Order {
     fn cursor(&self) -> String {
         self.id.to_string()

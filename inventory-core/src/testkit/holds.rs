@@ -305,3 +305,74 @@ pub async fn baskets_and_holds_together_account_for_every_unit(store: TestStore)
         assert_eq!(quantities(&store, p).await.1, 0, "{p}: nothing reserved");
     }
 }
+
+/// Holds go through an export and an import as they are, and with them the products' reserved
+/// units: an active hold moved either way still releases exactly its units where it lands.
+pub async fn holds_survive_export_and_import(store: TestStore) {
+    let u = user(&store, "moved-holder@example.com").await;
+    let a = product(&store, "moved-hold-a", 6).await;
+    let b = product(&store, "moved-hold-b", 6).await;
+    let active = store
+        .reserve(&hold(
+            &u,
+            &[(&a, 2), (&b, 1), (&a, 1)],
+            Duration::from_secs(600),
+        ))
+        .await
+        .unwrap();
+    let released = store
+        .reserve(&hold(&u, &[(&b, 2)], Duration::from_secs(600)))
+        .await
+        .unwrap();
+    let released = store.release_reservation(released.id, now()).await.unwrap();
+    assert_eq!(quantities(&store, &a).await, (3, 3));
+
+    // Out of this store, into memory.
+    let mut out = Vec::new();
+    let report = crate::transfer::export(store.as_ref(), &mut out)
+        .await
+        .expect("export");
+    assert!(report.is_complete(), "{:?}", report.skipped);
+    assert_eq!(report.written.reservations, 2);
+    let memory: TestStore = Arc::new(crate::MemoryStore::new());
+    let report = crate::transfer::import(memory.as_ref(), out.as_slice())
+        .await
+        .expect("import into memory");
+    assert!(report.is_complete(), "{:?}", report.skipped);
+    assert_eq!(report.written.reservations, 2);
+    for held in [&active, &released] {
+        assert_eq!(
+            memory.get_reservation(held.id).await.unwrap().as_ref(),
+            Some(held)
+        );
+    }
+    assert_eq!(quantities(&memory, &a).await, (3, 3));
+    assert_eq!(quantities(&memory, &b).await, (5, 1));
+    memory.release_reservation(active.id, now()).await.unwrap();
+    assert_eq!(quantities(&memory, &a).await, (6, 0));
+    assert_eq!(quantities(&memory, &b).await, (6, 0));
+
+    // Into this store: an active hold of another store, then released here.
+    let other: TestStore = Arc::new(crate::MemoryStore::new());
+    let v = user(&other, "imported-holder@example.com").await;
+    let c = product(&other, "imported-hold-c", 4).await;
+    let theirs = other
+        .reserve(&hold(&v, &[(&c, 3)], Duration::from_secs(600)))
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    crate::transfer::export(other.as_ref(), &mut out)
+        .await
+        .unwrap();
+    let report = crate::transfer::import(store.as_ref(), out.as_slice())
+        .await
+        .expect("import here");
+    assert!(report.is_complete(), "{:?}", report.skipped);
+    assert_eq!(
+        store.get_reservation(theirs.id).await.unwrap().as_ref(),
+        Some(&theirs)
+    );
+    assert_eq!(quantities(&store, &c).await, (1, 3));
+    store.release_reservation(theirs.id, now()).await.unwrap();
+    assert_eq!(quantities(&store, &c).await, (4, 0));
+}

@@ -78,9 +78,9 @@ macro_rules! store_conformance {
 }
 
 /// The cases of holds ([`ReservationStore`]), written like
-/// [`store_conformance!`](crate::store_conformance), for the stores that hold stock: the
-/// in-memory store, SQLite and PostgreSQL (Firestore answers holds with
-/// [`Error::Unsupported`](crate::Error::Unsupported) so far).
+/// [`store_conformance!`](crate::store_conformance), for every store that implements holds
+/// (all of ours: memory, SQLite, PostgreSQL, Firestore); a store that answers them with
+/// [`Error::Unsupported`](crate::Error::Unsupported) leaves this suite out.
 #[macro_export]
 macro_rules! reservation_conformance {
     ($factory:expr $(, #[$attr:meta])* $(,)?) => {
@@ -90,6 +90,7 @@ macro_rules! reservation_conformance {
             expired_holds_are_released_once,
             a_hold_expiring_during_checkout_ends_once,
             baskets_and_holds_together_account_for_every_unit,
+            holds_survive_export_and_import,
         );
     };
 }

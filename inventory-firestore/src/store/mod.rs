@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::beacon::{BEACON_ID, Beacon, BeaconDoc};
 use crate::docs::*;
-use crate::shards::{MAX_SHARDS, Shards, spread};
+use crate::shards::{MAX_SHARDS, ShardDoc, Shards, Take, spread};
 use crate::tx::{self, Leased, Tx};
 mod legacy;
 mod listen;
@@ -64,7 +64,7 @@ fn after_value(value: impl Into<firestore::FirestoreValue>) -> firestore::Firest
 }
 
 /// Collection names. The defaults are the original service's (`Users`, `Products`, `Orders`)
-/// and ours (`Notifications`, `IdempotencyKeys`, `OutboxBeacon`).
+/// and ours (`Notifications`, `IdempotencyKeys`, `Reservations`, `OutboxBeacon`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Collections {
     /// Users, by normalised email.
@@ -77,6 +77,8 @@ pub struct Collections {
     pub notifications: String,
     /// Idempotency keys, by `user_id:key`.
     pub idempotency_keys: String,
+    /// Holds (reservations), by id.
+    pub reservations: String,
     /// The one document whose changes wake the dispatchers of other processes.
     pub beacon: String,
 }
@@ -89,6 +91,7 @@ impl Default for Collections {
             orders: "Orders".into(),
             notifications: "Notifications".into(),
             idempotency_keys: "IdempotencyKeys".into(),
+            reservations: "Reservations".into(),
             beacon: "OutboxBeacon".into(),
         }
     }

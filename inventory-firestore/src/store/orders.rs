@@ -62,6 +62,47 @@ impl FirestoreStore {
     }
 }
 
+/// Queues an order and its confirmation (leased to the local dispatcher until `lease`'s time,
+/// when given) in `tx`, both as new documents. Returns the confirmation as written.
+pub(super) fn write_order(
+    db: &FirestoreDb,
+    tx: &mut Tx,
+    cols: &Collections,
+    order: &Order,
+    new: &NewOrder,
+    name_of: impl Fn(&ProductId) -> String,
+    lease: Option<&(Arc<str>, DateTime<Utc>)>,
+) -> TxResult<NotificationDoc> {
+    let mut notification = new.notification(name_of);
+    if let Some((owner, until)) = lease {
+        notification.lease_to(owner, *until);
+    }
+    let mut notification = NotificationDoc::from(&notification);
+    if let Some((_, until)) = lease {
+        // While leased it is not due; when the lease runs out it is due again.
+        notification.next_attempt_at = sys(*until);
+    }
+    write(
+        db,
+        tx,
+        cols.orders.as_str(),
+        order.id.to_string(),
+        &OrderDoc::from_order(order),
+        Precondition::Missing,
+        None,
+    )?;
+    write(
+        db,
+        tx,
+        cols.notifications.as_str(),
+        new.notification_id.to_string(),
+        &notification,
+        Precondition::Missing,
+        None,
+    )?;
+    Ok(notification)
+}
+
 #[async_trait]
 impl OrderStore for FirestoreStore {
     async fn place_order(&self, new: &NewOrder) -> Result<Placed> {
@@ -122,74 +163,35 @@ impl OrderStore for FirestoreStore {
                         }
                         // Each product's units, from its shards or its document; a short one is
                         // noted and the rest still checked, so the refusal names every one.
-                        let mut short = Vec::new();
-                        let mut names = std::collections::BTreeMap::new();
-                        let mut shard_counts = Vec::new();
-                        for ((id, &take), product) in demand.iter().zip(products) {
-                            let Some(mut product) = product else {
-                                return abort(Error::NotFound(format!("product {id}")));
-                            };
-                            let take = i64::try_from(take).map_err(|e| {
-                                BackoffError::permanent(TxError::Abort(Error::other(e)))
-                            })?;
-                            let key = doc_id(id.as_str());
-                            let shards = product.shard_count();
-                            let available = match shards {
-                                // Sharded: the units come from the shards; the product document
-                                // is only read.
-                                Some(n) => {
-                                    let shards = shards_of(&db, &cols, &key, n)?;
-                                    let start = starts.get(id.as_str()).copied().unwrap_or(0);
-                                    shards.take(tx, start % n, take).await?.err()
-                                }
-                                None if product.quantity < take => Some(product.quantity),
-                                None => {
-                                    product.set_quantity(product.quantity - take, new.now);
-                                    write_stock(&db, tx, &cols, &key, &product)?;
-                                    None
-                                }
-                            };
-                            if let Some(available) = available {
-                                short.push(Shortage {
-                                    product_id: id.to_string(),
-                                    requested: take.unsigned_abs(),
-                                    available: available.max(0).unsigned_abs(),
-                                });
-                            }
-                            shard_counts.push((id.to_string(), shards.unwrap_or(0)));
-                            names.insert(id.clone(), product.product_name.clone());
-                        }
-                        if !short.is_empty() {
+                        let taken = match take_stock(
+                            &db,
+                            tx,
+                            &cols,
+                            &demand,
+                            products,
+                            &starts,
+                            new.now,
+                            Take::Sell,
+                        )
+                        .await?
+                        {
+                            Ok(taken) => taken,
                             // Nothing queued in this transaction is committed.
-                            return abort(Error::OutOfStock { short });
-                        }
-                        let mut notification =
-                            new.notification(|id| names.get(id).cloned().unwrap_or_default());
-                        if let Some((owner, until)) = &lease {
-                            notification.lease_to(owner, *until);
-                        }
-                        let mut notification = NotificationDoc::from(&notification);
-                        if let Some((_, until)) = &lease {
-                            // While leased it is not due; when the lease runs out it is due again.
-                            notification.next_attempt_at = sys(*until);
-                        }
-                        write(
+                            Err(short) => return abort(Error::OutOfStock { short }),
+                        };
+                        let Taken {
+                            names,
+                            shards: shard_counts,
+                            ..
+                        } = taken;
+                        let notification = write_order(
                             &db,
                             tx,
-                            cols.orders.as_str(),
-                            order.id.to_string(),
-                            &OrderDoc::from_order(&order),
-                            Precondition::Missing,
-                            None,
-                        )?;
-                        write(
-                            &db,
-                            tx,
-                            cols.notifications.as_str(),
-                            new.notification_id.to_string(),
-                            &notification,
-                            Precondition::Missing,
-                            None,
+                            &cols,
+                            &order,
+                            &new,
+                            |id| names.get(id).cloned().unwrap_or_default(),
+                            lease.as_ref(),
                         )?;
                         if let Some(key_id) = key_id {
                             write(
@@ -446,7 +448,8 @@ impl OrderStore for FirestoreStore {
                                 let shards = shards_of(&db, &cols, &key, n)?;
                                 let k = starts.get(id.as_str()).copied().unwrap_or(0) % n;
                                 let held = shards.read(k).await?;
-                                shards.write(tx, k, held + returned)?;
+                                let quantity = held.quantity + returned;
+                                shards.write(tx, k, ShardDoc { quantity, ..held })?;
                             } else if let Some(mut product) = product {
                                 product.set_quantity(product.quantity + returned, now);
                                 write_stock(&db, tx, &cols, &key, &product)?;

@@ -44,6 +44,169 @@ pub(super) fn write_stock(
     )
 }
 
+/// Units an order or a hold took from one product, and where from: its document
+/// (`shard: None`) or one of its shards. A hold keeps these, so that its end returns its
+/// units where they came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct TakenDoc {
+    pub(crate) product_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) shard: Option<u32>,
+    pub(crate) units: i64,
+}
+
+/// What [`take_stock`] took: the products' names (for the confirmation), each product's shard
+/// count (0: unsharded) and where every unit came from.
+pub(super) struct Taken {
+    pub(super) names: std::collections::BTreeMap<ProductId, String>,
+    pub(super) shards: Vec<(String, u32)>,
+    pub(super) from: Vec<TakenDoc>,
+}
+
+/// Takes every product's demand in `tx` (sold or held, as `how` says): `products` are the
+/// product documents read in this transaction, in `demand`'s order; `starts` the shard each
+/// sharded product is taken from first. A missing product ends the transaction
+/// ([`Error::NotFound`]); short products are all named in `Ok(Err(..))`, with nothing queued
+/// for any product worth keeping (the caller aborts).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn take_stock(
+    db: &FirestoreDb,
+    tx: &mut Tx,
+    cols: &Collections,
+    demand: &std::collections::BTreeMap<ProductId, u64>,
+    products: Vec<Option<ProductDoc>>,
+    starts: &std::collections::BTreeMap<String, u32>,
+    now: DateTime<Utc>,
+    how: Take,
+) -> TxResult<std::result::Result<Taken, Vec<Shortage>>> {
+    let mut short = Vec::new();
+    let mut taken = Taken {
+        names: Default::default(),
+        shards: Vec::new(),
+        from: Vec::new(),
+    };
+    for ((id, &units), product) in demand.iter().zip(products) {
+        let Some(mut product) = product else {
+            return abort(Error::NotFound(format!("product {id}")));
+        };
+        let Ok(units) = i64::try_from(units) else {
+            return abort(Error::invalid("quantity", "too large"));
+        };
+        let key = doc_id(id.as_str());
+        let shards = product.shard_count();
+        let available = match shards {
+            // Sharded: the units come from the shards; the product document is only read.
+            Some(n) => {
+                let shards = shards_of(db, cols, &key, n)?;
+                let start = starts.get(id.as_str()).copied().unwrap_or(0) % n;
+                match shards.take(tx, start, units, how).await? {
+                    Ok(gave) => {
+                        taken
+                            .from
+                            .extend(gave.into_iter().map(|(k, units)| TakenDoc {
+                                product_id: id.to_string(),
+                                shard: Some(k),
+                                units,
+                            }));
+                        None
+                    }
+                    Err(available) => Some(available),
+                }
+            }
+            None if product.quantity < units => Some(product.quantity),
+            None => {
+                if how == Take::Hold {
+                    product.reserved += units;
+                }
+                product.set_quantity(product.quantity - units, now);
+                write_stock(db, tx, cols, &key, &product)?;
+                taken.from.push(TakenDoc {
+                    product_id: id.to_string(),
+                    shard: None,
+                    units,
+                });
+                None
+            }
+        };
+        if let Some(available) = available {
+            short.push(Shortage {
+                product_id: id.to_string(),
+                requested: units.unsigned_abs(),
+                available: available.max(0).unsigned_abs(),
+            });
+        }
+        taken.shards.push((id.to_string(), shards.unwrap_or(0)));
+        taken.names.insert(id.clone(), product.product_name.clone());
+    }
+    if short.is_empty() {
+        Ok(Ok(taken))
+    } else {
+        Ok(Err(short))
+    }
+}
+
+/// Ends a hold's claim on the units it took (`from`) in `tx`: they leave reserved stock, and
+/// with `back` return to available stock (a release or an expiry; a checkout's units are the
+/// order's). Each product is read and written once, in product id order, wherever its units
+/// are now (a product sharded or unsharded since the hold keeps its held units in its new
+/// layout). Returns the products' names (for a checkout's confirmation).
+pub(super) async fn end_hold(
+    db: &FirestoreDb,
+    tx: &mut Tx,
+    cols: &Collections,
+    from: &[TakenDoc],
+    back: bool,
+    now: DateTime<Utc>,
+) -> TxResult<std::collections::BTreeMap<ProductId, String>> {
+    let mut names = std::collections::BTreeMap::new();
+    let mut per_product: std::collections::BTreeMap<&str, Vec<(u32, i64)>> = Default::default();
+    for t in from {
+        per_product
+            .entry(t.product_id.as_str())
+            .or_default()
+            .push((t.shard.unwrap_or(0), t.units));
+    }
+    for (id, parts) in per_product {
+        let key = doc_id(id);
+        let Some(mut product): Option<ProductDoc> = read(db, cols.products.as_str(), &key).await?
+        else {
+            // Products are never deleted; a hand-deleted one has nowhere to take units back.
+            tracing::warn!(
+                product = id,
+                "a hold's product is gone; its units are dropped"
+            );
+            continue;
+        };
+        if let Ok(id) = ProductId::new(id) {
+            names.insert(id, product.product_name.clone());
+        }
+        let missing = match product.shard_count() {
+            Some(n) => {
+                shards_of(db, cols, &key, n)?
+                    .unreserve(tx, &parts, back)
+                    .await?
+            }
+            None => {
+                let units: i64 = parts.iter().map(|(_, u)| u).sum();
+                let missing = (units - product.reserved).max(0);
+                product.reserved -= units - missing;
+                let quantity = product.quantity + if back { units } else { 0 };
+                product.set_quantity(quantity, now);
+                write_stock(db, tx, cols, &key, &product)?;
+                missing
+            }
+        };
+        if missing > 0 {
+            tracing::warn!(
+                product = id,
+                missing,
+                "fewer units were reserved than a hold held"
+            );
+        }
+    }
+    Ok(names)
+}
+
 impl FirestoreStore {
     pub(super) fn product_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.product_locks.lock().expect("product lock map");
@@ -122,20 +285,22 @@ impl FirestoreStore {
         }
     }
 
-    /// A product as the API shows it: a sharded product's quantity is the sum of its shards.
+    /// A product as the API shows it: a sharded product's quantities are the sums of its
+    /// shards'.
     pub(super) async fn with_true_stock(&self, doc: ProductDoc) -> Result<Product> {
         let shards = doc.shard_count();
         let doc_key = doc.fs_id.clone().unwrap_or_default();
         let mut product = doc.into_product()?;
         if let Some(n) = shards {
-            let total: i64 = shards_of(&self.db, &self.cols, &doc_key, n)
+            let held = shards_of(&self.db, &self.cols, &doc_key, n)
                 .map_err(untx)?
                 .read_all()
                 .await
-                .map_err(untx)?
-                .iter()
-                .sum();
+                .map_err(untx)?;
+            let total: i64 = held.iter().map(|s| s.quantity).sum();
+            let reserved: i64 = held.iter().map(|s| s.reserved).sum();
             product.quantity = u64::try_from(total).map_err(Error::other)?;
+            product.reserved += u64::try_from(reserved).map_err(Error::other)?;
         }
         self.note_shards(product.id.as_str(), shards);
         Ok(product)
@@ -194,21 +359,31 @@ impl FirestoreStore {
                         };
                         let before = doc.shard_count().unwrap_or(0);
                         let shards = to.unwrap_or(before);
-                        let total = if before > 0 {
+                        // Available and held units alike move to the new layout.
+                        let (total, reserved) = if before > 0 {
                             let old = shards_of(&db, &cols, &key, before)?;
-                            let total: i64 = old.read_all().await?.iter().sum();
+                            let held = old.read_all().await?;
                             for k in shards..before {
                                 old.delete(tx, k)?;
                             }
-                            total
+                            (
+                                held.iter().map(|s| s.quantity).sum(),
+                                doc.reserved + held.iter().map(|s| s.reserved).sum::<i64>(),
+                            )
                         } else {
-                            doc.quantity
+                            (doc.quantity, doc.reserved)
                         };
-                        if to.is_some() && shards > 0 {
+                        if shards == 0 {
+                            doc.reserved = reserved;
+                        } else if to.is_some() {
                             let new = shards_of(&db, &cols, &key, shards)?;
-                            for (k, units) in spread(total, shards).into_iter().enumerate() {
-                                new.write(tx, k as u32, units)?;
+                            let parts = spread(total, shards)
+                                .into_iter()
+                                .zip(spread(reserved, shards));
+                            for (k, (quantity, reserved)) in parts.enumerate() {
+                                new.write(tx, k as u32, ShardDoc { quantity, reserved })?;
                             }
+                            doc.reserved = 0;
                         }
                         doc.set_quantity(total, now);
                         doc.shards = Some(shards);
@@ -315,7 +490,7 @@ impl ProductStore for FirestoreStore {
                             Some(n) => {
                                 let shards = shards_of(&db, &cols, &key, n)?;
                                 let held = shards.read_all().await?;
-                                doc.quantity = held.iter().sum();
+                                doc.quantity = held.iter().map(|s| s.quantity).sum();
                                 Some((shards, held))
                             }
                             None => None,
@@ -331,8 +506,9 @@ impl ProductStore for FirestoreStore {
                         }
                         if let Some((shards, held)) = shards {
                             let more = spread(add, shards.count);
-                            for (k, (held, more)) in held.iter().zip(more).enumerate() {
-                                shards.write(tx, k as u32, held + more)?;
+                            for (k, (held, more)) in held.into_iter().zip(more).enumerate() {
+                                let quantity = held.quantity + more;
+                                shards.write(tx, k as u32, ShardDoc { quantity, ..held })?;
                             }
                         }
                         // For a sharded product, the snapshot of the total.

@@ -1,5 +1,7 @@
 //! Moving whole data sets in and out (export, import, counts).
 
+use super::products::TakenDoc;
+use super::reservations::ReservationDoc;
 use super::*;
 use async_trait::async_trait;
 use firestore::errors::FirestoreError;
@@ -85,6 +87,8 @@ impl Transfer for FirestoreStore {
             p.updated_at,
         );
         doc.created_at = Some(sys(p.created_at));
+        doc.reserved =
+            i64::try_from(p.reserved).map_err(|_| Error::invalid("reserved", "too large"))?;
         self.insert(
             &self.cols.products,
             &doc_id(p.id.as_str()),
@@ -124,7 +128,56 @@ impl Transfer for FirestoreStore {
             products: self.count(&self.cols.products).await?,
             orders: self.count(&self.cols.orders).await?,
             notifications: self.count(&self.cols.notifications).await?,
+            reservations: self.count(&self.cols.reservations).await?,
         })
+    }
+
+    async fn list_reservations(&self, page: Page) -> Result<Vec<Reservation>> {
+        let after = page
+            .after
+            .as_deref()
+            .map(|id| self.after_doc(&self.cols.reservations, id));
+        let docs: Vec<ReservationDoc> = self
+            .db
+            .fluent()
+            .select()
+            .from(self.cols.reservations.as_str())
+            .order(|o| o.fields([o.field(DOC_NAME).asc()]))
+            .start_after(after)
+            .offset(page.offset)
+            .limit(page.limit)
+            .obj()
+            .query()
+            .await
+            .map_err(map)?;
+        docs.into_iter()
+            .map(ReservationDoc::into_reservation)
+            .collect()
+    }
+
+    async fn import_reservation(&self, r: &Reservation) -> Result<()> {
+        // An active hold's units are in its products' imported `reserved`: its end takes them
+        // from there (the document, or a sharded product's shards from the first on).
+        let taken = r
+            .lines
+            .demand()
+            .into_iter()
+            .map(|(product, units)| {
+                Ok(TakenDoc {
+                    product_id: product.to_string(),
+                    shard: None,
+                    units: i64::try_from(units)
+                        .map_err(|_| Error::invalid("quantity", "too large"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.insert(
+            &self.cols.reservations,
+            &r.id.to_string(),
+            &ReservationDoc::new(r, taken),
+            format!("reservation {}", r.id),
+        )
+        .await
     }
 
     async fn import_notification(&self, n: &Notification) -> Result<()> {

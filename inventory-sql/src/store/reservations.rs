@@ -104,6 +104,31 @@ macro_rules! lock_reservation {
     }};
 }
 
+/// Inserts `hold` as it is (an existing id is `AlreadyExists`).
+macro_rules! insert_hold {
+    ($executor:expr, $hold:expr) => {{
+        let hold: &Reservation = $hold;
+        sqlx::query(concat!(
+            "INSERT INTO reservations (",
+            reservation_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(hold.id.to_string())
+        .bind(hold.user_id.to_string())
+        .bind(hold.buyer_email.as_str())
+        .bind(to_json(Some(&hold.lines)))
+        .bind(hold.status.as_str())
+        .bind(ts(hold.expires_at))
+        .bind(hold.order_id.map(|id| id.to_string()))
+        .bind(ts(hold.created_at))
+        .bind(ts(hold.updated_at))
+        .execute($executor)
+        .await
+        .map_err(|e| map(e, &format!("reservation {} already exists", hold.id)))?;
+    }};
+}
+pub(super) use insert_hold;
+
 /// Writes a hold's status as changed by the domain.
 macro_rules! write_status {
     ($tx:expr, $hold:expr) => {{
@@ -135,23 +160,7 @@ impl ReservationStore for SqlStore {
                         .map(|(_, left)| u64::try_from(*left).unwrap_or(0))
                 })?;
                 shift_units!(tx, &demand, Shift::Hold, r.now);
-                sqlx::query(concat!(
-                    "INSERT INTO reservations (",
-                    reservation_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-                ))
-                .bind(hold.id.to_string())
-                .bind(hold.user_id.to_string())
-                .bind(hold.buyer_email.as_str())
-                .bind(to_json(Some(&hold.lines)))
-                .bind(hold.status.as_str())
-                .bind(ts(hold.expires_at))
-                .bind(None::<String>)
-                .bind(ts(hold.created_at))
-                .bind(ts(hold.updated_at))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| map(e, &format!("reservation {} already exists", hold.id)))?;
+                insert_hold!(&mut *tx, &hold);
                 tx.commit().await.map_err(db)?;
                 Ok::<_, Error>(())
             }

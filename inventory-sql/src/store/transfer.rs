@@ -30,10 +30,11 @@ impl Transfer for SqlStore {
 
     async fn import_product(&self, p: &Product) -> Result<()> {
         with_pool!(self, write, |pool, D| {
-            sqlx::query("INSERT INTO products (id, name, quantity, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)")
+            sqlx::query("INSERT INTO products (id, name, quantity, reserved, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(p.id.as_str())
                 .bind(&p.name)
-                .bind(p.quantity as i64)
+                .bind(i64::try_from(p.quantity).map_err(|_| Error::invalid("quantity", "too large"))?)
+                .bind(i64::try_from(p.reserved).map_err(|_| Error::invalid("reserved", "too large"))?)
                 .bind(ts(p.created_at))
                 .bind(ts(p.updated_at))
                 .execute(pool)
@@ -70,12 +71,38 @@ impl Transfer for SqlStore {
         self.insert_notification(n).await
     }
 
+    async fn list_reservations(&self, page: Page) -> Result<Vec<Reservation>> {
+        let (limit, offset, after) = page_args(page, Way::Up);
+        let rows: Vec<ReservationRow> = with_pool!(self, read, |pool, D| {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                reservation_columns!(),
+                " FROM reservations WHERE id > $3 ORDER BY id LIMIT $1 OFFSET $2"
+            ))
+            .bind(limit)
+            .bind(offset)
+            .bind(&after)
+            .fetch_all(pool)
+            .await
+            .map_err(db)?
+        });
+        all(rows)
+    }
+
+    async fn import_reservation(&self, r: &Reservation) -> Result<()> {
+        with_pool!(self, write, |pool, D| {
+            super::reservations::insert_hold!(pool, r);
+        });
+        Ok(())
+    }
+
     async fn count_records(&self) -> Result<inventory_core::transfer::Counts> {
-        let (users, products, orders, notifications): (i64, i64, i64, i64) =
+        let (users, products, orders, notifications, reservations): (i64, i64, i64, i64, i64) =
             with_pool!(self, read, |pool, D| {
                 sqlx::query_as(
                     "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM products), \
-                     (SELECT COUNT(*) FROM orders), (SELECT COUNT(*) FROM notifications)",
+                     (SELECT COUNT(*) FROM orders), (SELECT COUNT(*) FROM notifications), \
+                     (SELECT COUNT(*) FROM reservations)",
                 )
                 .fetch_one(pool)
                 .await
@@ -86,6 +113,7 @@ impl Transfer for SqlStore {
             products: products as u64,
             orders: orders as u64,
             notifications: notifications as u64,
+            reservations: reservations as u64,
         })
     }
 }

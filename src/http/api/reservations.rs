@@ -50,7 +50,7 @@ impl From<inventory_core::Reservation> for ReservationResponse {
               (status = 404, description = "A line names no product", body = ErrorBody),
               (status = 409, description = "Out of stock (`short` names every short product)", body = ErrorBody),
               (status = 422, description = "Invalid input (lines, quantity, ttl_seconds)", body = ErrorBody),
-              (status = 501, description = "Not offered by this backend (Firestore)", body = ErrorBody)))]
+              (status = 501, description = "Not offered by this backend (a custom store without holds)", body = ErrorBody)))]
 pub(crate) async fn reserve(
     State(state): State<ApiState>,
     Caller(who): Caller,
