@@ -39,6 +39,17 @@ pub enum Error {
         /// The products that are short (at least one).
         short: Vec<Shortage>,
     },
+    /// A compare-and-set of stock found another quantity than the caller expected (HTTP 409,
+    /// code `stock_changed`): something sold, restocked or set in between. Nothing was written.
+    #[error("the stock of {product_id} changed: expected {expected}, it is {current}")]
+    StockChanged {
+        /// The product.
+        product_id: String,
+        /// What the caller expected.
+        expected: u64,
+        /// What it is now.
+        current: u64,
+    },
     /// The hold expired, its units went back, and they are no longer there for its checkout
     /// (HTTP 409, code `reservation_expired`).
     #[error("reservation {0} expired and its stock was taken meanwhile")]
@@ -139,6 +150,8 @@ pub enum ErrorKind {
     Conflict,
     /// See [`Error::OutOfStock`].
     OutOfStock,
+    /// See [`Error::StockChanged`].
+    StockChanged,
     /// See [`Error::ReservationExpired`].
     ReservationExpired,
     /// See [`Error::ReservationClosed`].
@@ -169,6 +182,7 @@ impl ErrorKind {
             ErrorKind::LeaseLost => "lease_lost",
             ErrorKind::Conflict => "conflict",
             ErrorKind::OutOfStock => "out_of_stock",
+            ErrorKind::StockChanged => "stock_changed",
             ErrorKind::ReservationExpired => "reservation_expired",
             ErrorKind::ReservationClosed => "reservation_closed",
             ErrorKind::InvalidInput => "invalid_input",
@@ -190,6 +204,7 @@ impl ErrorKind {
             | ErrorKind::LeaseLost
             | ErrorKind::Conflict
             | ErrorKind::OutOfStock
+            | ErrorKind::StockChanged
             | ErrorKind::ReservationExpired
             | ErrorKind::ReservationClosed => 409,
             ErrorKind::InvalidInput => 422,
@@ -213,6 +228,7 @@ impl Error {
             Error::LeaseLost(_) => ErrorKind::LeaseLost,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::OutOfStock { .. } => ErrorKind::OutOfStock,
+            Error::StockChanged { .. } => ErrorKind::StockChanged,
             Error::ReservationExpired(_) => ErrorKind::ReservationExpired,
             Error::ReservationClosed { .. } => ErrorKind::ReservationClosed,
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,

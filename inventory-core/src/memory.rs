@@ -25,6 +25,8 @@ struct State {
     notifications: BTreeMap<Uuid, Notification>,
     notification_by_order: HashMap<Uuid, Uuid>,
     reservations: BTreeMap<Uuid, Reservation>,
+    /// Each product's entries, oldest first.
+    ledger: HashMap<ProductId, Vec<LedgerEntry>>,
 }
 
 impl State {
@@ -53,18 +55,44 @@ impl State {
         (order, handed)
     }
 
-    /// Takes `demand` from available stock (callers check it is there first); with `hold`,
-    /// the units go to reserved stock instead of being sold.
-    fn take(&mut self, demand: &BTreeMap<ProductId, u64>, hold: bool, now: DateTime<Utc>) {
+    /// Moves each product's units of `demand` as `how` says (callers check the units are
+    /// there first) and writes each change's ledger entry.
+    #[allow(clippy::too_many_arguments)]
+    fn shift(
+        &mut self,
+        demand: &BTreeMap<ProductId, u64>,
+        how: StockMove,
+        reason: StockReason,
+        actor: &str,
+        reference: Option<String>,
+        now: DateTime<Utc>,
+    ) {
         for (id, &units) in demand {
-            if let Some(p) = self.products.get_mut(id) {
-                p.quantity -= units;
-                if hold {
-                    p.reserved += units;
-                }
-                p.updated_at = now;
-            }
+            let Some(p) = self.products.get_mut(id) else {
+                continue;
+            };
+            let (available, reserved) = how.deltas(i64::try_from(units).unwrap_or(i64::MAX));
+            p.quantity = p.quantity.saturating_add_signed(available);
+            p.reserved = p.reserved.saturating_add_signed(reserved);
+            p.updated_at = now;
+            let entry = LedgerEntry::new(
+                id.clone(),
+                available,
+                reserved,
+                (p.quantity, p.reserved),
+                reason,
+                actor,
+                reference.clone(),
+                now,
+            );
+            self.ledger.entry(id.clone()).or_default().push(entry);
         }
+    }
+
+    /// Writes the entry of a product's first stock (created or imported).
+    fn open(&mut self, p: &Product, reason: StockReason, at: DateTime<Utc>) {
+        let entry = LedgerEntry::opening(p, reason, at);
+        self.ledger.entry(p.id.clone()).or_default().push(entry);
     }
 }
 
@@ -205,6 +233,7 @@ impl ProductStore for MemoryStore {
                 created_at: now,
                 updated_at: now,
             };
+            s.open(&product, StockReason::Opening, now);
             s.products.insert(p.id.clone(), product.clone());
             Ok(product)
         })
@@ -230,17 +259,25 @@ impl ProductStore for MemoryStore {
         self.with(|s| {
             let product = s
                 .products
-                .get_mut(id)
+                .get(id)
                 .ok_or_else(|| Error::NotFound(format!("product {id}")))?;
-            product.quantity = product
+            product
                 .quantity
                 .checked_add(add)
                 .filter(|q| *q <= STOCK_MAX)
                 .ok_or_else(|| {
                     Error::invalid("quantity", format!("stock would exceed {STOCK_MAX}"))
                 })?;
-            product.updated_at = now;
-            Ok(product.clone())
+            let demand = BTreeMap::from([(id.clone(), add)]);
+            s.shift(
+                &demand,
+                StockMove::Give,
+                StockReason::Restock,
+                SYSTEM_ACTOR,
+                None,
+                now,
+            );
+            Ok(s.products[id].clone())
         })
     }
 }
@@ -266,7 +303,16 @@ impl OrderStore for MemoryStore {
             let demand = new
                 .lines
                 .check_stock(|id| s.products.get(id).map(|p| p.quantity))?;
-            s.take(&demand, false, new.now);
+            let actor = new.user_id.to_string();
+            let reference = Some(new.id.to_string());
+            s.shift(
+                &demand,
+                StockMove::Take,
+                StockReason::Order,
+                &actor,
+                reference,
+                new.now,
+            );
             let (order, leased) = s.record_order(new, reservation.as_ref());
             handed = leased;
             Ok(Placed {
@@ -312,12 +358,15 @@ impl OrderStore for MemoryStore {
                 .ok_or_else(|| Error::NotFound(format!("order {id}")))?;
             let returned = order.cancel(now)?;
             let order = order.clone();
-            for (id, units) in returned {
-                if let Some(product) = s.products.get_mut(&id) {
-                    product.quantity += units;
-                    product.updated_at = now;
-                }
-            }
+            let reference = Some(order.id.to_string());
+            s.shift(
+                &returned,
+                StockMove::Give,
+                StockReason::Cancel,
+                SYSTEM_ACTOR,
+                reference,
+                now,
+            );
             if let Some(n) = s
                 .notification_by_order
                 .get(&id)
@@ -343,7 +392,15 @@ impl ReservationStore for MemoryStore {
             let demand = r
                 .lines
                 .check_stock(|id| s.products.get(id).map(|p| p.quantity))?;
-            s.take(&demand, true, r.now);
+            let (actor, reference) = (r.user_id.to_string(), Some(r.id.to_string()));
+            s.shift(
+                &demand,
+                StockMove::Hold,
+                StockReason::Hold,
+                &actor,
+                reference,
+                r.now,
+            );
             let hold = r.reservation();
             s.reservations.insert(hold.id, hold.clone());
             Ok(hold)
@@ -362,7 +419,15 @@ impl ReservationStore for MemoryStore {
                 .ok_or_else(|| Error::NotFound(format!("reservation {id}")))?;
             let back = hold.release(now)?;
             let hold = hold.clone();
-            unreserve(s, &back, now);
+            let (actor, reference) = (hold.user_id.to_string(), Some(id.to_string()));
+            s.shift(
+                &back,
+                StockMove::Unhold,
+                StockReason::Release,
+                &actor,
+                reference,
+                now,
+            );
             Ok(hold)
         })
     }
@@ -388,15 +453,19 @@ impl ReservationStore for MemoryStore {
                         replayed: true,
                     });
                 }
+                // The held units are the order's now: reserved goes down, available stays.
                 Checkout::FromHold => {
-                    // The held units are the order's now: reserved goes down, available stays.
+                    let (actor, reference) = (new.user_id.to_string(), Some(new.id.to_string()));
                     let demand = hold.lines.demand();
-                    for (pid, units) in &demand {
-                        if let Some(p) = s.products.get_mut(pid) {
-                            p.reserved -= units;
-                            p.updated_at = new.now;
-                        }
-                    }
+                    let how = StockMove::Commit;
+                    s.shift(
+                        &demand,
+                        how,
+                        StockReason::Checkout,
+                        &actor,
+                        reference,
+                        new.now,
+                    );
                 }
                 Checkout::Retake => {
                     let demand = hold
@@ -406,7 +475,16 @@ impl ReservationStore for MemoryStore {
                             Error::OutOfStock { .. } => Error::ReservationExpired(id),
                             other => other,
                         })?;
-                    s.take(&demand, false, new.now);
+                    let (actor, reference) = (new.user_id.to_string(), Some(new.id.to_string()));
+                    let how = StockMove::Take;
+                    s.shift(
+                        &demand,
+                        how,
+                        StockReason::Checkout,
+                        &actor,
+                        reference,
+                        new.now,
+                    );
                 }
             }
             s.reservations.insert(id, hold);
@@ -438,7 +516,16 @@ impl ReservationStore for MemoryStore {
             for id in due {
                 let back = s.reservations.get_mut(&id).and_then(|r| r.expire(now));
                 if let Some(back) = back {
-                    unreserve(s, &back, now);
+                    let reference = Some(id.to_string());
+                    let how = StockMove::Unhold;
+                    s.shift(
+                        &back,
+                        how,
+                        StockReason::Expire,
+                        SYSTEM_ACTOR,
+                        reference,
+                        now,
+                    );
                     expired += 1;
                 }
             }
@@ -447,14 +534,34 @@ impl ReservationStore for MemoryStore {
     }
 }
 
-/// A closed hold's units: from reserved back to available.
-fn unreserve(s: &mut State, back: &BTreeMap<ProductId, u64>, now: DateTime<Utc>) {
-    for (id, &units) in back {
-        if let Some(p) = s.products.get_mut(id) {
-            p.reserved -= units;
-            p.quantity += units;
-            p.updated_at = now;
-        }
+#[async_trait]
+impl LedgerStore for MemoryStore {
+    async fn list_ledger(&self, id: &ProductId, p: Page) -> Result<Vec<LedgerEntry>> {
+        self.with(|s| {
+            if !s.products.contains_key(id) {
+                return Err(Error::NotFound(format!("product {id}")));
+            }
+            let entries = s.ledger.get(id).map(Vec::as_slice).unwrap_or_default();
+            Ok(page(entries.iter().rev().cloned(), p, true))
+        })
+    }
+
+    async fn set_stock(&self, set: &StockSet) -> Result<Product> {
+        self.with(|s| {
+            let p = s
+                .products
+                .get_mut(&set.product_id)
+                .ok_or_else(|| Error::NotFound(format!("product {}", set.product_id)))?;
+            let entry = set.decide(p.quantity, p.reserved)?;
+            p.quantity = set.quantity;
+            p.updated_at = set.now;
+            let product = p.clone();
+            s.ledger
+                .entry(set.product_id.clone())
+                .or_default()
+                .push(entry);
+            Ok(product)
+        })
     }
 }
 
@@ -610,6 +717,7 @@ impl Transfer for MemoryStore {
                     product.id
                 )));
             }
+            s.open(product, StockReason::Import, product.updated_at);
             s.products.insert(product.id.clone(), product.clone());
             Ok(())
         })

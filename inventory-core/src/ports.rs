@@ -211,9 +211,32 @@ pub trait Transfer: Send + Sync {
     async fn count_records(&self) -> Result<crate::transfer::Counts>;
 }
 
+/// The stock ledger ([`LedgerEntry`]): every change of a product's stock leaves an entry,
+/// written by the store in the same atomic step as the change (orders, cancels, restocks,
+/// holds and their ends, imports, sets), and compare-and-set of the available quantity.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
+    /// A product's entries, newest first; the cursor is an entry's id. An unknown product is
+    /// [`Error::NotFound`](crate::Error::NotFound).
+    async fn list_ledger(&self, product_id: &ProductId, page: Page) -> Result<Vec<LedgerEntry>>;
+    /// Sets a product's available quantity if it is still `set.expected`
+    /// ([`StockSet::decide`]), with its `set` entry, in one atomic step; otherwise
+    /// [`Error::StockChanged`](crate::Error::StockChanged) and nothing is written. Reserved
+    /// units are not touched.
+    async fn set_stock(&self, set: &StockSet) -> Result<Product>;
+}
+
 /// Everything a backend implements. Implemented automatically for any type with all the parts.
 pub trait Store:
-    UserStore + ProductStore + OrderStore + ReservationStore + NotificationStore + Transfer + Health
+    UserStore
+    + ProductStore
+    + OrderStore
+    + ReservationStore
+    + LedgerStore
+    + NotificationStore
+    + Transfer
+    + Health
 {
 }
 
@@ -222,6 +245,7 @@ impl<
         + ProductStore
         + OrderStore
         + ReservationStore
+        + LedgerStore
         + NotificationStore
         + Transfer
         + Health,
@@ -292,7 +316,7 @@ pub trait Mailer: Send + Sync {
 /// }
 ///
 /// inventory_core::delegate!(impl[S: Store] Counting<S> => |s| s.inner;
-///     UserStore, ProductStore, ReservationStore, NotificationStore, Transfer, Health);
+///     UserStore, ProductStore, ReservationStore, LedgerStore, NotificationStore, Transfer, Health);
 ///
 /// let store: Arc<dyn Store> = Arc::new(Counting { inner: MemoryStore::new(), orders: AtomicU64::new(0) });
 /// # let _ = store;
@@ -305,7 +329,8 @@ pub trait Mailer: Send + Sync {
 /// ```
 /// struct Wrapped(inventory_core::MemoryStore);
 /// inventory_core::delegate!(impl[] Wrapped => |s| s.0;
-///     UserStore, ProductStore, OrderStore, ReservationStore, NotificationStore, Transfer, Health);
+///     UserStore, ProductStore, OrderStore, ReservationStore, LedgerStore, NotificationStore,
+///     Transfer, Health);
 /// fn takes(_: &dyn inventory_core::Store) {}
 /// takes(&Wrapped(inventory_core::MemoryStore::new()));
 /// ```
@@ -398,6 +423,18 @@ macro_rules! delegate {
                 }
                 async fn expire_reservations(&self, now: $crate::DateTime<$crate::Utc>, limit: u32) -> $crate::Result<u64> {
                     { let $s = self; &$inner }.expire_reservations(now, limit).await
+                }
+        }
+    };
+    (@port LedgerStore [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
+        #[$crate::async_trait]
+        #[warn(clippy::missing_trait_methods)]
+        impl<$($gen)*> $crate::LedgerStore for $ty {
+                async fn list_ledger(&self, product_id: &$crate::ProductId, page: $crate::Page) -> $crate::Result<Vec<$crate::LedgerEntry>> {
+                    { let $s = self; &$inner }.list_ledger(product_id, page).await
+                }
+                async fn set_stock(&self, set: &$crate::StockSet) -> $crate::Result<$crate::Product> {
+                    { let $s = self; &$inner }.set_stock(set).await
                 }
         }
     };
@@ -508,6 +545,7 @@ delegate!(impl[T: UserStore + ?Sized] Arc<T> => |s| **s; UserStore);
 delegate!(impl[T: ProductStore + ?Sized] Arc<T> => |s| **s; ProductStore);
 delegate!(impl[T: OrderStore + ?Sized] Arc<T> => |s| **s; OrderStore);
 delegate!(impl[T: ReservationStore + ?Sized] Arc<T> => |s| **s; ReservationStore);
+delegate!(impl[T: LedgerStore + ?Sized] Arc<T> => |s| **s; LedgerStore);
 delegate!(impl[T: NotificationStore + ?Sized] Arc<T> => |s| **s; NotificationStore);
 delegate!(impl[T: Transfer + ?Sized] Arc<T> => |s| **s; Transfer);
 delegate!(impl[T: Health + ?Sized] Arc<T> => |s| **s; Health);
@@ -516,6 +554,7 @@ delegate!(impl[T: UserStore + ?Sized] Box<T> => |s| **s; UserStore);
 delegate!(impl[T: ProductStore + ?Sized] Box<T> => |s| **s; ProductStore);
 delegate!(impl[T: OrderStore + ?Sized] Box<T> => |s| **s; OrderStore);
 delegate!(impl[T: ReservationStore + ?Sized] Box<T> => |s| **s; ReservationStore);
+delegate!(impl[T: LedgerStore + ?Sized] Box<T> => |s| **s; LedgerStore);
 delegate!(impl[T: NotificationStore + ?Sized] Box<T> => |s| **s; NotificationStore);
 delegate!(impl[T: Transfer + ?Sized] Box<T> => |s| **s; Transfer);
 delegate!(impl[T: Health + ?Sized] Box<T> => |s| **s; Health);

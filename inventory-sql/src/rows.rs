@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use inventory_core::{
-    Email, Error, Lines, Message, MessageParts, Notification, Order, Product, ProductId, Quantity,
-    Reservation, Result, User,
+    Email, Error, LedgerEntry, Lines, Message, MessageParts, Notification, Order, Product,
+    ProductId, Quantity, Reservation, Result, User,
 };
 use uuid::Uuid;
 
@@ -217,6 +217,46 @@ impl TryFrom<NotificationRow> for Notification {
             last_error: r.last_error,
             created_at: from_ts(r.created_at)?,
             sent_at: r.sent_at.map(from_ts).transpose()?,
+        })
+    }
+}
+
+/// The columns of [`LedgerRow`].
+macro_rules! ledger_columns {
+    () => {
+        "product_id, id, delta, reserved_delta, quantity, reserved, reason, actor, reference, at"
+    };
+}
+pub(crate) use ledger_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct LedgerRow {
+    product_id: String,
+    id: String,
+    delta: i64,
+    reserved_delta: i64,
+    quantity: i64,
+    reserved: i64,
+    reason: String,
+    actor: String,
+    reference: Option<String>,
+    at: i64,
+}
+
+impl TryFrom<LedgerRow> for LedgerEntry {
+    type Error = Error;
+    fn try_from(r: LedgerRow) -> Result<LedgerEntry> {
+        Ok(LedgerEntry {
+            id: uuid(&r.id)?,
+            product_id: stored("product id", ProductId::new(r.product_id))?,
+            delta: r.delta,
+            reserved_delta: r.reserved_delta,
+            quantity: stored("quantity", u64::try_from(r.quantity).map_err(Error::other))?,
+            reserved: stored("reserved", u64::try_from(r.reserved).map_err(Error::other))?,
+            reason: stored("reason", r.reason.parse())?,
+            actor: r.actor,
+            reference: r.reference,
+            at: from_ts(r.at)?,
         })
     }
 }

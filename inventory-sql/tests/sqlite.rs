@@ -15,6 +15,7 @@ async fn file_store() -> Option<TestStore> {
 mod file {
     inventory_core::store_conformance!(super::file_store());
     inventory_core::reservation_conformance!(super::file_store());
+    inventory_core::ledger_conformance!(super::file_store());
 }
 
 mod memory {

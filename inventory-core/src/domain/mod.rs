@@ -53,12 +53,14 @@ macro_rules! text_enum {
     };
 }
 
+mod ledger;
 mod notification;
 mod order;
 mod product;
 mod reservation;
 mod user;
 
+pub use ledger::*;
 pub use notification::*;
 pub use order::*;
 pub use product::*;

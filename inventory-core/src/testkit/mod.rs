@@ -73,6 +73,7 @@ macro_rules! store_conformance {
             cancel_returns_every_line_once,
             concurrent_baskets_never_oversell,
             baskets_survive_export_and_import,
+            compare_and_set_stock_refuses_a_stale_expectation,
         );
     };
 }
@@ -91,6 +92,20 @@ macro_rules! reservation_conformance {
             a_hold_expiring_during_checkout_ends_once,
             baskets_and_holds_together_account_for_every_unit,
             holds_survive_export_and_import,
+        );
+    };
+}
+
+/// The cases of the stock ledger ([`LedgerStore::list_ledger`]), written like
+/// [`store_conformance!`](crate::store_conformance), for the stores that keep the ledger: the
+/// in-memory store, SQLite and PostgreSQL (Firestore answers it with
+/// [`Error::Unsupported`](crate::Error::Unsupported) so far).
+#[macro_export]
+macro_rules! ledger_conformance {
+    ($factory:expr $(, #[$attr:meta])* $(,)?) => {
+        $crate::__store_conformance_cases!([$(#[$attr])*] $factory;
+            the_ledger_explains_every_unit,
+            imported_products_open_their_ledger,
         );
     };
 }
@@ -145,6 +160,7 @@ fn t0() -> DateTime<Utc> {
 
 mod baskets;
 mod holds;
+mod ledger;
 mod orders;
 mod outbox;
 mod products;
@@ -153,6 +169,7 @@ mod users;
 
 pub use baskets::*;
 pub use holds::*;
+pub use ledger::*;
 pub use orders::*;
 pub use outbox::*;
 pub use products::*;
@@ -234,6 +251,7 @@ mod tests {
             include_str!("orders.rs"),
             include_str!("baskets.rs"),
             include_str!("holds.rs"),
+            include_str!("ledger.rs"),
             include_str!("outbox.rs"),
             include_str!("transfer.rs"),
         ];

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::error::db;
 use crate::rows::*;
 
+use super::ledger::move_units;
 use super::*;
 
 #[async_trait]
@@ -95,15 +96,8 @@ impl OrderStore for SqlStore {
             // Every line's units back, product by product in id order (the order in which
             // placing locks them on PostgreSQL).
             let order = Order::try_from(row)?;
-            for (product, units) in order.lines.demand() {
-                sqlx::query("UPDATE products SET quantity = quantity + $1, updated_at = $2 WHERE id = $3")
-                    .bind(i64::try_from(units).map_err(Error::other)?)
-                    .bind(ts(now))
-                    .bind(product.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-            }
+            let reference = Some(order.id.to_string());
+            move_units!(tx, D, &order.lines.demand(), StockMove::Give, StockReason::Cancel, SYSTEM_ACTOR, reference, now);
             // Its confirmation is never sent; a send in flight loses its lease.
             sqlx::query("UPDATE notifications SET status = 'cancelled', lease_owner = NULL, lease_until = NULL \
                          WHERE order_id = $1 AND status = 'pending'")

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::error::{db, map};
 use crate::rows::*;
 
+use super::ledger::{insert_entries, move_units};
 use super::writer::Batch;
 use super::*;
 
@@ -33,52 +34,6 @@ macro_rules! lock_products {
         rows.into_iter()
             .map(|(id, name, quantity)| (id, (name, quantity)))
             .collect::<BTreeMap<String, (String, i64)>>()
-    }};
-}
-
-/// How a hold moves a product's units.
-#[derive(Clone, Copy)]
-enum Shift {
-    /// Held: from available to reserved.
-    Hold,
-    /// Released or expired: from reserved back to available.
-    Back,
-    /// Checked out: reserved units become the order's.
-    Sell,
-    /// An expired hold checked out: taken from available again.
-    Retake,
-}
-
-impl Shift {
-    /// What `units` change (available, reserved) by.
-    fn deltas(self, units: i64) -> (i64, i64) {
-        match self {
-            Shift::Hold => (-units, units),
-            Shift::Back => (units, -units),
-            Shift::Sell => (0, -units),
-            Shift::Retake => (-units, 0),
-        }
-    }
-}
-
-/// Moves each product's units of `demand` as `shift` says, one statement per product in id
-/// order.
-macro_rules! shift_units {
-    ($tx:expr, $demand:expr, $shift:expr, $now:expr) => {{
-        for (id, units) in $demand {
-            let (available, reserved) = $shift.deltas(i64::try_from(*units).map_err(Error::other)?);
-            sqlx::query(
-                "UPDATE products SET quantity = quantity + $1, reserved = reserved + $2, \
-                 updated_at = $3 WHERE id = $4",
-            )
-            .bind(available)
-            .bind(reserved)
-            .bind(ts($now))
-            .bind(id.as_str())
-            .execute(&mut *$tx)
-            .await
-            .map_err(db)?;
-        }
     }};
 }
 
@@ -159,7 +114,17 @@ impl ReservationStore for SqlStore {
                         .get(id.as_str())
                         .map(|(_, left)| u64::try_from(*left).unwrap_or(0))
                 })?;
-                shift_units!(tx, &demand, Shift::Hold, r.now);
+                let (actor, reference) = (r.user_id.to_string(), Some(r.id.to_string()));
+                move_units!(
+                    tx,
+                    D,
+                    &demand,
+                    StockMove::Hold,
+                    StockReason::Hold,
+                    actor.as_str(),
+                    reference,
+                    r.now
+                );
                 insert_hold!(&mut *tx, &hold);
                 tx.commit().await.map_err(db)?;
                 Ok::<_, Error>(())
@@ -191,7 +156,17 @@ impl ReservationStore for SqlStore {
                 let mut hold = lock_reservation!(tx, D, id);
                 let back = hold.release(now)?;
                 write_status!(tx, hold);
-                shift_units!(tx, &back, Shift::Back, now);
+                let (actor, reference) = (hold.user_id.to_string(), Some(id.to_string()));
+                move_units!(
+                    tx,
+                    D,
+                    &back,
+                    StockMove::Unhold,
+                    StockReason::Release,
+                    actor.as_str(),
+                    reference,
+                    now
+                );
                 tx.commit().await.map_err(db)?;
                 Ok::<_, Error>(hold)
             }
@@ -206,6 +181,7 @@ impl ReservationStore for SqlStore {
                 let mut hold = lock_reservation!(tx, D, id);
                 let how = hold.checkout(new.id, new.now)?;
                 let demand = hold.lines.demand();
+                let (actor, reference) = (new.user_id.to_string(), Some(new.id.to_string()));
                 let stock = match how {
                     Checkout::Done(order) => {
                         let row: Option<OrderRow> = sqlx::query_as(concat!(
@@ -228,7 +204,16 @@ impl ReservationStore for SqlStore {
                     Checkout::FromHold => {
                         let stock = lock_products!(tx, D, demand);
                         // The held units are the order's: reserved goes down, available stays.
-                        shift_units!(tx, &demand, Shift::Sell, new.now);
+                        move_units!(
+                            tx,
+                            D,
+                            &demand,
+                            StockMove::Commit,
+                            StockReason::Checkout,
+                            actor.as_str(),
+                            reference,
+                            new.now
+                        );
                         stock
                     }
                     Checkout::Retake => {
@@ -243,7 +228,16 @@ impl ReservationStore for SqlStore {
                                 Error::OutOfStock { .. } => Error::ReservationExpired(id),
                                 other => other,
                             })?;
-                        shift_units!(tx, &demand, Shift::Retake, new.now);
+                        move_units!(
+                            tx,
+                            D,
+                            &demand,
+                            StockMove::Take,
+                            StockReason::Checkout,
+                            actor.as_str(),
+                            reference,
+                            new.now
+                        );
                         stock
                     }
                 };
@@ -291,20 +285,58 @@ impl ReservationStore for SqlStore {
                     .await
                     .map_err(db)?;
                 let mut back: BTreeMap<ProductId, u64> = BTreeMap::new();
-                let mut expired = 0;
+                let mut holds = Vec::new();
                 for row in rows {
                     let mut hold = Reservation::try_from(row)?;
                     let Some(units) = hold.expire(now) else {
                         continue;
                     };
                     write_status!(tx, hold);
-                    for (product, n) in units {
-                        *back.entry(product).or_default() += n;
+                    for (product, n) in &units {
+                        *back.entry(product.clone()).or_default() += n;
                     }
-                    expired += 1;
+                    holds.push((hold.id, units));
                 }
+                let expired = holds.len() as u64;
                 if expired > 0 {
-                    shift_units!(tx, &back, Shift::Back, now);
+                    // One update per product, in id order (as every transaction locks them),
+                    // and one entry per hold and product.
+                    let mut entries = Vec::new();
+                    for (product, total) in &back {
+                        let total = i64::try_from(*total).map_err(Error::other)?;
+                        let after: Option<(i64, i64)> = sqlx::query_as(
+                            "UPDATE products SET quantity = quantity + $1, reserved = reserved - $1, \
+                             updated_at = $2 WHERE id = $3 RETURNING quantity, reserved",
+                        )
+                        .bind(total)
+                        .bind(ts(now))
+                        .bind(product.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                        let Some((mut quantity, mut reserved)) = after else {
+                            continue;
+                        };
+                        (quantity, reserved) = (quantity - total, reserved + total);
+                        for (id, units) in &holds {
+                            let Some(&n) = units.get(product) else {
+                                continue;
+                            };
+                            let n = i64::try_from(n).map_err(Error::other)?;
+                            (quantity, reserved) = (quantity + n, reserved - n);
+                            entries.push(LedgerEntry::new(
+                                product.clone(),
+                                n,
+                                -n,
+                                (quantity.max(0).unsigned_abs(), reserved.max(0).unsigned_abs()),
+                                StockReason::Expire,
+                                SYSTEM_ACTOR,
+                                Some(id.to_string()),
+                                now,
+                            ));
+                        }
+                    }
+                    insert_entries!(&mut *tx, D, &entries);
                     tx.commit().await.map_err(db)?;
                 } else {
                     tx.rollback().await.map_err(db)?;

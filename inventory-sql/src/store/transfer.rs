@@ -6,6 +6,7 @@ use inventory_core::*;
 use crate::error::{db, map};
 use crate::rows::*;
 
+use super::ledger::insert_entries;
 use super::*;
 
 #[async_trait]
@@ -30,18 +31,25 @@ impl Transfer for SqlStore {
 
     async fn import_product(&self, p: &Product) -> Result<()> {
         with_pool!(self, write, |pool, D| {
-            sqlx::query("INSERT INTO products (id, name, quantity, reserved, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)")
-                .bind(p.id.as_str())
-                .bind(&p.name)
-                .bind(i64::try_from(p.quantity).map_err(|_| Error::invalid("quantity", "too large"))?)
-                .bind(i64::try_from(p.reserved).map_err(|_| Error::invalid("reserved", "too large"))?)
-                .bind(ts(p.created_at))
-                .bind(ts(p.updated_at))
-                .execute(pool)
-                .await
-                .map_err(|e| map(e, &format!("product {} already exists", p.id)))?;
-        });
-        Ok(())
+            async {
+                let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
+                sqlx::query("INSERT INTO products (id, name, quantity, reserved, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(p.id.as_str())
+                    .bind(&p.name)
+                    .bind(i64::try_from(p.quantity).map_err(|_| Error::invalid("quantity", "too large"))?)
+                    .bind(i64::try_from(p.reserved).map_err(|_| Error::invalid("reserved", "too large"))?)
+                    .bind(ts(p.created_at))
+                    .bind(ts(p.updated_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| map(e, &format!("product {} already exists", p.id)))?;
+                let entry = LedgerEntry::opening(p, StockReason::Import, p.updated_at);
+                insert_entries!(&mut *tx, D, std::slice::from_ref(&entry));
+                tx.commit().await.map_err(db)?;
+                Ok::<_, Error>(())
+            }
+            .await
+        })
     }
 
     async fn import_order(&self, o: &Order) -> Result<()> {

@@ -309,19 +309,23 @@ impl Writer {
                 let mut out = Outcomes::default();
                 let mut placed = Vec::new();
                 let mut stock = BTreeMap::new();
+                let (mut before, mut reserved) = (BTreeMap::new(), BTreeMap::new());
                 if writes.orders.is_empty() {
                     // No products to hold: the next batch may start at once.
                     queue.take();
                 } else {
-                    stock = Batch::<D>::read_stock(&mut tx, &writes.orders).await?;
+                    (stock, reserved) = Batch::<D>::read_stock(&mut tx, &writes.orders).await?;
                     // The products are ours now: the next batch may start.
                     queue.take();
+                    before = stock.clone();
                     let mut keys = Batch::<D>::read_keys(&mut tx, &writes.orders).await?;
                     (out.placed, placed) = decide(&writes.orders, &mut stock, &mut keys);
                 }
                 out.marked = Batch::<D>::mark_sent(&mut tx, &writes.marks).await?;
                 if !placed.is_empty() {
                     Batch::<D>::write_orders(&mut tx, &placed, &stock).await?;
+                    let entries = super::ledger::order_entries(&placed, &before, &reserved);
+                    super::ledger::insert_entries!(&mut *tx, D, &entries);
                     if let Some(notify) = D::NOTIFY {
                         sqlx::query(notify).execute(&mut *tx).await.map_err(db)?;
                     }
@@ -411,34 +415,39 @@ where
     for<'q> Option<i64>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
     for<'q> i64: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
     (String, String, i64): for<'r> sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    (String, String, i64, i64): for<'r> sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     OrderRow: for<'r> sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     (String, Option<String>): for<'r> sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     NotificationRow: for<'r> sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
 {
-    /// The batch's products: id -> (name, stock), read (and on PostgreSQL locked) in the
-    /// transaction.
+    /// The batch's products: id -> (name, stock), and id -> reserved units, read (and on
+    /// PostgreSQL locked) in the transaction.
+    #[allow(clippy::type_complexity)]
     async fn read_stock(
         tx: &mut sqlx::Transaction<'static, D::Db>,
         orders: &[&NewOrder],
-    ) -> Result<BTreeMap<String, (String, i64)>> {
+    ) -> Result<(BTreeMap<String, (String, i64)>, BTreeMap<String, i64>)> {
         let ids: std::collections::BTreeSet<&str> = orders
             .iter()
             .flat_map(|o| o.lines.iter().map(|l| l.product_id.as_str()))
             .collect();
-        let mut q =
-            QueryBuilder::<D::Db>::new("SELECT id, name, quantity FROM products WHERE id IN (");
+        let mut q = QueryBuilder::<D::Db>::new(
+            "SELECT id, name, quantity, reserved FROM products WHERE id IN (",
+        );
         let mut list = q.separated(", ");
         for id in ids {
             list.push_bind(id);
         }
         q.push(")");
         q.push(D::LOCK_PRODUCTS);
-        let rows: Vec<(String, String, i64)> =
+        let rows: Vec<(String, String, i64, i64)> =
             q.build_query_as().fetch_all(&mut **tx).await.map_err(db)?;
-        Ok(rows
+        let reserved = rows.iter().map(|(id, _, _, r)| (id.clone(), *r)).collect();
+        let stock = rows
             .into_iter()
-            .map(|(id, name, quantity)| (id, (name, quantity)))
-            .collect())
+            .map(|(id, name, quantity, _)| (id, (name, quantity)))
+            .collect();
+        Ok((stock, reserved))
     }
 
     /// The earlier orders holding the batch's idempotency keys, by (user, key). No query when

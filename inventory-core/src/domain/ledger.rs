@@ -1,0 +1,339 @@
+//! The stock ledger: one append-only entry per change of a product's stock, written in the
+//! same atomic step as the change, so that every unit a product shows is explained.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+use super::*;
+
+/// Why a product's stock changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StockReason {
+    /// The stock a product had when the ledger began (its creation, or the upgrade that
+    /// introduced the ledger).
+    Opening,
+    /// An order took units.
+    Order,
+    /// A cancelled order gave its units back.
+    Cancel,
+    /// Units were added.
+    Restock,
+    /// The available quantity was set (compare-and-set, or a reconcile's repair).
+    Set,
+    /// The product was imported with this stock.
+    Import,
+    /// A hold moved units from available to reserved.
+    Hold,
+    /// A released hold moved its units back.
+    Release,
+    /// An expired hold's units went back.
+    Expire,
+    /// A hold was checked out: its reserved units became the order's (or, expired, were
+    /// taken again from available stock).
+    Checkout,
+}
+
+text_enum!(StockReason, "reason" {
+    Opening => "opening", Order => "order", Cancel => "cancel", Restock => "restock",
+    Set => "set", Import => "import", Hold => "hold", Release => "release", Expire => "expire",
+    Checkout => "checkout",
+});
+
+/// How a change moves a product's units between available and reserved stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockMove {
+    /// Units leave available stock (an order, an expired hold's checkout).
+    Take,
+    /// Units move from available to reserved (a hold).
+    Hold,
+    /// Units move from reserved back to available (a release, an expiry).
+    Unhold,
+    /// Reserved units leave (a hold's checkout: they are the order's now).
+    Commit,
+    /// Units come into available stock (a cancel, a restock).
+    Give,
+}
+
+impl StockMove {
+    /// What moving `units` changes (available, reserved) by.
+    pub fn deltas(self, units: i64) -> (i64, i64) {
+        match self {
+            StockMove::Take => (-units, 0),
+            StockMove::Hold => (-units, units),
+            StockMove::Unhold => (units, -units),
+            StockMove::Commit => (0, -units),
+            StockMove::Give => (units, 0),
+        }
+    }
+}
+
+/// Who made a change: a user's id, or `system` (sweeps, imports, migrations).
+pub const SYSTEM_ACTOR: &str = "system";
+
+/// Longest reference an operator may give a change, in bytes.
+pub const REFERENCE_MAX_BYTES: usize = 512;
+
+/// One change of one product's stock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// UUID v7: entries of a product are listed by it, newest first.
+    pub id: Uuid,
+    /// The product.
+    pub product_id: ProductId,
+    /// Change of the available quantity.
+    pub delta: i64,
+    /// Change of the reserved quantity.
+    pub reserved_delta: i64,
+    /// Available quantity after the change.
+    pub quantity: u64,
+    /// Reserved quantity after the change.
+    pub reserved: u64,
+    /// Why.
+    pub reason: StockReason,
+    /// Who: a user id, or [`SYSTEM_ACTOR`].
+    pub actor: String,
+    /// What it belongs to: an order or hold id, or an operator's text (a purchase order URI).
+    pub reference: Option<String>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+impl LedgerEntry {
+    /// An entry of a change made now-ish (`at`), with a fresh id. `quantity` and `reserved`
+    /// are the product's after the change.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        product_id: ProductId,
+        delta: i64,
+        reserved_delta: i64,
+        (quantity, reserved): (u64, u64),
+        reason: StockReason,
+        actor: impl Into<String>,
+        reference: Option<String>,
+        at: DateTime<Utc>,
+    ) -> LedgerEntry {
+        LedgerEntry {
+            id: Uuid::now_v7(),
+            product_id,
+            delta,
+            reserved_delta,
+            quantity,
+            reserved,
+            reason,
+            actor: actor.into(),
+            reference,
+            at,
+        }
+    }
+}
+
+impl LedgerEntry {
+    /// The entry of a product's first stock (`opening` when created, `import` when
+    /// imported): everything it holds, by the system.
+    pub fn opening(p: &Product, reason: StockReason, at: DateTime<Utc>) -> LedgerEntry {
+        LedgerEntry::new(
+            p.id.clone(),
+            i64::try_from(p.quantity).unwrap_or(i64::MAX),
+            i64::try_from(p.reserved).unwrap_or(i64::MAX),
+            (p.quantity, p.reserved),
+            reason,
+            SYSTEM_ACTOR,
+            None,
+            at,
+        )
+    }
+}
+
+impl Listed for LedgerEntry {
+    fn cursor(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+/// A compare-and-set of a product's available quantity: the input of
+/// [`LedgerStore::set_stock`](crate::LedgerStore::set_stock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockSet {
+    /// The product.
+    pub product_id: ProductId,
+    /// The new available quantity (at most [`STOCK_MAX`]).
+    pub quantity: u64,
+    /// The available quantity the caller last saw: the set is refused
+    /// ([`Error::StockChanged`]) when the product no longer has it.
+    pub expected: u64,
+    /// Why (free text kept as the entry's reference when no reference is given).
+    pub reference: Option<String>,
+    /// Who.
+    pub actor: String,
+    /// When.
+    pub now: DateTime<Utc>,
+}
+
+impl StockSet {
+    /// Validates a set: the quantity within [`STOCK_MAX`], the reference at most
+    /// [`REFERENCE_MAX_BYTES`] and free of control characters.
+    pub fn new(
+        product_id: ProductId,
+        quantity: u64,
+        expected: u64,
+        reference: Option<String>,
+        actor: impl Into<String>,
+    ) -> Result<StockSet> {
+        if quantity > STOCK_MAX {
+            return Err(Error::invalid(
+                "quantity",
+                format!("must be at most {STOCK_MAX}"),
+            ));
+        }
+        if reference
+            .as_ref()
+            .is_some_and(|r| r.len() > REFERENCE_MAX_BYTES || r.chars().any(char::is_control))
+        {
+            return Err(Error::invalid(
+                "reference",
+                format!("must be at most {REFERENCE_MAX_BYTES} bytes, without control characters"),
+            ));
+        }
+        Ok(StockSet {
+            product_id,
+            quantity,
+            expected,
+            reference,
+            actor: actor.into(),
+            now: now(),
+        })
+    }
+
+    /// Decides the set against the product's current available quantity: the entry to write
+    /// (delta from `current`), or [`Error::StockChanged`] when `current` is not `expected`.
+    pub fn decide(&self, current: u64, reserved: u64) -> Result<LedgerEntry> {
+        if current != self.expected {
+            return Err(Error::StockChanged {
+                product_id: self.product_id.to_string(),
+                expected: self.expected,
+                current,
+            });
+        }
+        let delta = i128::from(self.quantity) - i128::from(current);
+        Ok(LedgerEntry::new(
+            self.product_id.clone(),
+            i64::try_from(delta).unwrap_or(i64::MAX),
+            0,
+            (self.quantity, reserved),
+            StockReason::Set,
+            self.actor.clone(),
+            self.reference.clone(),
+            self.now,
+        ))
+    }
+}
+
+/// What a product's entries add up to, against what it shows ([`reconcile`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Difference {
+    /// The product.
+    pub product_id: ProductId,
+    /// Available quantity it shows.
+    pub quantity: u64,
+    /// Available quantity its entries add up to.
+    pub ledger_quantity: i64,
+    /// Reserved quantity it shows.
+    pub reserved: u64,
+    /// Reserved quantity its entries add up to.
+    pub ledger_reserved: i64,
+}
+
+/// Compares a product's quantities with the sum of its entries (all of them, oldest to
+/// newest in any order): `None` when they agree.
+pub fn reconcile(product: &Product, entries: &[LedgerEntry]) -> Option<Difference> {
+    let ledger_quantity: i64 = entries.iter().map(|e| e.delta).sum();
+    let ledger_reserved: i64 = entries.iter().map(|e| e.reserved_delta).sum();
+    let agrees = i128::from(ledger_quantity) == i128::from(product.quantity)
+        && i128::from(ledger_reserved) == i128::from(product.reserved);
+    (!agrees).then(|| Difference {
+        product_id: product.id.clone(),
+        quantity: product.quantity,
+        ledger_quantity,
+        reserved: product.reserved,
+        ledger_reserved,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn product(quantity: u64, reserved: u64) -> Product {
+        Product {
+            id: ProductId::new("p").unwrap(),
+            name: "P".into(),
+            quantity,
+            reserved,
+            created_at: now(),
+            updated_at: now(),
+        }
+    }
+
+    #[test]
+    fn a_set_is_refused_when_the_stock_moved() {
+        let set = StockSet::new(ProductId::new("p").unwrap(), 10, 4, None, "u").unwrap();
+        let err = set.decide(3, 0).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::StockChanged {
+                    current: 3,
+                    expected: 4,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let entry = set.decide(4, 2).unwrap();
+        assert_eq!((entry.delta, entry.quantity, entry.reserved), (6, 10, 2));
+        assert_eq!(entry.reason, StockReason::Set);
+        let down = StockSet::new(ProductId::new("p").unwrap(), 1, 4, None, "u").unwrap();
+        assert_eq!(down.decide(4, 0).unwrap().delta, -3);
+    }
+
+    #[test]
+    fn bad_sets_are_refused_naming_the_field() {
+        let p = || ProductId::new("p").unwrap();
+        let e = StockSet::new(p(), STOCK_MAX + 1, 0, None, "u").unwrap_err();
+        assert!(e.to_string().contains("quantity"), "{e}");
+        let e = StockSet::new(p(), 1, 0, Some("a\nb".into()), "u").unwrap_err();
+        assert!(e.to_string().contains("reference"), "{e}");
+        let e = StockSet::new(p(), 1, 0, Some("x".repeat(513)), "u").unwrap_err();
+        assert!(e.to_string().contains("reference"), "{e}");
+    }
+
+    #[test]
+    fn reconcile_finds_what_the_entries_do_not_explain() {
+        let at = now();
+        let id = || ProductId::new("p").unwrap();
+        let entries = vec![
+            LedgerEntry::new(
+                id(),
+                5,
+                0,
+                (5, 0),
+                StockReason::Opening,
+                SYSTEM_ACTOR,
+                None,
+                at,
+            ),
+            LedgerEntry::new(id(), -2, 0, (3, 0), StockReason::Order, "u", None, at),
+            LedgerEntry::new(id(), -1, 1, (2, 1), StockReason::Hold, "u", None, at),
+        ];
+        assert_eq!(reconcile(&product(2, 1), &entries), None);
+        let d = reconcile(&product(7, 1), &entries).expect("a difference");
+        assert_eq!((d.quantity, d.ledger_quantity), (7, 2));
+    }
+}

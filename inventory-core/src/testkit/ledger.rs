@@ -1,0 +1,208 @@
+//! Conformance cases of the stock ledger and of compare-and-set stock.
+
+use std::time::Duration;
+
+use super::*;
+use crate::error::Error;
+
+/// Every entry of a product, oldest first, read page by page (newest first, by cursor).
+async fn entries(store: &TestStore, id: &ProductId) -> Vec<LedgerEntry> {
+    let mut all = crate::transfer::collect_all(|page| store.list_ledger(id, page))
+        .await
+        .expect("list_ledger");
+    all.reverse();
+    all
+}
+
+/// Two sets expecting the same quantity at once: exactly one wins, the other is
+/// `StockChanged` naming what it found; a set expecting the quantity before an order is
+/// refused (it never overwrites the sale); an unknown product is `NotFound`.
+pub async fn compare_and_set_stock_refuses_a_stale_expectation(store: TestStore) {
+    let u = user(&store, "cas@example.com").await;
+    let p = product(&store, "cas", 10).await;
+    let set = |quantity, expected| {
+        StockSet::new(p.clone(), quantity, expected, Some("PO-1".into()), "admin").unwrap()
+    };
+    let (a, b) = (set(5, 10), set(7, 10));
+    let (x, y) = tokio::join!(store.set_stock(&a), store.set_stock(&b));
+    let (won, lost) = match (x, y) {
+        (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
+        other => panic!("exactly one set must win: {other:?}"),
+    };
+    assert!(won.quantity == 5 || won.quantity == 7, "{won:?}");
+    let Error::StockChanged {
+        current, expected, ..
+    } = lost
+    else {
+        panic!("stock_changed expected, got {lost:?}");
+    };
+    assert_eq!((current, expected), (won.quantity, 10));
+    assert_eq!(stock(&store, &p).await, won.quantity);
+
+    // An order between the read and the set: the set is refused, the sale stays.
+    let seen = won.quantity;
+    store.place_order(&order(&u, &p, 2)).await.expect("order");
+    let err = store.set_stock(&set(100, seen)).await.unwrap_err();
+    assert!(
+        matches!(err, Error::StockChanged { current, .. } if current == seen - 2),
+        "got {err:?}"
+    );
+    assert_eq!(stock(&store, &p).await, seen - 2);
+    let done = store.set_stock(&set(100, seen - 2)).await.expect("set");
+    assert_eq!(done.quantity, 100);
+
+    let missing = StockSet::new(ProductId::new("no-such").unwrap(), 1, 0, None, "a").unwrap();
+    let err = store.set_stock(&missing).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "got {err:?}");
+}
+
+/// After concurrent buyers ordering and cancelling baskets, restocks, sets and holds that are
+/// released, checked out and left to expire, each product's entries add up to exactly its
+/// available and reserved stock; each entry's quantities are the product's after it; the
+/// entries name their reasons, actors and references and list newest first by cursor.
+pub async fn the_ledger_explains_every_unit(store: TestStore) {
+    let a = product(&store, "ledger-a", 40).await;
+    let b = product(&store, "ledger-b", 40).await;
+    let mut buyers = Vec::new();
+    for i in 0..20 {
+        buyers.push(user(&store, &format!("ledger{i}@example.com")).await);
+    }
+    let tasks = buyers.iter().enumerate().map(|(i, u)| {
+        let store = store.clone();
+        let (a, b, u) = (a.clone(), b.clone(), u.clone());
+        tokio::spawn(async move {
+            match i % 5 {
+                0 | 1 => {
+                    let placed = store.place_order(&basket(&u, &[(&a, 1), (&b, 2)])).await?;
+                    if i % 5 == 0 {
+                        store.cancel_order(placed.order.id, now()).await?;
+                    }
+                }
+                2 => {
+                    let held = store
+                        .reserve(&hold(&u, &[(&b, 1), (&a, 1)], Duration::from_secs(600)))
+                        .await?;
+                    store
+                        .checkout_reservation(held.id, &held.order(now()))
+                        .await?;
+                }
+                3 => {
+                    let held = store
+                        .reserve(&hold(&u, &[(&a, 2)], Duration::from_secs(600)))
+                        .await?;
+                    store.release_reservation(held.id, now()).await?;
+                }
+                _ => {
+                    store
+                        .reserve(&hold(&u, &[(&a, 1), (&b, 1)], Duration::from_secs(600)))
+                        .await?;
+                    store.restock(&b, 3, now()).await?;
+                }
+            }
+            Ok::<_, Error>(())
+        })
+    });
+    for r in futures::future::join_all(tasks).await {
+        r.unwrap().expect("every step has stock");
+    }
+    let current = store.get_product(&a).await.unwrap().unwrap().quantity;
+    let set = StockSet::new(
+        a.clone(),
+        current + 5,
+        current,
+        Some("count #7".into()),
+        "admin",
+    );
+    store.set_stock(&set.unwrap()).await.expect("set");
+    // The holds left run out.
+    assert_eq!(
+        store
+            .expire_reservations(now() + chrono::Duration::hours(1), 100)
+            .await
+            .unwrap(),
+        4
+    );
+    for id in [&a, &b] {
+        let p = store.get_product(id).await.unwrap().unwrap();
+        let all = entries(&store, id).await;
+        assert_eq!(crate::reconcile(&p, &all), None, "{id}: {all:#?}");
+        // Each entry's quantities are the running sums up to it.
+        let (mut q, mut r) = (0i64, 0i64);
+        for e in &all {
+            (q, r) = (q + e.delta, r + e.reserved_delta);
+            assert_eq!(
+                (e.quantity as i64, e.reserved as i64),
+                (q, r),
+                "{id}: {e:?}"
+            );
+        }
+        let reasons: std::collections::BTreeSet<&str> =
+            all.iter().map(|e| e.reason.as_str()).collect();
+        for reason in ["opening", "order", "cancel", "hold", "checkout", "expire"] {
+            assert!(
+                reasons.contains(reason),
+                "{id}: no {reason} entry in {reasons:?}"
+            );
+        }
+        let first = &all[0];
+        assert_eq!((first.reason, first.delta), (StockReason::Opening, 40));
+        let order = all.iter().find(|e| e.reason == StockReason::Order).unwrap();
+        assert!(order.actor.parse::<uuid::Uuid>().is_ok(), "{order:?}");
+        assert!(order.reference.is_some(), "{order:?}");
+    }
+    let a_reasons: Vec<StockReason> = entries(&store, &a).await.iter().map(|e| e.reason).collect();
+    assert!(a_reasons.contains(&StockReason::Release));
+    let last = entries(&store, &a).await.pop().unwrap();
+    assert_ne!(
+        last.reason,
+        StockReason::Set,
+        "the expiries came after the set"
+    );
+    let set_entry = entries(&store, &a)
+        .await
+        .into_iter()
+        .find(|e| e.reason == StockReason::Set)
+        .expect("the set's entry");
+    assert_eq!((set_entry.delta, set_entry.actor.as_str()), (5, "admin"));
+    assert_eq!(set_entry.reference.as_deref(), Some("count #7"));
+    let b_reasons: Vec<StockReason> = entries(&store, &b).await.iter().map(|e| e.reason).collect();
+    assert!(b_reasons.contains(&StockReason::Restock));
+
+    // Newest first, page by page, with no entry twice.
+    let first = store
+        .list_ledger(&a, Page::first(3).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 3);
+    assert!(first[0].id > first[1].id && first[1].id > first[2].id);
+    let next = store
+        .list_ledger(&a, Page::first(3).unwrap().after(first[2].cursor()))
+        .await
+        .unwrap();
+    assert!(next.iter().all(|e| e.id < first[2].id));
+    let err = store
+        .list_ledger(&ProductId::new("no-such").unwrap(), Page::first(3).unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "got {err:?}");
+}
+
+/// Products imported carry an `import` entry of their stock, so an imported store's ledger
+/// adds up too.
+pub async fn imported_products_open_their_ledger(store: TestStore) {
+    let p = Product {
+        id: ProductId::new("imported-ledger").unwrap(),
+        name: "Imported".into(),
+        quantity: 7,
+        reserved: 2,
+        created_at: now(),
+        updated_at: now(),
+    };
+    store.import_product(&p).await.expect("import");
+    let all = entries(&store, &p.id).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(
+        (all[0].reason, all[0].delta, all[0].reserved_delta),
+        (StockReason::Import, 7, 2)
+    );
+}

@@ -1,0 +1,193 @@
+//! The stock ledger: entries written in the transaction of each stock change (the macros
+//! here, used by every port that changes stock), listed per product, and compare-and-set.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use inventory_core::*;
+
+use crate::error::db;
+use crate::rows::*;
+
+use super::*;
+
+/// Inserts ledger entries (`&[LedgerEntry]`), one statement for all of them; nothing when
+/// there are none.
+macro_rules! insert_entries {
+    ($executor:expr, $d:ty, $entries:expr) => {{
+        let entries: &[inventory_core::LedgerEntry] = $entries;
+        if !entries.is_empty() {
+            let mut q = sqlx::QueryBuilder::<<$d as SqlDialect>::Db>::new(concat!(
+                "INSERT INTO stock_ledger (",
+                crate::rows::ledger_columns!(),
+                ") "
+            ));
+            q.push_values(entries, |mut row, e| {
+                row.push_bind(e.product_id.as_str())
+                    .push_bind(e.id.to_string())
+                    .push_bind(e.delta)
+                    .push_bind(e.reserved_delta)
+                    .push_bind(i64::try_from(e.quantity).unwrap_or(i64::MAX))
+                    .push_bind(i64::try_from(e.reserved).unwrap_or(i64::MAX))
+                    .push_bind(e.reason.as_str())
+                    .push_bind(e.actor.as_str())
+                    .push_bind(e.reference.as_deref())
+                    .push_bind(crate::rows::ts(e.at));
+            });
+            q.build()
+                .execute($executor)
+                .await
+                .map_err(crate::error::db)?;
+        }
+    }};
+}
+pub(super) use insert_entries;
+
+/// Moves each product's units of `demand` (`&BTreeMap<ProductId, u64>`, in product id order:
+/// the order every transaction locks products in) as the [`StockMove`] says, and writes each
+/// change's entry; in the transaction `$tx`.
+macro_rules! move_units {
+    ($tx:expr, $d:ty, $demand:expr, $how:expr, $reason:expr, $actor:expr, $reference:expr, $now:expr) => {{
+        let demand: &std::collections::BTreeMap<inventory_core::ProductId, u64> = $demand;
+        let how: inventory_core::StockMove = $how;
+        let reference: Option<String> = $reference;
+        let mut entries = Vec::with_capacity(demand.len());
+        for (id, units) in demand {
+            let units = i64::try_from(*units).map_err(inventory_core::Error::other)?;
+            let (available, reserved) = how.deltas(units);
+            let after: Option<(i64, i64)> = sqlx::query_as(
+                "UPDATE products SET quantity = quantity + $1, reserved = reserved + $2, \
+                 updated_at = $3 WHERE id = $4 RETURNING quantity, reserved",
+            )
+            .bind(available)
+            .bind(reserved)
+            .bind(crate::rows::ts($now))
+            .bind(id.as_str())
+            .fetch_optional(&mut *$tx)
+            .await
+            .map_err(crate::error::db)?;
+            // A product deleted by hand has no stock to move (and nothing to record).
+            if let Some((quantity, held)) = after {
+                entries.push(inventory_core::LedgerEntry::new(
+                    id.clone(),
+                    available,
+                    reserved,
+                    (quantity.max(0).unsigned_abs(), held.max(0).unsigned_abs()),
+                    $reason,
+                    $actor,
+                    reference.clone(),
+                    $now,
+                ));
+            }
+        }
+        super::ledger::insert_entries!(&mut *$tx, $d, &entries);
+    }};
+}
+pub(super) use move_units;
+
+#[async_trait]
+impl LedgerStore for SqlStore {
+    async fn list_ledger(&self, id: &ProductId, page: Page) -> Result<Vec<LedgerEntry>> {
+        let (limit, offset, after) = page_args(page, Way::Down);
+        let rows: Vec<LedgerRow> = with_pool!(self, read, |pool, D| {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                ledger_columns!(),
+                " FROM stock_ledger WHERE product_id = $4 AND id < $3 ORDER BY id DESC LIMIT $1 OFFSET $2"
+            ))
+            .bind(limit)
+            .bind(offset)
+            .bind(&after)
+            .bind(id.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(db)?
+        });
+        if rows.is_empty() && self.get_product(id).await?.is_none() {
+            return Err(Error::NotFound(format!("product {id}")));
+        }
+        all(rows)
+    }
+
+    async fn set_stock(&self, set: &StockSet) -> Result<Product> {
+        let quantity =
+            i64::try_from(set.quantity).map_err(|_| Error::invalid("quantity", "too large"))?;
+        let expected = i64::try_from(set.expected).unwrap_or(i64::MAX);
+        with_pool!(self, write, |pool, D| {
+            async {
+                let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
+                // The compare and the set in one statement: the row is only written while it
+                // still holds what the caller saw.
+                let row: Option<ProductRow> = sqlx::query_as(concat!(
+                    "UPDATE products SET quantity = $1, updated_at = $2 WHERE id = $3 AND quantity = $4 RETURNING ",
+                    product_columns!()
+                ))
+                .bind(quantity)
+                .bind(ts(set.now))
+                .bind(set.product_id.as_str())
+                .bind(expected)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+                let Some(row) = row else {
+                    let current: Option<(i64,)> =
+                        sqlx::query_as("SELECT quantity FROM products WHERE id = $1")
+                            .bind(set.product_id.as_str())
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(db)?;
+                    return Err(match current {
+                        Some((current,)) => Error::StockChanged {
+                            product_id: set.product_id.to_string(),
+                            expected: set.expected,
+                            current: current.max(0).unsigned_abs(),
+                        },
+                        None => Error::NotFound(format!("product {}", set.product_id)),
+                    });
+                };
+                let product = Product::try_from(row)?;
+                let entry = set.decide(set.expected, product.reserved)?;
+                insert_entries!(&mut *tx, D, std::slice::from_ref(&entry));
+                tx.commit().await.map_err(db)?;
+                Ok::<_, Error>(product)
+            }
+            .await
+        })
+    }
+}
+
+/// The entries of a decided batch of orders: per order and product, the units taken and the
+/// stock after them, in the batch's order.
+pub(super) fn order_entries(
+    placed: &[&NewOrder],
+    before: &BTreeMap<String, (String, i64)>,
+    reserved: &BTreeMap<String, i64>,
+) -> Vec<LedgerEntry> {
+    let mut left: BTreeMap<&str, i64> = before
+        .iter()
+        .map(|(id, (_, q))| (id.as_str(), *q))
+        .collect();
+    let mut entries = Vec::new();
+    for new in placed {
+        let actor = new.user_id.to_string();
+        for (id, units) in new.lines.demand() {
+            let units = i64::try_from(units).unwrap_or(i64::MAX);
+            let reserved = reserved.get(id.as_str()).copied().unwrap_or_default();
+            let Some(l) = left.get_mut(id.as_str()) else {
+                continue;
+            };
+            *l -= units;
+            entries.push(LedgerEntry::new(
+                id,
+                -units,
+                0,
+                ((*l).max(0).unsigned_abs(), reserved.max(0).unsigned_abs()),
+                StockReason::Order,
+                actor.as_str(),
+                Some(new.id.to_string()),
+                new.now,
+            ));
+        }
+    }
+    entries
+}
