@@ -149,6 +149,29 @@ enum ProductsCommand {
     List,
     /// Adds units to a product's stock.
     Restock { product_id: String, quantity: u64 },
+    /// Sets a product's available quantity, only if it is still `--expected` (otherwise
+    /// exits 1 naming the current quantity, and nothing changes).
+    SetStock {
+        product_id: String,
+        quantity: u64,
+        /// The available quantity you last saw.
+        #[arg(long)]
+        expected: u64,
+        /// Why (kept in the ledger entry).
+        #[arg(long)]
+        reason: Option<String>,
+        /// What it belongs to, such as a purchase order URI (kept in the ledger entry).
+        #[arg(long)]
+        reference: Option<String>,
+    },
+    /// A product's stock ledger, newest first: every change with its reason, actor and
+    /// reference.
+    Ledger {
+        product_id: String,
+        /// Entries to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Firestore: splits a hot product's stock over N shard documents (about N orders per
     /// second instead of one on real Firestore). Safe while orders flow; again to re-split.
     Shard {
@@ -216,7 +239,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let read_only = matches!(
         cli.command,
         Command::Products {
-            command: ProductsCommand::List
+            command: ProductsCommand::List | ProductsCommand::Ledger { .. }
         } | Command::Notifications {
             command: NotificationsCommand::Counts | NotificationsCommand::Failed
         } | Command::Export { .. }
@@ -389,6 +412,64 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 )
                 .await?;
             say(json, format!("{}: {} in stock", p.id, p.quantity));
+        }
+        Command::Products {
+            command:
+                ProductsCommand::SetStock {
+                    product_id,
+                    quantity,
+                    expected,
+                    reason,
+                    reference,
+                },
+        } => {
+            let reference = match (reference, reason) {
+                (Some(r), Some(why)) => Some(format!("{why}: {r}")),
+                (r, why) => r.or(why),
+            };
+            let set = inventory_kit::core::StockSet::new(
+                ProductId::new(product_id)?,
+                quantity,
+                expected,
+                reference,
+                inventory_kit::core::SYSTEM_ACTOR,
+            )?;
+            let p = store.set_stock(&set).await?;
+            say(json, format!("{}: {} in stock", p.id, p.quantity));
+        }
+        Command::Products {
+            command: ProductsCommand::Ledger { product_id, limit },
+        } => {
+            let page = inventory_kit::core::Page::first(limit)?;
+            let rows = store
+                .list_ledger(&ProductId::new(product_id)?, page)
+                .await?
+                .into_iter()
+                .map(|e| {
+                    vec![
+                        json!(e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                        json!(e.reason.as_str()),
+                        json!(e.delta),
+                        json!(e.quantity),
+                        json!(e.reserved),
+                        json!(e.actor),
+                        json!(e.reference.unwrap_or_default()),
+                    ]
+                })
+                .collect();
+            print_rows(
+                json,
+                &[
+                    "at",
+                    "reason",
+                    "delta",
+                    "quantity",
+                    "reserved",
+                    "actor",
+                    "reference",
+                ],
+                rows,
+            );
         }
         Command::Products {
             command:

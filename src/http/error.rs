@@ -23,8 +23,10 @@ pub struct ApiError {
     /// The machine `code`.
     pub code: &'static str,
     retry_after: Option<u64>,
-    /// For `out_of_stock`: every short product, with what was asked and what is available.
-    short: Option<Vec<inventory_core::Shortage>>,
+    /// Fields the error's kind adds to the body: `short` for `out_of_stock` (every short
+    /// product, with what was asked and what is available), `current` and `expected` for
+    /// `stock_changed`.
+    fields: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The stable machine code of an HTTP status.
@@ -55,7 +57,7 @@ impl ApiError {
             detail: detail.into(),
             code: code_of(status),
             retry_after: None,
-            short: None,
+            fields: Default::default(),
         }
     }
 
@@ -83,10 +85,19 @@ impl From<Error> for ApiError {
             _ => e.to_string(),
         };
         let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1);
-        let short = match &e {
-            Error::OutOfStock { short } => Some(short.clone()),
-            _ => None,
-        };
+        let mut fields = serde_json::Map::new();
+        match &e {
+            Error::OutOfStock { short } => {
+                fields.insert("short".into(), serde_json::json!(short));
+            }
+            Error::StockChanged {
+                expected, current, ..
+            } => {
+                fields.insert("expected".into(), serde_json::json!(expected));
+                fields.insert("current".into(), serde_json::json!(current));
+            }
+            _ => {}
+        }
         let code = match e.kind() {
             // The status's code for these, so that every 5xx reads the same to a client.
             ErrorKind::Other | ErrorKind::Unavailable => code_of(status),
@@ -97,7 +108,7 @@ impl From<Error> for ApiError {
             detail,
             code,
             retry_after,
-            short,
+            fields,
         }
     }
 }
@@ -105,8 +116,8 @@ impl From<Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = serde_json::json!({ "detail": self.detail, "code": self.code });
-        if let Some(short) = &self.short {
-            body["short"] = serde_json::json!(short);
+        for (name, value) in self.fields {
+            body[name] = value;
         }
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {

@@ -177,7 +177,7 @@ impl utoipa::Modify for BearerAuth {
     info(title = "Shopping Inventory Service", description = "Orders with stock and e-mailed confirmations. Drop-in compatible with the original FastAPI service."),
     paths(health, ready, register, login, verify_email, request_verification, place_order, place_basket, list_orders, get_order, cancel_order,
           reserve, get_reservation, release_reservation, checkout_reservation,
-          list_products, get_product, create_product, restock, metrics),
+          list_products, get_product, create_product, restock, set_stock, product_ledger, metrics),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -202,5 +202,7 @@ pub(crate) fn routes(state: ApiState) -> Router {
         .route("/products", get(list_products).post(create_product))
         .route("/products/{id}", get(get_product))
         .route("/products/{id}/restock", post(restock))
+        .route("/products/{id}/stock", axum::routing::put(set_stock))
+        .route("/products/{id}/ledger", get(product_ledger))
         .with_state(state)
 }

@@ -1,6 +1,8 @@
-//! Products: listing, reading, creating (admins), restocking (admins).
+//! Products: listing, reading, creating (admins), restocking and setting stock (admins), and
+//! each product's stock ledger (admins).
 
 use super::*;
+use inventory_core::{LedgerEntry, StockSet};
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct ProductResponse {
@@ -112,4 +114,101 @@ pub(crate) async fn restock(
         .restock(&ProductId::new(id)?, body.quantity, inventory_core::now())
         .await?;
     Ok(Json(product.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct SetStockBody {
+    /// The new available quantity.
+    quantity: u64,
+    /// The available quantity the caller last saw: the set is refused (409 `stock_changed`,
+    /// with `current`) when the product no longer has it.
+    expected: u64,
+    /// Why, kept as the ledger entry's reference when `reference` is not given.
+    reason: Option<String>,
+    /// What the set belongs to (a purchase order or stock count URI), at most 512 bytes.
+    reference: Option<String>,
+}
+
+#[utoipa::path(put, path = "/products/{id}/stock", tag = "products", request_body = SetStockBody, security(("bearer" = [])),
+    params(("id" = String, Path, description = "Product id")),
+    responses((status = 200, description = "Set", body = ProductResponse),
+              (status = 403, description = "Admins only", body = ErrorBody),
+              (status = 404, description = "No such product", body = ErrorBody),
+              (status = 409, description = "The stock is no longer `expected` (`stock_changed`, with `current`)", body = ErrorBody)))]
+pub(crate) async fn set_stock(
+    State(state): State<ApiState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SetStockBody>,
+) -> ApiResult<Json<ProductResponse>> {
+    require_admin(&who)?;
+    let reference = match (body.reference, body.reason) {
+        (Some(r), Some(why)) => Some(format!("{why}: {r}")),
+        (r, why) => r.or(why),
+    };
+    let set = StockSet::new(
+        ProductId::new(id)?,
+        body.quantity,
+        body.expected,
+        reference,
+        who.user_id.to_string(),
+    )?;
+    Ok(Json(state.store.set_stock(&set).await?.into()))
+}
+
+/// One entry of a product's stock ledger.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LedgerEntryResponse {
+    id: String,
+    /// Change of the available quantity.
+    delta: i64,
+    /// Change of the reserved quantity.
+    reserved_delta: i64,
+    /// Available quantity after the change.
+    quantity: u64,
+    /// Reserved quantity after the change.
+    reserved: u64,
+    /// `opening`, `order`, `cancel`, `restock`, `set`, `import`, `hold`, `release`, `expire`
+    /// or `checkout`.
+    reason: String,
+    /// A user id, or `system`.
+    actor: String,
+    /// An order or hold id, or an operator's text.
+    reference: Option<String>,
+    /// RFC 3339.
+    at: String,
+}
+
+impl From<LedgerEntry> for LedgerEntryResponse {
+    fn from(e: LedgerEntry) -> Self {
+        LedgerEntryResponse {
+            id: e.id.to_string(),
+            delta: e.delta,
+            reserved_delta: e.reserved_delta,
+            quantity: e.quantity,
+            reserved: e.reserved,
+            reason: e.reason.to_string(),
+            actor: e.actor,
+            reference: e.reference,
+            at: e.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/products/{id}/ledger", tag = "products", params(("id" = String, Path, description = "Product id"), PageQuery), security(("bearer" = [])),
+    responses((status = 200, description = "Entries, newest first (`Link` to the next page)", body = [LedgerEntryResponse]),
+              (status = 403, description = "Admins only", body = ErrorBody),
+              (status = 404, description = "No such product", body = ErrorBody)))]
+pub(crate) async fn product_ledger(
+    State(state): State<ApiState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Response> {
+    require_admin(&who)?;
+    let entries = state
+        .store
+        .list_ledger(&ProductId::new(id)?, q.page()?)
+        .await?;
+    Ok(q.answer(entries, LedgerEntryResponse::from))
 }
