@@ -188,6 +188,49 @@ async fn ledger_over_http(env: Vec<(&'static str, String)>) {
     );
     let (_, body) = api.get("/products/product-1", None).await;
     assert_eq!(body["quantity"], json!(3));
+
+    // Reconcile with the server running: nothing to find; then an operator's UPDATE behind
+    // the service's back is found (exit 1, the product named) and repaired.
+    let (ok, text) = admin_tool(&["reconcile"]);
+    assert!(ok, "{text}");
+    corrupt(&url).await;
+    let (ok, text) = admin_tool(&["--json", "reconcile"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("\"product_id\": \"product-1\"")
+            && text.contains("\"ledger_quantity\": 3")
+            && text.contains("\"quantity\": 100"),
+        "{text}"
+    );
+    let (_, body) = api.get("/products/product-1", None).await;
+    assert_eq!(
+        body["quantity"],
+        json!(100),
+        "reconcile without --repair changes nothing"
+    );
+    let (ok, text) = admin_tool(&["reconcile", "--repair"]);
+    assert!(!ok && text.contains("repaired"), "{text}");
+    let (_, body) = api.get("/products/product-1", None).await;
+    assert_eq!(body["quantity"], json!(3));
+    let (ok, text) = admin_tool(&["reconcile", "--product", "product-1"]);
+    assert!(ok, "{text}");
+}
+
+/// Sets product-1's available quantity to 100 with a plain SQL `UPDATE`, as an operator at
+/// the database's shell would.
+async fn corrupt(url: &str) {
+    let update = "UPDATE products SET quantity = 100 WHERE id = 'product-1'";
+    if url.starts_with("sqlite:") {
+        let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(url)
+            .await
+            .unwrap();
+        sqlx::query(update).execute(&mut c).await.unwrap();
+    } else {
+        let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+            .await
+            .unwrap();
+        sqlx::query(update).execute(&mut c).await.unwrap();
+    }
 }
 
 #[tokio::test]

@@ -78,6 +78,19 @@ enum Command {
         #[command(subcommand)]
         command: ProductsCommand,
     },
+    /// Compares every product's stock (or one's) with what its ledger entries add up to, read
+    /// together; prints each difference and exits 1 when any is found. Safe with the server
+    /// running: each product is one read (and one short transaction with `--repair`).
+    Reconcile {
+        /// Only this product.
+        #[arg(long)]
+        product: Option<String>,
+        /// Sets each product found different back to what its ledger says, with a `set` entry
+        /// naming what was found (one transaction per product; a product that changed
+        /// meanwhile is left for the next run).
+        #[arg(long)]
+        repair: bool,
+    },
     /// The outbox of confirmation emails.
     Notifications {
         #[command(subcommand)]
@@ -240,9 +253,11 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         cli.command,
         Command::Products {
             command: ProductsCommand::List | ProductsCommand::Ledger { .. }
-        } | Command::Notifications {
-            command: NotificationsCommand::Counts | NotificationsCommand::Failed
-        } | Command::Export { .. }
+        } | Command::Reconcile { repair: false, .. }
+            | Command::Notifications {
+                command: NotificationsCommand::Counts | NotificationsCommand::Failed
+            }
+            | Command::Export { .. }
             | Command::Backup { .. }
     );
     let store: std::sync::Arc<dyn Store> = if read_only {
@@ -412,6 +427,62 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 )
                 .await?;
             say(json, format!("{}: {} in stock", p.id, p.quantity));
+        }
+        Command::Reconcile { product, repair } => {
+            let ids = match product {
+                Some(id) => vec![ProductId::new(id)?],
+                None => transfer::collect_all(|page| store.list_products(page))
+                    .await?
+                    .into_iter()
+                    .map(|p| p.id)
+                    .collect(),
+            };
+            let mut rows = Vec::new();
+            let (mut found, mut unrepaired) = (0, 0);
+            for id in ids {
+                let Some(d) = store.ledger_balance(&id).await?.difference() else {
+                    continue;
+                };
+                found += 1;
+                let outcome = if repair {
+                    match store.repair_stock(&d, inventory_kit::core::now()).await {
+                        Ok(_) => "repaired".to_owned(),
+                        Err(e) => {
+                            unrepaired += 1;
+                            format!("not repaired: {e}")
+                        }
+                    }
+                } else {
+                    "found".to_owned()
+                };
+                rows.push(vec![
+                    json!(d.product_id.to_string()),
+                    json!(d.quantity),
+                    json!(d.ledger_quantity),
+                    json!(d.reserved),
+                    json!(d.ledger_reserved),
+                    json!(outcome),
+                ]);
+            }
+            print_rows(
+                json,
+                &[
+                    "product_id",
+                    "quantity",
+                    "ledger_quantity",
+                    "reserved",
+                    "ledger_reserved",
+                    "outcome",
+                ],
+                rows,
+            );
+            if found > 0 {
+                return Err(format!(
+                    "{found} product(s) differ from their ledger ({} repaired)",
+                    found - unrepaired
+                )
+                .into());
+            }
         }
         Command::Products {
             command:

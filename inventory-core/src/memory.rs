@@ -563,6 +563,41 @@ impl LedgerStore for MemoryStore {
             Ok(product)
         })
     }
+
+    async fn ledger_balance(&self, id: &ProductId) -> Result<Balance> {
+        self.with(|s| {
+            let p = s
+                .products
+                .get(id)
+                .ok_or_else(|| Error::NotFound(format!("product {id}")))?;
+            let entries = s.ledger.get(id).map(Vec::as_slice).unwrap_or_default();
+            Ok(Balance::of(p.clone(), entries))
+        })
+    }
+
+    async fn repair_stock(&self, d: &Difference, now: DateTime<Utc>) -> Result<Product> {
+        let entry = d.repair(now)?;
+        self.with(|s| {
+            let p = s
+                .products
+                .get_mut(&d.product_id)
+                .ok_or_else(|| Error::NotFound(format!("product {}", d.product_id)))?;
+            if (p.quantity, p.reserved) != (d.quantity, d.reserved) {
+                return Err(Error::StockChanged {
+                    product_id: d.product_id.to_string(),
+                    expected: d.quantity,
+                    current: p.quantity,
+                });
+            }
+            (p.quantity, p.reserved, p.updated_at) = (entry.quantity, entry.reserved, now);
+            let product = p.clone();
+            s.ledger
+                .entry(d.product_id.clone())
+                .or_default()
+                .push(entry);
+            Ok(product)
+        })
+    }
 }
 
 #[async_trait]

@@ -225,6 +225,14 @@ pub trait LedgerStore: Send + Sync {
     /// [`Error::StockChanged`](crate::Error::StockChanged) and nothing is written. Reserved
     /// units are not touched.
     async fn set_stock(&self, set: &StockSet) -> Result<Product>;
+    /// A product's quantities and the sums of its entries, read in one atomic step (so a
+    /// balance read while orders flow never shows a difference that is not there).
+    async fn ledger_balance(&self, product_id: &ProductId) -> Result<Balance>;
+    /// Repairs a [`Difference`] ([`Difference::repair`]): if the product still shows the
+    /// quantities it names, they are set to what the ledger says, with the repair's entry, in
+    /// one atomic step; otherwise [`Error::StockChanged`](crate::Error::StockChanged) (read
+    /// the balance again).
+    async fn repair_stock(&self, difference: &Difference, now: DateTime<Utc>) -> Result<Product>;
 }
 
 /// Everything a backend implements. Implemented automatically for any type with all the parts.
@@ -435,6 +443,12 @@ macro_rules! delegate {
                 }
                 async fn set_stock(&self, set: &$crate::StockSet) -> $crate::Result<$crate::Product> {
                     { let $s = self; &$inner }.set_stock(set).await
+                }
+                async fn ledger_balance(&self, product_id: &$crate::ProductId) -> $crate::Result<$crate::Balance> {
+                    { let $s = self; &$inner }.ledger_balance(product_id).await
+                }
+                async fn repair_stock(&self, difference: &$crate::Difference, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<$crate::Product> {
+                    { let $s = self; &$inner }.repair_stock(difference, now).await
                 }
         }
     };

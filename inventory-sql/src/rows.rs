@@ -118,6 +118,26 @@ pub(crate) struct ProductRow {
     updated_at: i64,
 }
 
+/// A product with the sums of its ledger entries.
+#[derive(sqlx::FromRow)]
+pub(crate) struct BalanceRow {
+    #[sqlx(flatten)]
+    product: ProductRow,
+    ledger_quantity: i64,
+    ledger_reserved: i64,
+}
+
+impl TryFrom<BalanceRow> for inventory_core::Balance {
+    type Error = Error;
+    fn try_from(r: BalanceRow) -> Result<inventory_core::Balance> {
+        Ok(inventory_core::Balance {
+            product: r.product.try_into()?,
+            ledger_quantity: r.ledger_quantity,
+            ledger_reserved: r.ledger_reserved,
+        })
+    }
+}
+
 impl TryFrom<ProductRow> for Product {
     type Error = Error;
     fn try_from(r: ProductRow) -> Result<Product> {

@@ -174,3 +174,28 @@ async fn listen_notify_wakes_another_connection_and_survives_a_reconnect() {
         .expect("NOTIFY after reconnect")
         .unwrap();
 }
+
+/// A stock changed by hand through psql (an operator's `UPDATE`) is found by the ledger's
+/// balance and repaired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    inventory_no_postgres,
+    ignore = "INVENTORY_TEST_POSTGRES_URL is not set"
+)]
+async fn a_stock_changed_by_hand_is_found_and_repaired() {
+    let url = url().expect("INVENTORY_TEST_POSTGRES_URL is set (the build script saw it)");
+    let schema = fresh_schema(&url).await;
+    let store: TestStore = Arc::new(connect(&url, &schema).await);
+    testkit::a_stock_changed_by_hand_is_found_and_repaired(store, |p| async move {
+        let in_schema = inventory_sql::testing::url_with_schema(&url, &schema);
+        let mut raw = <sqlx::PgConnection as sqlx::Connection>::connect(&in_schema)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE products SET quantity = 100 WHERE id = $1")
+            .bind(p.as_str())
+            .execute(&mut raw)
+            .await
+            .unwrap();
+    })
+    .await;
+}

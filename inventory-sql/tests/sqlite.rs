@@ -108,3 +108,24 @@ async fn waiting_orders_share_one_commit() {
     let left = store.get_product(&p).await.unwrap().unwrap().quantity;
     assert_eq!(left, 1_000 - 64);
 }
+
+/// A stock changed by hand in the database file (an operator's `UPDATE`) is found by the
+/// ledger's balance and repaired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stock_changed_by_hand_is_found_and_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("r.db").display());
+    let store: TestStore = Arc::new(SqlStore::connect(&url).await.unwrap());
+    inventory_core::testkit::a_stock_changed_by_hand_is_found_and_repaired(store, |p| async move {
+        // Another connection, as the sqlite3 shell would be.
+        let mut raw = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE products SET quantity = 100 WHERE id = ?")
+            .bind(p.as_str())
+            .execute(&mut raw)
+            .await
+            .unwrap();
+    })
+    .await;
+}

@@ -235,7 +235,43 @@ impl StockSet {
     }
 }
 
-/// What a product's entries add up to, against what it shows ([`reconcile`]).
+/// A product's quantities beside what its ledger entries add up to, read together in one
+/// atomic step ([`LedgerStore::ledger_balance`](crate::LedgerStore::ledger_balance)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Balance {
+    /// The product as it stands.
+    pub product: Product,
+    /// Its entries' available deltas, summed.
+    pub ledger_quantity: i64,
+    /// Its entries' reserved deltas, summed.
+    pub ledger_reserved: i64,
+}
+
+impl Balance {
+    /// The balance of `product` against `entries` (all of its entries).
+    pub fn of(product: Product, entries: &[LedgerEntry]) -> Balance {
+        Balance {
+            product,
+            ledger_quantity: entries.iter().map(|e| e.delta).sum(),
+            ledger_reserved: entries.iter().map(|e| e.reserved_delta).sum(),
+        }
+    }
+
+    /// Where the product's quantities and its entries disagree; `None` when they agree.
+    pub fn difference(&self) -> Option<Difference> {
+        let agrees = i128::from(self.ledger_quantity) == i128::from(self.product.quantity)
+            && i128::from(self.ledger_reserved) == i128::from(self.product.reserved);
+        (!agrees).then(|| Difference {
+            product_id: self.product.id.clone(),
+            quantity: self.product.quantity,
+            ledger_quantity: self.ledger_quantity,
+            reserved: self.product.reserved,
+            ledger_reserved: self.ledger_reserved,
+        })
+    }
+}
+
+/// What a product's entries add up to, against what it shows ([`Balance::difference`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Difference {
     /// The product.
@@ -250,20 +286,44 @@ pub struct Difference {
     pub ledger_reserved: i64,
 }
 
-/// Compares a product's quantities with the sum of its entries (all of them, oldest to
-/// newest in any order): `None` when they agree.
+impl Difference {
+    /// The repair of this difference at `now`: the product's quantities set back to what the
+    /// ledger says (the change nobody recorded undone), with a `set` entry of no delta whose
+    /// reference names what was found. [`Error::InvalidInput`] when the ledger adds up to a
+    /// negative quantity (only a person can say what the stock is then: set it by hand).
+    pub fn repair(&self, now: DateTime<Utc>) -> Result<LedgerEntry> {
+        let (Ok(quantity), Ok(reserved)) = (
+            u64::try_from(self.ledger_quantity),
+            u64::try_from(self.ledger_reserved),
+        ) else {
+            return Err(Error::invalid(
+                "ledger",
+                format!(
+                    "the entries of {} add up to {} available and {} reserved: set its stock by hand",
+                    self.product_id, self.ledger_quantity, self.ledger_reserved
+                ),
+            ));
+        };
+        Ok(LedgerEntry::new(
+            self.product_id.clone(),
+            0,
+            0,
+            (quantity, reserved),
+            StockReason::Set,
+            SYSTEM_ACTOR,
+            Some(format!(
+                "reconcile: found {} available and {} reserved, not in the ledger",
+                self.quantity, self.reserved
+            )),
+            now,
+        ))
+    }
+}
+
+/// Compares a product's quantities with the sum of its entries (all of them, in any order):
+/// `None` when they agree.
 pub fn reconcile(product: &Product, entries: &[LedgerEntry]) -> Option<Difference> {
-    let ledger_quantity: i64 = entries.iter().map(|e| e.delta).sum();
-    let ledger_reserved: i64 = entries.iter().map(|e| e.reserved_delta).sum();
-    let agrees = i128::from(ledger_quantity) == i128::from(product.quantity)
-        && i128::from(ledger_reserved) == i128::from(product.reserved);
-    (!agrees).then(|| Difference {
-        product_id: product.id.clone(),
-        quantity: product.quantity,
-        ledger_quantity,
-        reserved: product.reserved,
-        ledger_reserved,
-    })
+    Balance::of(product.clone(), entries).difference()
 }
 
 #[cfg(test)]

@@ -106,6 +106,7 @@ macro_rules! ledger_conformance {
         $crate::__store_conformance_cases!([$(#[$attr])*] $factory;
             the_ledger_explains_every_unit,
             imported_products_open_their_ledger,
+            balances_agree_while_orders_flow,
         );
     };
 }

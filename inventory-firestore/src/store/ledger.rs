@@ -8,14 +8,30 @@ use inventory_core::*;
 use super::products::shards_of;
 use super::*;
 
+fn no_ledger<T>() -> Result<T> {
+    Err(Error::Unsupported(
+        "the stock ledger is not kept on the Firestore backend yet; use SQLite or PostgreSQL \
+         for it"
+            .into(),
+    ))
+}
+
 #[async_trait]
 impl LedgerStore for FirestoreStore {
     async fn list_ledger(&self, _: &ProductId, _: Page) -> Result<Vec<LedgerEntry>> {
-        Err(Error::Unsupported(
-            "the stock ledger is not kept on the Firestore backend yet; use SQLite or \
-             PostgreSQL for it"
-                .into(),
-        ))
+        no_ledger()
+    }
+
+    async fn ledger_balance(&self, _: &ProductId) -> Result<Balance> {
+        no_ledger()
+    }
+
+    async fn repair_stock(
+        &self,
+        _: &Difference,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Product> {
+        no_ledger()
     }
 
     async fn set_stock(&self, set: &StockSet) -> Result<Product> {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use inventory_core::*;
 
 use crate::error::db;
@@ -150,6 +151,69 @@ impl LedgerStore for SqlStore {
                 insert_entries!(&mut *tx, D, std::slice::from_ref(&entry));
                 tx.commit().await.map_err(db)?;
                 Ok::<_, Error>(product)
+            }
+            .await
+        })
+    }
+
+    async fn ledger_balance(&self, id: &ProductId) -> Result<Balance> {
+        // One statement: the product and its sums from one snapshot, however orders flow.
+        let row: Option<BalanceRow> = with_pool!(self, read, |pool, D| {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                product_columns!(),
+                ", (SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM stock_ledger WHERE product_id = $1) AS ledger_quantity, \
+                 (SELECT CAST(COALESCE(SUM(reserved_delta), 0) AS BIGINT) FROM stock_ledger WHERE product_id = $1) AS ledger_reserved \
+                 FROM products WHERE id = $1"
+            ))
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(db)?
+        });
+        row.ok_or_else(|| Error::NotFound(format!("product {id}")))?
+            .try_into()
+    }
+
+    async fn repair_stock(&self, d: &Difference, now: DateTime<Utc>) -> Result<Product> {
+        let entry = d.repair(now)?;
+        let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        with_pool!(self, write, |pool, D| {
+            async {
+                let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
+                let row: Option<ProductRow> = sqlx::query_as(concat!(
+                    "UPDATE products SET quantity = $1, reserved = $2, updated_at = $3 \
+                     WHERE id = $4 AND quantity = $5 AND reserved = $6 RETURNING ",
+                    product_columns!()
+                ))
+                .bind(big(entry.quantity))
+                .bind(big(entry.reserved))
+                .bind(ts(now))
+                .bind(d.product_id.as_str())
+                .bind(big(d.quantity))
+                .bind(big(d.reserved))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+                let Some(row) = row else {
+                    let current: Option<(i64,)> =
+                        sqlx::query_as("SELECT quantity FROM products WHERE id = $1")
+                            .bind(d.product_id.as_str())
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(db)?;
+                    return Err(match current {
+                        Some((current,)) => Error::StockChanged {
+                            product_id: d.product_id.to_string(),
+                            expected: d.quantity,
+                            current: current.max(0).unsigned_abs(),
+                        },
+                        None => Error::NotFound(format!("product {}", d.product_id)),
+                    });
+                };
+                insert_entries!(&mut *tx, D, std::slice::from_ref(&entry));
+                tx.commit().await.map_err(db)?;
+                Product::try_from(row)
             }
             .await
         })
