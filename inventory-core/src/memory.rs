@@ -589,7 +589,9 @@ impl LedgerStore for MemoryStore {
                     current: p.quantity,
                 });
             }
-            (p.quantity, p.reserved, p.updated_at) = (entry.quantity, entry.reserved, now);
+            p.quantity = entry.quantity.unwrap_or(p.quantity);
+            p.reserved = entry.reserved.unwrap_or(p.reserved);
+            p.updated_at = now;
             let product = p.clone();
             s.ledger
                 .entry(d.product_id.clone())
@@ -752,7 +754,6 @@ impl Transfer for MemoryStore {
                     product.id
                 )));
             }
-            s.open(product, StockReason::Import, product.updated_at);
             s.products.insert(product.id.clone(), product.clone());
             Ok(())
         })
@@ -791,6 +792,19 @@ impl Transfer for MemoryStore {
         })
     }
 
+    async fn import_ledger_entry(&self, e: &LedgerEntry) -> Result<()> {
+        self.with(|s| {
+            let entries = s.ledger.entry(e.product_id.clone()).or_default();
+            if entries.iter().any(|x| x.id == e.id) {
+                return Err(Error::AlreadyExists(format!("ledger entry {}", e.id)));
+            }
+            // Kept in id order (entries are listed by id).
+            let at = entries.partition_point(|x| x.id < e.id);
+            entries.insert(at, e.clone());
+            Ok(())
+        })
+    }
+
     async fn list_reservations(&self, p: Page) -> Result<Vec<Reservation>> {
         // Keyed by id (UUID v7): already in the list's order.
         self.with(|s| Ok(page(s.reservations.values().cloned(), p, false)))
@@ -817,6 +831,7 @@ impl Transfer for MemoryStore {
                 orders: s.orders.len() as u64,
                 notifications: s.notifications.len() as u64,
                 reservations: s.reservations.len() as u64,
+                ledger_entries: s.ledger.values().map(Vec::len).sum::<usize>() as u64,
             })
         })
     }

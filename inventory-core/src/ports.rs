@@ -195,8 +195,13 @@ pub trait Health: Send + Sync {
 pub trait Transfer: Send + Sync {
     /// Users ordered by email.
     async fn list_users(&self, page: Page) -> Result<Vec<User>>;
-    /// Writes a product as it is (stock and timestamps included).
+    /// Writes a product as it is (stock and timestamps included), without a ledger entry:
+    /// [`Transfer::import_ledger_entry`] writes its entries.
     async fn import_product(&self, product: &Product) -> Result<()>;
+    /// Writes a stock ledger entry as it is (an existing id is
+    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists)); a store that keeps no ledger
+    /// answers [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn import_ledger_entry(&self, entry: &LedgerEntry) -> Result<()>;
     /// Writes an order as it is, without touching stock.
     async fn import_order(&self, order: &Order) -> Result<()>;
     /// Writes a notification as it is.
@@ -531,6 +536,9 @@ macro_rules! delegate {
                 }
                 async fn import_notification(&self, notification: &$crate::Notification) -> $crate::Result<()> {
                     { let $s = self; &$inner }.import_notification(notification).await
+                }
+                async fn import_ledger_entry(&self, entry: &$crate::LedgerEntry) -> $crate::Result<()> {
+                    { let $s = self; &$inner }.import_ledger_entry(entry).await
                 }
                 async fn list_reservations(&self, page: $crate::Page) -> $crate::Result<Vec<$crate::Reservation>> {
                     { let $s = self; &$inner }.list_reservations(page).await

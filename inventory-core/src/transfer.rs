@@ -1,8 +1,11 @@
 //! Export and import of a whole store as JSON lines, to move data between backends (for
 //! example the original service's Firestore data into PostgreSQL) and for logical backups.
 //!
-//! Each line is one [`Record`], tagged by `type`. Export writes users, products, orders,
-//! holds and notifications in that order, which is also the order import needs. Export pages through
+//! Each line is one [`Record`], tagged by `type`. Export writes users, products (each followed
+//! by its stock ledger, oldest entry first), orders, holds and notifications in that order,
+//! which is also the order import needs. A product imported without ledger entries (an export
+//! made before the ledger, or from a store that keeps none) gets an `import` entry of its
+//! stock, so its ledger adds up on the importing store. Export pages through
 //! the store; for an exact snapshot, stop writers first (or use a backend's own backup).
 
 use chrono::{DateTime, Utc};
@@ -79,6 +82,8 @@ pub enum Record {
         /// Last change.
         updated_at: DateTime<Utc>,
     },
+    /// One entry of a product's stock ledger.
+    LedgerEntry(LedgerEntry),
     /// A hold (reservation), in any state.
     Reservation {
         /// Id.
@@ -165,12 +170,19 @@ pub struct Counts {
     pub notifications: u64,
     /// Holds (reservations).
     pub reservations: u64,
+    /// Stock ledger entries.
+    pub ledger_entries: u64,
 }
 
 impl Counts {
     /// Records of every kind together.
     pub fn total(&self) -> u64 {
-        self.users + self.products + self.orders + self.notifications + self.reservations
+        self.users
+            + self.products
+            + self.orders
+            + self.notifications
+            + self.reservations
+            + self.ledger_entries
     }
 }
 
@@ -200,6 +212,7 @@ impl std::fmt::Debug for Record {
                 .field("id", id)
                 .field("status", status)
                 .finish_non_exhaustive(),
+            Record::LedgerEntry(e) => e.fmt(f),
             Record::Reservation { id, status, .. } => f
                 .debug_struct("Reservation")
                 .field("id", id)
@@ -404,6 +417,7 @@ pub async fn export_with_progress(
         on_record();
     });
     each_page!(|page| store.list_products(page).await?, |p| {
+        let id = p.id.clone();
         write_line(
             out,
             &Record::Product {
@@ -418,6 +432,17 @@ pub async fn export_with_progress(
         .await?;
         counts.products += 1;
         on_record();
+        // Its ledger, oldest first (a store that keeps none has none to write).
+        let entries = match collect_all(|page| store.list_ledger(&id, page)).await {
+            Ok(entries) => entries,
+            Err(Error::Unsupported(_)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        for e in entries.into_iter().rev() {
+            write_line(out, &Record::LedgerEntry(e)).await?;
+            counts.ledger_entries += 1;
+            on_record();
+        }
     });
     let orders = collect_all(|page| store.list_orders(page)).await?;
     // Oldest first, so a partial import is a prefix in time.
@@ -482,6 +507,7 @@ pub async fn export_with_progress(
         ("orders", held.orders, counts.orders),
         ("notifications", held.notifications, counts.notifications),
         ("holds", held.reservations, counts.reservations),
+        ("ledger entries", held.ledger_entries, counts.ledger_entries),
     ] {
         if held > written {
             skipped.push(Skipped {
@@ -514,6 +540,9 @@ pub async fn import_with_progress(
 ) -> Result<Report> {
     let mut counts = Counts::default();
     let mut skipped = Vec::new();
+    // Products imported here, until their first ledger entry is read: those that get none
+    // open their ledger with an `import` entry at the end.
+    let mut unopened: std::collections::BTreeMap<ProductId, Product> = Default::default();
     let mut lines = input.lines();
     let mut number = 0u64;
     while let Some(line) = lines.next_line().await.map_err(Error::other)? {
@@ -579,7 +608,18 @@ pub async fn import_with_progress(
                     created_at,
                     updated_at,
                 };
+                let before = counts.products;
                 outcome(store.import_product(&p).await, &mut counts.products)?;
+                if counts.products > before {
+                    unopened.insert(p.id.clone(), p);
+                }
+            }
+            Record::LedgerEntry(e) => {
+                unopened.remove(&e.product_id);
+                outcome(
+                    store.import_ledger_entry(&e).await,
+                    &mut counts.ledger_entries,
+                )?;
             }
             Record::Order {
                 id,
@@ -642,6 +682,14 @@ pub async fn import_with_progress(
                     &mut counts.notifications,
                 )?;
             }
+        }
+    }
+    for p in unopened.into_values() {
+        let entry = LedgerEntry::opening(&p, StockReason::Import, p.updated_at);
+        match store.import_ledger_entry(&entry).await {
+            Ok(()) => counts.ledger_entries += 1,
+            Err(Error::Unsupported(_)) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(Report {

@@ -52,6 +52,113 @@ mod conformance {
         },
         #[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
     );
+    inventory_core::ledger_conformance!(
+        async {
+            super::connect()
+                .await
+                .map(|s| std::sync::Arc::new(s) as super::TestStore)
+        },
+        #[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
+    );
+}
+
+/// A product's `quantity` set by hand in the console (a plain document write, as an
+/// operator's mistake would be) is found by the ledger's balance and repaired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
+async fn a_stock_changed_by_hand_is_found_and_repaired() {
+    let store = Arc::new(
+        connect()
+            .await
+            .expect("FIRESTORE_EMULATOR_HOST is set (the build script saw it)"),
+    );
+    let db = store.db().clone();
+    inventory_core::testkit::a_stock_changed_by_hand_is_found_and_repaired(
+        store.clone() as TestStore,
+        |p| async move {
+            #[derive(Serialize, Deserialize)]
+            struct Quantity {
+                quantity: i64,
+            }
+            db.fluent()
+                .update()
+                .fields(["quantity"])
+                .in_col("Products")
+                .document_id(p.as_str())
+                .object(&Quantity { quantity: 100 })
+                .execute::<Quantity>()
+                .await
+                .unwrap();
+        },
+    )
+    .await;
+}
+
+/// The ledger of a sharded product: orders, holds and cancels from two instances write one
+/// entry document each (no shared counter), entries of changes that read only some shards
+/// leave the totals out, and the balance (every shard and every entry, read together) adds up,
+/// also across a re-sharding and a compare-and-set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
+async fn the_ledger_of_a_sharded_product_adds_up() {
+    use inventory_core::testkit::{hold, order, product, user};
+    assert!(
+        emulator(),
+        "FIRESTORE_EMULATOR_HOST is set (the build script saw it)"
+    );
+    let (first, a, b) = two_instances().await;
+    let p = product(&a, "ledger-sharded", 50).await;
+    first.shard_product(&p, 4, now()).await.unwrap();
+    let mut buyers = Vec::new();
+    for i in 0..20 {
+        buyers.push(user(&a, &format!("ls{i}@example.com")).await);
+    }
+    let tasks = buyers.iter().enumerate().map(|(i, u)| {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let (new, held) = (
+            order(u, &p, 1),
+            hold(u, &[(&p, 1)], std::time::Duration::from_secs(600)),
+        );
+        tokio::spawn(async move {
+            let placed = store.place_order(&new).await?;
+            if i % 3 == 0 {
+                store.cancel_order(placed.order.id, Utc::now()).await?;
+            }
+            if i % 4 == 0 {
+                store.reserve(&held).await?;
+            }
+            Ok::<_, Error>(())
+        })
+    });
+    for r in futures::future::join_all(tasks).await {
+        r.unwrap().expect("stock for every step");
+    }
+    first.restock(&p, 5, now()).await.unwrap();
+    let balance = a.ledger_balance(&p).await.unwrap();
+    assert_eq!(balance.difference(), None, "{balance:?}");
+    assert_eq!(balance.product.reserved, 5);
+    let entries = inventory_core::transfer::collect_all(|page| a.list_ledger(&p, page))
+        .await
+        .unwrap();
+    // Opening, 20 orders, 7 cancels, 5 holds, a restock.
+    assert_eq!(entries.len(), 34, "{entries:#?}");
+    let order_entry = entries
+        .iter()
+        .find(|e| e.reason == StockReason::Order)
+        .unwrap();
+    assert_eq!((order_entry.delta, order_entry.quantity), (-1, None));
+    let restock = entries
+        .iter()
+        .find(|e| e.reason == StockReason::Restock)
+        .unwrap();
+    assert_eq!(restock.quantity, Some(balance.product.quantity));
+    // Re-sharded, then set: still adding up.
+    first.shard_product(&p, 2, now()).await.unwrap();
+    let current = a.get_product(&p).await.unwrap().unwrap().quantity;
+    let set = StockSet::new(p.clone(), 40, current, None, "admin").unwrap();
+    let done = a.set_stock(&set).await.unwrap();
+    assert_eq!((done.quantity, done.reserved), (40, 5));
+    assert_eq!(a.ledger_balance(&p).await.unwrap().difference(), None);
 }
 
 /// The documents exactly as the original Python service wrote them.

@@ -255,8 +255,8 @@ pub(crate) struct LedgerRow {
     id: String,
     delta: i64,
     reserved_delta: i64,
-    quantity: i64,
-    reserved: i64,
+    quantity: Option<i64>,
+    reserved: Option<i64>,
     reason: String,
     actor: String,
     reference: Option<String>,
@@ -271,8 +271,14 @@ impl TryFrom<LedgerRow> for LedgerEntry {
             product_id: stored("product id", ProductId::new(r.product_id))?,
             delta: r.delta,
             reserved_delta: r.reserved_delta,
-            quantity: stored("quantity", u64::try_from(r.quantity).map_err(Error::other))?,
-            reserved: stored("reserved", u64::try_from(r.reserved).map_err(Error::other))?,
+            quantity: r
+                .quantity
+                .map(|q| stored("quantity", u64::try_from(q).map_err(Error::other)))
+                .transpose()?,
+            reserved: r
+                .reserved
+                .map(|q| stored("reserved", u64::try_from(q).map_err(Error::other)))
+                .transpose()?,
             reason: stored("reason", r.reason.parse())?,
             actor: r.actor,
             reference: r.reference,

@@ -91,10 +91,12 @@ pub struct LedgerEntry {
     pub delta: i64,
     /// Change of the reserved quantity.
     pub reserved_delta: i64,
-    /// Available quantity after the change.
-    pub quantity: u64,
-    /// Reserved quantity after the change.
-    pub reserved: u64,
+    /// Available quantity after the change; `None` where the store cannot know it without
+    /// reading more than the change needs (a sharded product on Firestore: its orders read
+    /// only the shards they take from).
+    pub quantity: Option<u64>,
+    /// Reserved quantity after the change (`None` as for `quantity`).
+    pub reserved: Option<u64>,
     /// Why.
     pub reason: StockReason,
     /// Who: a user id, or [`SYSTEM_ACTOR`].
@@ -124,17 +126,25 @@ impl LedgerEntry {
             product_id,
             delta,
             reserved_delta,
-            quantity,
-            reserved,
+            quantity: Some(quantity),
+            reserved: Some(reserved),
             reason,
             actor: actor.into(),
             reference,
-            at,
+            // The precision every backend stores.
+            at: chrono::SubsecRound::trunc_subsecs(at, 6),
         }
     }
 }
 
 impl LedgerEntry {
+    /// The entry without the quantities after the change (see [`LedgerEntry::quantity`]).
+    pub fn without_totals(mut self) -> LedgerEntry {
+        self.quantity = None;
+        self.reserved = None;
+        self
+    }
+
     /// The entry of a product's first stock (`opening` when created, `import` when
     /// imported): everything it holds, by the system.
     pub fn opening(p: &Product, reason: StockReason, at: DateTime<Utc>) -> LedgerEntry {
@@ -357,7 +367,10 @@ mod tests {
             "{err:?}"
         );
         let entry = set.decide(4, 2).unwrap();
-        assert_eq!((entry.delta, entry.quantity, entry.reserved), (6, 10, 2));
+        assert_eq!(
+            (entry.delta, entry.quantity, entry.reserved),
+            (6, Some(10), Some(2))
+        );
         assert_eq!(entry.reason, StockReason::Set);
         let down = StockSet::new(ProductId::new("p").unwrap(), 1, 4, None, "u").unwrap();
         assert_eq!(down.decide(4, 0).unwrap().delta, -3);

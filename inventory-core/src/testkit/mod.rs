@@ -96,16 +96,16 @@ macro_rules! reservation_conformance {
     };
 }
 
-/// The cases of the stock ledger ([`LedgerStore::list_ledger`]), written like
-/// [`store_conformance!`](crate::store_conformance), for the stores that keep the ledger: the
-/// in-memory store, SQLite and PostgreSQL (Firestore answers it with
-/// [`Error::Unsupported`](crate::Error::Unsupported) so far).
+/// The cases of the stock ledger ([`LedgerStore`]), written like
+/// [`store_conformance!`](crate::store_conformance), for the stores that keep the ledger (all
+/// of ours); a store that answers it with [`Error::Unsupported`](crate::Error::Unsupported)
+/// leaves this suite out.
 #[macro_export]
 macro_rules! ledger_conformance {
     ($factory:expr $(, #[$attr:meta])* $(,)?) => {
         $crate::__store_conformance_cases!([$(#[$attr])*] $factory;
             the_ledger_explains_every_unit,
-            imported_products_open_their_ledger,
+            ledgers_survive_export_and_import,
             balances_agree_while_orders_flow,
         );
     };

@@ -1,37 +1,132 @@
-//! The ledger port on Firestore: compare-and-set of stock. The ledger's entries are not kept
-//! here yet: listing them is [`Error::Unsupported`] (HTTP 501), and stock changes write none.
+//! The stock ledger on Firestore: one document per change (`StockLedger/{entry id}`, never a
+//! counter, so a hot product's orders gain no shared document), written in the transaction of
+//! the change (see `Change` in `products.rs`); compare-and-set, balances and repairs.
+//!
+//! Listing a product's entries newest first needs the composite index
+//! (`product_id` ascending, `__name__` descending) on real Firestore (the emulator needs none):
+//! see docs/operations.md.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use inventory_core::*;
 
-use super::products::shards_of;
+use super::products::{queue_entry, shards_of};
 use super::*;
 
-fn no_ledger<T>() -> Result<T> {
-    Err(Error::Unsupported(
-        "the stock ledger is not kept on the Firestore backend yet; use SQLite or PostgreSQL \
-         for it"
-            .into(),
-    ))
+/// A product's stock read in a transaction: its document, and its shards when sharded
+/// (their total in `available` and `held`).
+struct Stock<'a> {
+    doc: ProductDoc,
+    shards: Option<(crate::shards::Shards<'a>, Vec<ShardDoc>)>,
+    available: i64,
+    held: i64,
+}
+
+/// Reads product `id`'s stock in the transaction of `db` (every shard of a sharded product).
+async fn read_stock<'a>(
+    db: &'a FirestoreDb,
+    cols: &Collections,
+    id: &ProductId,
+) -> TxResult<Stock<'a>> {
+    let key = doc_id(id.as_str());
+    let Some(doc): Option<ProductDoc> = read(db, cols.products.as_str(), key.as_str()).await?
+    else {
+        return abort(Error::NotFound(format!("product {id}")));
+    };
+    match doc.shard_count() {
+        Some(n) => {
+            let shards = shards_of(db, cols, &key, n)?;
+            let held = shards.read_all().await?;
+            let available = held.iter().map(|s| s.quantity).sum();
+            let reserved = doc.reserved + held.iter().map(|s| s.reserved).sum::<i64>();
+            Ok(Stock {
+                doc,
+                shards: Some((shards, held)),
+                available,
+                held: reserved,
+            })
+        }
+        None => Ok(Stock {
+            available: doc.quantity,
+            held: doc.reserved,
+            doc,
+            shards: None,
+        }),
+    }
+}
+
+impl Stock<'_> {
+    /// Queues the product's new quantities: a sharded product's spread over its shards.
+    fn write(
+        mut self,
+        db: &FirestoreDb,
+        tx: &mut Tx,
+        cols: &Collections,
+        id: &ProductId,
+        (available, reserved): (i64, i64),
+        now: DateTime<Utc>,
+    ) -> TxResult<()> {
+        match self.shards {
+            Some((shards, held)) => {
+                let n = shards.count;
+                let parts = spread(available, n).into_iter().zip(spread(reserved, n));
+                for (k, ((quantity, reserved), _)) in parts.zip(held).enumerate() {
+                    shards.write(tx, k as u32, ShardDoc { quantity, reserved })?;
+                }
+                self.doc.reserved = 0;
+            }
+            None => self.doc.reserved = reserved,
+        }
+        // For a sharded product, the snapshot of the total.
+        self.doc.set_quantity(available, now);
+        write_stock(db, tx, cols, &doc_id(id.as_str()), &self.doc)
+    }
+}
+
+impl FirestoreStore {
+    /// Every entry of a product, in the transaction of `db`.
+    async fn all_entries(
+        db: &FirestoreDb,
+        cols: &Collections,
+        id: &ProductId,
+    ) -> TxResult<Vec<LedgerDoc>> {
+        db.fluent()
+            .select()
+            .from(cols.ledger.as_str())
+            .filter(|q| q.for_all([q.field("product_id").eq(id.to_string())]))
+            .obj()
+            .query()
+            .await
+            .map_err(fs)
+    }
 }
 
 #[async_trait]
 impl LedgerStore for FirestoreStore {
-    async fn list_ledger(&self, _: &ProductId, _: Page) -> Result<Vec<LedgerEntry>> {
-        no_ledger()
-    }
-
-    async fn ledger_balance(&self, _: &ProductId) -> Result<Balance> {
-        no_ledger()
-    }
-
-    async fn repair_stock(
-        &self,
-        _: &Difference,
-        _: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Product> {
-        no_ledger()
+    async fn list_ledger(&self, id: &ProductId, page: Page) -> Result<Vec<LedgerEntry>> {
+        let after = page
+            .after
+            .as_deref()
+            .map(|after| self.after_doc(&self.cols.ledger, after));
+        let docs: Vec<LedgerDoc> = self
+            .db
+            .fluent()
+            .select()
+            .from(self.cols.ledger.as_str())
+            .filter(|q| q.for_all([q.field("product_id").eq(id.to_string())]))
+            .order(|o| o.fields([o.field(DOC_NAME).descending()]))
+            .start_after(after)
+            .offset(page.offset)
+            .limit(page.limit)
+            .obj()
+            .query()
+            .await
+            .map_err(map)?;
+        if docs.is_empty() && self.get_product(id).await?.is_none() {
+            return Err(Error::NotFound(format!("product {id}")));
+        }
+        docs.into_iter().map(LedgerDoc::into_entry).collect()
     }
 
     async fn set_stock(&self, set: &StockSet) -> Result<Product> {
@@ -44,33 +139,14 @@ impl LedgerStore for FirestoreStore {
             (self.cols.clone(), set.clone()),
             move |db, tx, (cols, set)| {
                 async move {
-                    let key = doc_id(set.product_id.as_str());
-                    let Some(mut doc): Option<ProductDoc> =
-                        read(&db, cols.products.as_str(), key.as_str()).await?
-                    else {
-                        return abort(Error::NotFound(format!("product {}", set.product_id)));
-                    };
-                    match doc.shard_count() {
-                        // Sharded: the total of the shards is compared, and the new
-                        // quantity spread over them (their held units stay).
-                        Some(n) => {
-                            let shards = shards_of(&db, &cols, &key, n)?;
-                            let held = shards.read_all().await?;
-                            let current: i64 = held.iter().map(|s| s.quantity).sum();
-                            checked(set.decide(current.max(0).unsigned_abs(), 0))?;
-                            for (k, (shard, quantity)) in
-                                held.into_iter().zip(spread(target, n)).enumerate()
-                            {
-                                shards.write(tx, k as u32, ShardDoc { quantity, ..shard })?;
-                            }
-                        }
-                        None => {
-                            checked(set.decide(doc.quantity.max(0).unsigned_abs(), 0))?;
-                        }
-                    }
-                    // For a sharded product, the snapshot of the total.
-                    doc.set_quantity(target, set.now);
-                    write_stock(&db, tx, &cols, &key, &doc)?;
+                    let stock = read_stock(&db, &cols, &set.product_id).await?;
+                    let held = stock.held;
+                    let entry = checked(set.decide(
+                        stock.available.max(0).unsigned_abs(),
+                        held.max(0).unsigned_abs(),
+                    ))?;
+                    stock.write(&db, tx, &cols, &set.product_id, (target, held), set.now)?;
+                    queue_entry(&db, tx, &cols, &entry)?;
                     Ok(())
                 }
                 .boxed()
@@ -80,5 +156,65 @@ impl LedgerStore for FirestoreStore {
         self.get_product(&set.product_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("product {}", set.product_id)))
+    }
+
+    async fn ledger_balance(&self, id: &ProductId) -> Result<Balance> {
+        // The product (every shard) and its entries, read in one transaction: one snapshot.
+        let (available, held, entries) = self
+            .tx(
+                (self.cols.clone(), id.clone()),
+                move |db, _tx, (cols, id)| {
+                    async move {
+                        let stock = read_stock(&db, &cols, &id).await?;
+                        let entries = Self::all_entries(&db, &cols, &id).await?;
+                        Ok((stock.available, stock.held, entries))
+                    }
+                    .boxed()
+                },
+            )
+            .await?;
+        let mut product = self
+            .get_product(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("product {id}")))?;
+        product.quantity = available.max(0).unsigned_abs();
+        product.reserved = held.max(0).unsigned_abs();
+        Ok(Balance {
+            product,
+            ledger_quantity: entries.iter().map(|e| e.delta).sum(),
+            ledger_reserved: entries.iter().map(|e| e.reserved_delta).sum(),
+        })
+    }
+
+    async fn repair_stock(&self, d: &Difference, now: DateTime<Utc>) -> Result<Product> {
+        let entry = d.repair(now)?;
+        let lock = self.product_lock(d.product_id.as_str());
+        let _guard = lock.lock().await;
+        self.tx(
+            (self.cols.clone(), d.clone(), entry),
+            move |db, tx, (cols, d, entry)| {
+                async move {
+                    let stock = read_stock(&db, &cols, &d.product_id).await?;
+                    let found = (stock.available, stock.held);
+                    let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                    if found != (big(d.quantity), big(d.reserved)) {
+                        return abort(Error::StockChanged {
+                            product_id: d.product_id.to_string(),
+                            expected: d.quantity,
+                            current: found.0.max(0).unsigned_abs(),
+                        });
+                    }
+                    let to = (d.ledger_quantity, d.ledger_reserved);
+                    stock.write(&db, tx, &cols, &d.product_id, to, now)?;
+                    queue_entry(&db, tx, &cols, &entry)?;
+                    Ok(())
+                }
+                .boxed()
+            },
+        )
+        .await?;
+        self.get_product(&d.product_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("product {}", d.product_id)))
     }
 }

@@ -65,7 +65,7 @@ fn after_value(value: impl Into<firestore::FirestoreValue>) -> firestore::Firest
 }
 
 /// Collection names. The defaults are the original service's (`Users`, `Products`, `Orders`)
-/// and ours (`Notifications`, `IdempotencyKeys`, `Reservations`, `OutboxBeacon`).
+/// and ours (`Notifications`, `IdempotencyKeys`, `Reservations`, `StockLedger`, `OutboxBeacon`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Collections {
     /// Users, by normalised email.
@@ -80,6 +80,8 @@ pub struct Collections {
     pub idempotency_keys: String,
     /// Holds (reservations), by id.
     pub reservations: String,
+    /// The stock ledger: one document per change of a product's stock, by entry id.
+    pub ledger: String,
     /// The one document whose changes wake the dispatchers of other processes.
     pub beacon: String,
 }
@@ -93,6 +95,7 @@ impl Default for Collections {
             notifications: "Notifications".into(),
             idempotency_keys: "IdempotencyKeys".into(),
             reservations: "Reservations".into(),
+            ledger: "StockLedger".into(),
             beacon: "OutboxBeacon".into(),
         }
     }

@@ -163,6 +163,8 @@ impl OrderStore for FirestoreStore {
                         }
                         // Each product's units, from its shards or its document; a short one is
                         // noted and the rest still checked, so the refusal names every one.
+                        let change =
+                            Change::new(StockReason::Order, new.user_id, Some(new.id), new.now);
                         let taken = match take_stock(
                             &db,
                             tx,
@@ -170,8 +172,8 @@ impl OrderStore for FirestoreStore {
                             &demand,
                             products,
                             &starts,
-                            new.now,
                             Take::Sell,
+                            &change,
                         )
                         .await?
                         {
@@ -435,7 +437,8 @@ impl OrderStore for FirestoreStore {
                             Precondition::Exists,
                             Some(&ORDER_STATUS_FIELDS),
                         )?;
-                        // Every product's units back, in product id order.
+                        // Every product's units back, in product id order, each with its entry.
+                        let change = Change::new(StockReason::Cancel, SYSTEM_ACTOR, Some(id), now);
                         for (id, units) in returned {
                             let key = doc_id(id.as_str());
                             let returned = i64::try_from(units).map_err(|e| {
@@ -450,9 +453,18 @@ impl OrderStore for FirestoreStore {
                                 let held = shards.read(k).await?;
                                 let quantity = held.quantity + returned;
                                 shards.write(tx, k, ShardDoc { quantity, ..held })?;
+                                let entry = change.entry(&id, (returned, 0), None);
+                                queue_entry(&db, tx, &cols, &entry)?;
                             } else if let Some(mut product) = product {
                                 product.set_quantity(product.quantity + returned, now);
                                 write_stock(&db, tx, &cols, &key, &product)?;
+                                let after = Some((product.quantity, product.reserved));
+                                queue_entry(
+                                    &db,
+                                    tx,
+                                    &cols,
+                                    &change.entry(&id, (returned, 0), after),
+                                )?;
                             }
                         }
                         for doc in confirmation {

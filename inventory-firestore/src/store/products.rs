@@ -7,7 +7,6 @@ use super::*;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use firestore::FirestoreDb;
-use firestore::errors::FirestoreError;
 use futures::FutureExt;
 
 /// The stock shards of the product stored under `product_doc`.
@@ -55,6 +54,76 @@ pub(crate) struct TakenDoc {
     pub(crate) units: i64,
 }
 
+/// Why, by whom and for what a transaction changes stock: each product it changes gets a
+/// ledger entry of this.
+#[derive(Clone, Debug)]
+pub(super) struct Change {
+    pub(super) reason: StockReason,
+    pub(super) actor: String,
+    pub(super) reference: Option<String>,
+    pub(super) at: DateTime<Utc>,
+}
+
+impl Change {
+    pub(super) fn new(
+        reason: StockReason,
+        actor: impl ToString,
+        reference: Option<impl ToString>,
+        at: DateTime<Utc>,
+    ) -> Change {
+        Change {
+            reason,
+            actor: actor.to_string(),
+            reference: reference.map(|r| r.to_string()),
+            at,
+        }
+    }
+
+    /// The entry of `delta`/`reserved_delta` units of `product`, whose quantities after it are
+    /// `after` when the transaction knows them.
+    pub(super) fn entry(
+        &self,
+        product: &ProductId,
+        (delta, reserved_delta): (i64, i64),
+        after: Option<(i64, i64)>,
+    ) -> LedgerEntry {
+        let (q, r) = after.unwrap_or_default();
+        let entry = LedgerEntry::new(
+            product.clone(),
+            delta,
+            reserved_delta,
+            (q.max(0).unsigned_abs(), r.max(0).unsigned_abs()),
+            self.reason,
+            self.actor.clone(),
+            self.reference.clone(),
+            self.at,
+        );
+        if after.is_some() {
+            entry
+        } else {
+            entry.without_totals()
+        }
+    }
+}
+
+/// Queues a ledger entry (a new document) in `tx`.
+pub(super) fn queue_entry(
+    db: &FirestoreDb,
+    tx: &mut Tx,
+    cols: &Collections,
+    entry: &LedgerEntry,
+) -> TxResult<()> {
+    write(
+        db,
+        tx,
+        cols.ledger.as_str(),
+        entry.id.to_string(),
+        &LedgerDoc::from(entry),
+        Precondition::Missing,
+        None,
+    )
+}
+
 /// What [`take_stock`] took: the products' names (for the confirmation), each product's shard
 /// count (0: unsharded) and where every unit came from.
 pub(super) struct Taken {
@@ -76,9 +145,11 @@ pub(super) async fn take_stock(
     demand: &std::collections::BTreeMap<ProductId, u64>,
     products: Vec<Option<ProductDoc>>,
     starts: &std::collections::BTreeMap<String, u32>,
-    now: DateTime<Utc>,
     how: Take,
+    change: &Change,
 ) -> TxResult<std::result::Result<Taken, Vec<Shortage>>> {
+    let now = change.at;
+    let mut entries = Vec::new();
     let mut short = Vec::new();
     let mut taken = Taken {
         names: Default::default(),
@@ -101,6 +172,8 @@ pub(super) async fn take_stock(
                 let start = starts.get(id.as_str()).copied().unwrap_or(0) % n;
                 match shards.take(tx, start, units, how).await? {
                     Ok(gave) => {
+                        let held = if how == Take::Hold { units } else { 0 };
+                        entries.push(change.entry(id, (-units, held), None));
                         taken
                             .from
                             .extend(gave.into_iter().map(|(k, units)| TakenDoc {
@@ -120,6 +193,9 @@ pub(super) async fn take_stock(
                 }
                 product.set_quantity(product.quantity - units, now);
                 write_stock(db, tx, cols, &key, &product)?;
+                let held = if how == Take::Hold { units } else { 0 };
+                let after = (product.quantity, product.reserved);
+                entries.push(change.entry(id, (-units, held), Some(after)));
                 taken.from.push(TakenDoc {
                     product_id: id.to_string(),
                     shard: None,
@@ -139,6 +215,9 @@ pub(super) async fn take_stock(
         taken.names.insert(id.clone(), product.product_name.clone());
     }
     if short.is_empty() {
+        for entry in &entries {
+            queue_entry(db, tx, cols, entry)?;
+        }
         Ok(Ok(taken))
     } else {
         Ok(Err(short))
@@ -156,8 +235,9 @@ pub(super) async fn end_hold(
     cols: &Collections,
     from: &[TakenDoc],
     back: bool,
-    now: DateTime<Utc>,
+    change: &Change,
 ) -> TxResult<std::collections::BTreeMap<ProductId, String>> {
+    let now = change.at;
     let mut names = std::collections::BTreeMap::new();
     let mut per_product: std::collections::BTreeMap<&str, Vec<(u32, i64)>> = Default::default();
     for t in from {
@@ -177,22 +257,28 @@ pub(super) async fn end_hold(
             );
             continue;
         };
-        if let Ok(id) = ProductId::new(id) {
-            names.insert(id, product.product_name.clone());
-        }
+        let Ok(pid) = ProductId::new(id) else {
+            continue;
+        };
+        names.insert(pid.clone(), product.product_name.clone());
+        let units: i64 = parts.iter().map(|(_, u)| u).sum();
+        let delta = (if back { units } else { 0 }, -units);
         let missing = match product.shard_count() {
             Some(n) => {
-                shards_of(db, cols, &key, n)?
+                let missing = shards_of(db, cols, &key, n)?
                     .unreserve(tx, &parts, back)
-                    .await?
+                    .await?;
+                queue_entry(db, tx, cols, &change.entry(&pid, delta, None))?;
+                missing
             }
             None => {
-                let units: i64 = parts.iter().map(|(_, u)| u).sum();
                 let missing = (units - product.reserved).max(0);
                 product.reserved -= units - missing;
                 let quantity = product.quantity + if back { units } else { 0 };
                 product.set_quantity(quantity, now);
                 write_stock(db, tx, cols, &key, &product)?;
+                let after = (product.quantity, product.reserved);
+                queue_entry(db, tx, cols, &change.entry(&pid, delta, Some(after)))?;
                 missing
             }
         };
@@ -410,24 +496,39 @@ impl FirestoreStore {
 #[async_trait]
 impl ProductStore for FirestoreStore {
     async fn create_product(&self, p: &NewProduct, now: DateTime<Utc>) -> Result<Product> {
+        // The product and its opening ledger entry, in one transaction.
         let doc = ProductDoc::new(p, now);
-        let result = self
-            .db
-            .fluent()
-            .insert()
-            .into(self.cols.products.as_str())
-            .document_id(doc_id(p.id.as_str()))
-            .object(&doc)
-            .execute::<ProductDoc>()
-            .await;
-        match result {
-            Ok(doc) => doc.into_product(),
-            Err(FirestoreError::DataConflictError(_)) => Err(Error::AlreadyExists(format!(
-                "product {} already exists",
-                p.id
-            ))),
-            Err(e) => Err(map(e)),
-        }
+        let key = doc_id(p.id.as_str());
+        let first = [self.path(&self.cols.products, &key)];
+        let ctx = (self.cols.clone(), doc, p.clone());
+        let (doc, _) = self
+            .tx_reading(&first, ctx, move |db, tx, docs, (cols, doc, p)| {
+                async move {
+                    if docs.first().is_some_and(Option::is_some) {
+                        return abort(Error::AlreadyExists(format!(
+                            "product {} already exists",
+                            p.id
+                        )));
+                    }
+                    let key = doc_id(p.id.as_str());
+                    write(
+                        &db,
+                        tx,
+                        cols.products.as_str(),
+                        key,
+                        &doc,
+                        Precondition::Missing,
+                        None,
+                    )?;
+                    let product = checked(doc.clone().into_product())?;
+                    let entry = LedgerEntry::opening(&product, StockReason::Opening, now);
+                    queue_entry(&db, tx, &cols, &entry)?;
+                    Ok(doc)
+                }
+                .boxed()
+            })
+            .await?;
+        doc.into_product()
     }
 
     async fn ensure_product(&self, p: &NewProduct, now: DateTime<Utc>) -> Result<bool> {
@@ -504,6 +605,13 @@ impl ProductStore for FirestoreStore {
                                 format!("stock would exceed {STOCK_MAX}"),
                             ));
                         }
+                        let held_units: i64 = shards
+                            .as_ref()
+                            .map_or(0, |(_, held)| held.iter().map(|s| s.reserved).sum());
+                        let after = (q, doc.reserved + held_units);
+                        let change =
+                            Change::new(StockReason::Restock, SYSTEM_ACTOR, None::<String>, now);
+                        queue_entry(&db, tx, &cols, &change.entry(&id, (add, 0), Some(after)))?;
                         if let Some((shards, held)) = shards {
                             let more = spread(add, shards.count);
                             for (k, (held, more)) in held.into_iter().zip(more).enumerate() {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::orders::write_order;
-use super::products::{TakenDoc, end_hold, take_stock};
+use super::products::{Change, TakenDoc, end_hold, take_stock};
 use super::*;
 
 /// A hold as stored.
@@ -93,12 +93,14 @@ impl FirestoreStore {
         Ok((doc, hold))
     }
 
-    /// Closes an active hold (released or expired, as `close` decides) and returns its units to
-    /// available stock, in one transaction; `None` when `close` left it as it was.
+    /// Closes an active hold (released or expired, as `close` decides; `reason` says which)
+    /// and returns its units to available stock, in one transaction; `None` when `close` left
+    /// it as it was.
     async fn close_hold<F>(
         &self,
         id: Uuid,
         now: DateTime<Utc>,
+        reason: StockReason,
         close: F,
     ) -> Result<Option<Reservation>>
     where
@@ -117,7 +119,13 @@ impl FirestoreStore {
                 if !checked(close(&mut hold))? {
                     return Ok(None);
                 }
-                end_hold(&db, tx, &cols, &doc.taken, true, now).await?;
+                // A release is its buyer's; an expiry the sweep's.
+                let actor = match reason {
+                    StockReason::Release => hold.user_id.to_string(),
+                    _ => SYSTEM_ACTOR.to_owned(),
+                };
+                let change = Change::new(reason, actor, Some(id), now);
+                end_hold(&db, tx, &cols, &doc.taken, true, &change).await?;
                 let doc = ReservationDoc::new(&hold, Vec::new());
                 write(
                     &db,
@@ -162,8 +170,13 @@ impl ReservationStore for FirestoreStore {
                         &demand,
                         products,
                         &starts,
-                        hold.created_at,
                         Take::Hold,
+                        &Change::new(
+                            StockReason::Hold,
+                            hold.user_id,
+                            Some(hold.id),
+                            hold.created_at,
+                        ),
                     )
                     .await?
                     {
@@ -212,7 +225,9 @@ impl ReservationStore for FirestoreStore {
 
     async fn release_reservation(&self, id: Uuid, now: DateTime<Utc>) -> Result<Reservation> {
         let released = self
-            .close_hold(id, now, move |hold| hold.release(now).map(|_| true))
+            .close_hold(id, now, StockReason::Release, move |hold| {
+                hold.release(now).map(|_| true)
+            })
             .await?;
         released.ok_or_else(|| Error::other("a release changed nothing"))
     }
@@ -247,7 +262,13 @@ impl ReservationStore for FirestoreStore {
                         }
                         // The held units become the order's.
                         Checkout::FromHold => {
-                            end_hold(&db, tx, &cols, &doc.taken, false, new.now).await?
+                            let change = Change::new(
+                                StockReason::Checkout,
+                                new.user_id,
+                                Some(new.id),
+                                new.now,
+                            );
+                            end_hold(&db, tx, &cols, &doc.taken, false, &change).await?
                         }
                         // Expired: the units are taken again, all or nothing.
                         Checkout::Retake => {
@@ -266,8 +287,13 @@ impl ReservationStore for FirestoreStore {
                                 &demand,
                                 products,
                                 &starts,
-                                new.now,
                                 Take::Sell,
+                                &Change::new(
+                                    StockReason::Checkout,
+                                    new.user_id,
+                                    Some(new.id),
+                                    new.now,
+                                ),
                             )
                             .await?
                             {
@@ -330,7 +356,9 @@ impl ReservationStore for FirestoreStore {
             // Another sweeper may have expired it (or its buyer released or checked it out)
             // since the query: then nothing changes.
             let closed = self
-                .close_hold(id, now, move |hold| Ok(hold.expire(now).is_some()))
+                .close_hold(id, now, StockReason::Expire, move |hold| {
+                    Ok(hold.expire(now).is_some())
+                })
                 .await?;
             expired += u64::from(closed.is_some());
         }

@@ -129,7 +129,18 @@ impl Transfer for FirestoreStore {
             orders: self.count(&self.cols.orders).await?,
             notifications: self.count(&self.cols.notifications).await?,
             reservations: self.count(&self.cols.reservations).await?,
+            ledger_entries: self.count(&self.cols.ledger).await?,
         })
+    }
+
+    async fn import_ledger_entry(&self, e: &LedgerEntry) -> Result<()> {
+        self.insert(
+            &self.cols.ledger,
+            &e.id.to_string(),
+            &LedgerDoc::from(e),
+            format!("ledger entry {}", e.id),
+        )
+        .await
     }
 
     async fn list_reservations(&self, page: Page) -> Result<Vec<Reservation>> {

@@ -1,14 +1,15 @@
 -- The stock ledger: one append-only entry per change of a product's stock (delta of the
 -- available and of the reserved units, the quantities after it, why, who, what for), written
 -- in the same transaction as the change. Listed per product, newest first, by id (UUID v7).
--- Expand-only: a new table.
+-- `quantity` and `reserved` are NULL for entries imported from a store that could not know
+-- them (a sharded product on Firestore). Expand-only: a new table.
 CREATE TABLE stock_ledger (
     product_id     TEXT NOT NULL,
     id             TEXT NOT NULL,
     delta          BIGINT NOT NULL,
     reserved_delta BIGINT NOT NULL,
-    quantity       BIGINT NOT NULL,
-    reserved       BIGINT NOT NULL,
+    quantity       BIGINT,
+    reserved       BIGINT,
     reason         TEXT NOT NULL,
     actor          TEXT NOT NULL,
     reference      TEXT,

@@ -43,8 +43,6 @@ impl Transfer for SqlStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| map(e, &format!("product {} already exists", p.id)))?;
-                let entry = LedgerEntry::opening(p, StockReason::Import, p.updated_at);
-                insert_entries!(&mut *tx, D, std::slice::from_ref(&entry));
                 tx.commit().await.map_err(db)?;
                 Ok::<_, Error>(())
             }
@@ -79,6 +77,16 @@ impl Transfer for SqlStore {
         self.insert_notification(n).await
     }
 
+    async fn import_ledger_entry(&self, e: &LedgerEntry) -> Result<()> {
+        with_pool!(self, write, |pool, D| {
+            async {
+                insert_entries!(pool, D, std::slice::from_ref(e));
+                Ok::<_, Error>(())
+            }
+            .await
+        })
+    }
+
     async fn list_reservations(&self, page: Page) -> Result<Vec<Reservation>> {
         let (limit, offset, after) = page_args(page, Way::Up);
         let rows: Vec<ReservationRow> = with_pool!(self, read, |pool, D| {
@@ -105,23 +113,31 @@ impl Transfer for SqlStore {
     }
 
     async fn count_records(&self) -> Result<inventory_core::transfer::Counts> {
-        let (users, products, orders, notifications, reservations): (i64, i64, i64, i64, i64) =
-            with_pool!(self, read, |pool, D| {
-                sqlx::query_as(
-                    "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM products), \
+        #[allow(clippy::type_complexity)]
+        let (users, products, orders, notifications, reservations, ledger_entries): (
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        ) = with_pool!(self, read, |pool, D| {
+            sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM products), \
                      (SELECT COUNT(*) FROM orders), (SELECT COUNT(*) FROM notifications), \
-                     (SELECT COUNT(*) FROM reservations)",
-                )
-                .fetch_one(pool)
-                .await
-                .map_err(db)?
-            });
+                     (SELECT COUNT(*) FROM reservations), (SELECT COUNT(*) FROM stock_ledger)",
+            )
+            .fetch_one(pool)
+            .await
+            .map_err(db)?
+        });
         Ok(inventory_core::transfer::Counts {
             users: users as u64,
             products: products as u64,
             orders: orders as u64,
             notifications: notifications as u64,
             reservations: reservations as u64,
+            ledger_entries: ledger_entries as u64,
         })
     }
 }

@@ -164,10 +164,11 @@ pub(crate) struct LedgerEntryResponse {
     delta: i64,
     /// Change of the reserved quantity.
     reserved_delta: i64,
-    /// Available quantity after the change.
-    quantity: u64,
-    /// Reserved quantity after the change.
-    reserved: u64,
+    /// Available quantity after the change (null where the store does not know it: a
+    /// sharded product on Firestore).
+    quantity: Option<u64>,
+    /// Reserved quantity after the change (null as for `quantity`).
+    reserved: Option<u64>,
     /// `opening`, `order`, `cancel`, `restock`, `set`, `import`, `hold`, `release`, `expire`
     /// or `checkout`.
     reason: String,
