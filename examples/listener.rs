@@ -27,10 +27,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let store = settings.open_store().await?;
     let shutdown = CancellationToken::new();
     let dispatcher = settings.dispatcher(store.clone())?.spawn(shutdown.clone());
-    // Expired holds are released by the listener too (by any number of them).
-    let sweeper = settings
-        .reservations(store.clone())
-        .spawn_sweeper(http::HOLD_SWEEP, shutdown.clone());
+    // Expired holds are released by the listener too (by any number of them), and old ledger
+    // entries pruned with LEDGER_RETENTION_DAYS.
+    let sweeper = settings.spawn_sweeps(store.clone(), http::HOLD_SWEEP, shutdown.clone());
     let addr = settings.http.addr(9090);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

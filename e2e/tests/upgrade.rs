@@ -52,7 +52,7 @@ fn env_for(url: String, sink: &SmtpSink) -> Vec<(&'static str, String)> {
 /// Starts the current service on the upgraded database and checks the manifest's story.
 async fn check_first_start(url: String, m: &Value, label: &str) {
     let sink = SmtpSink::start().expect("smtp sink");
-    let app = App::start(&env_for(url, &sink)).await;
+    let app = App::start(&env_for(url.clone(), &sink)).await;
     let api = app.api.clone();
 
     // Every user logs in with the password the earlier release stored.
@@ -172,6 +172,28 @@ async fn check_first_start(url: String, m: &Value, label: &str) {
         assert!(
             !texts.iter().any(|t| t.contains(id)),
             "{label}: {id} (sent before, or cancelled) was sent again"
+        );
+    }
+
+    // The ledger began with the upgrade: every product opens with its stock as found, then
+    // the new basket's entry, and every product adds up.
+    let (ok, out) = admin(&url, &["reconcile"]);
+    assert!(ok, "{label}: reconcile after the upgrade: {out}");
+    for (product, before) in m["products"].as_object().unwrap() {
+        let (ok, out) = admin(&url, &["--json", "products", "ledger", product]);
+        assert!(ok, "{label}: {out}");
+        let entries: Value = serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("{label}: ledger of {product} is not JSON ({e}): {out}"));
+        let reasons: Vec<&str> = entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["reason"].as_str().unwrap())
+            .collect();
+        assert_eq!(reasons, ["order", "opening"], "{label}: {product}: {out}");
+        assert_eq!(
+            entries[1]["delta"], *before,
+            "{label}: {product} opens with its stock"
         );
     }
 }

@@ -59,6 +59,7 @@ pub mod memory;
 pub mod orders;
 pub mod ports;
 pub mod reservations;
+pub mod retention;
 pub mod templates;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -73,6 +74,7 @@ pub use memory::MemoryStore;
 pub use orders::{LineRequest, ListScope, OrderView, Orders, PlaceOrderRequest};
 pub use ports::*;
 pub use reservations::{Reservations, ReserveRequest};
+pub use retention::LedgerRetention;
 pub use templates::Templates;
 
 // Types of other crates that appear in the public API, so that an embedder needs no

@@ -575,6 +575,38 @@ impl LedgerStore for MemoryStore {
         })
     }
 
+    async fn prune_ledger(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        self.with(|s| {
+            let mut left = limit as usize;
+            let mut pruned = 0;
+            for entries in s.ledger.values_mut() {
+                if left == 0 {
+                    break;
+                }
+                // Oldest first (kept in id order); the checkpoint, if any, is the first.
+                let earlier = entries
+                    .first()
+                    .filter(|e| e.reason == StockReason::Checkpoint)
+                    .cloned();
+                let skip = usize::from(earlier.is_some());
+                let old: Vec<LedgerEntry> = entries[skip..]
+                    .iter()
+                    .take_while(|e| e.at < before)
+                    .take(left)
+                    .cloned()
+                    .collect();
+                let Some(point) = checkpoint(&old, earlier.as_ref()) else {
+                    continue;
+                };
+                entries.drain(..skip + old.len());
+                entries.insert(0, point);
+                left -= old.len();
+                pruned += old.len() as u64;
+            }
+            Ok(pruned)
+        })
+    }
+
     async fn repair_stock(&self, d: &Difference, now: DateTime<Utc>) -> Result<Product> {
         let entry = d.repair(now)?;
         self.with(|s| {

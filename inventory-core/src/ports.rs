@@ -238,6 +238,11 @@ pub trait LedgerStore: Send + Sync {
     /// one atomic step; otherwise [`Error::StockChanged`](crate::Error::StockChanged) (read
     /// the balance again).
     async fn repair_stock(&self, difference: &Difference, now: DateTime<Utc>) -> Result<Product>;
+    /// Prunes up to `limit` entries older than `before` (checkpoints aside): each product's
+    /// pruned entries (with its earlier checkpoint) are replaced by one [`checkpoint`] entry,
+    /// so its entries still add up. One atomic step per call; touches no product row, so
+    /// ordering never waits on it. Returns how many entries were pruned.
+    async fn prune_ledger(&self, before: DateTime<Utc>, limit: u32) -> Result<u64>;
 }
 
 /// Everything a backend implements. Implemented automatically for any type with all the parts.
@@ -454,6 +459,9 @@ macro_rules! delegate {
                 }
                 async fn repair_stock(&self, difference: &$crate::Difference, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<$crate::Product> {
                     { let $s = self; &$inner }.repair_stock(difference, now).await
+                }
+                async fn prune_ledger(&self, before: $crate::DateTime<$crate::Utc>, limit: u32) -> $crate::Result<u64> {
+                    { let $s = self; &$inner }.prune_ledger(before, limit).await
                 }
         }
     };

@@ -654,7 +654,12 @@ pub(crate) struct LedgerDoc {
     pub(crate) actor: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) reference: Option<String>,
-    pub(crate) at: SystemTime,
+    /// The entry's time; absent on a checkpoint (which keeps it in `checkpoint_at`), so that
+    /// retention's query by `at` never finds checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) at: Option<SystemTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) checkpoint_at: Option<SystemTime>,
     /// The document id: the entry's id (read only).
     #[serde(rename = "_firestore_id", default, skip_serializing)]
     pub(crate) fs_id: Option<String>,
@@ -672,7 +677,8 @@ impl From<&LedgerEntry> for LedgerDoc {
             reason: e.reason,
             actor: e.actor.clone(),
             reference: e.reference.clone(),
-            at: sys(e.at),
+            at: (e.reason != StockReason::Checkpoint).then(|| sys(e.at)),
+            checkpoint_at: (e.reason == StockReason::Checkpoint).then(|| sys(e.at)),
             fs_id: None,
         }
     }
@@ -694,7 +700,10 @@ impl LedgerDoc {
             reason: self.reason,
             actor: self.actor,
             reference: self.reference,
-            at: utc(self.at),
+            at: utc(self
+                .at
+                .or(self.checkpoint_at)
+                .unwrap_or(SystemTime::UNIX_EPOCH)),
         })
     }
 }

@@ -72,11 +72,8 @@ impl Service {
             (
                 Some(settings.dispatcher(store.clone())?.spawn(shutdown.clone())),
                 // Expired holds are released by whoever runs the dispatcher.
-                Some(
-                    settings
-                        .reservations(store.clone())
-                        .spawn_sweeper(HOLD_SWEEP, shutdown.clone()),
-                ),
+                // And old ledger entries pruned, with LEDGER_RETENTION_DAYS.
+                Some(settings.spawn_sweeps(store.clone(), HOLD_SWEEP, shutdown.clone())),
             )
         } else {
             tracing::info!(

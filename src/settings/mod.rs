@@ -85,6 +85,10 @@ pub struct Settings {
     /// `RESERVATION_TTL_MAX_SECS` (default 3600): the longest hold a client may ask for
     /// (`ttl_seconds` of `POST /reservations`; 900 when it names none).
     pub reservation_ttl_max: Duration,
+    /// `LEDGER_RETENTION_DAYS` (default: unset, entries kept forever): stock ledger entries
+    /// older than this are pruned into one checkpoint per product by the process that runs
+    /// the dispatcher (at least 1 day).
+    pub ledger_retention: Option<Duration>,
     /// Products created at start-up unless they exist (`SEED_PRODUCTS`).
     pub seed: Vec<SeedProduct>,
     /// The HTTP server: address, limits, CORS, rate limits.
@@ -233,6 +237,16 @@ impl Settings {
                 }
                 d => d,
             },
+            ledger_retention: match vars.parse::<u64>("LEDGER_RETENTION_DAYS", 0)? {
+                0 if vars.get("LEDGER_RETENTION_DAYS").is_some() => {
+                    return Err(SettingsError::invalid(
+                        "LEDGER_RETENTION_DAYS",
+                        "must be at least 1 (leave it unset to keep every entry)",
+                    ));
+                }
+                0 => None,
+                days => Some(Duration::from_secs(days.saturating_mul(86_400))),
+            },
             seed: seed(&vars, dev)?,
             http: http(&vars)?,
             log_format,
@@ -293,6 +307,30 @@ impl Settings {
             .require_verified_email(self.auth.require_verified_email)
     }
 
+    /// The background sweeps of the process that runs the dispatcher, until `shutdown`: expired
+    /// holds released every `hold_every`, and with `LEDGER_RETENTION_DAYS` old ledger entries
+    /// pruned every minute. One handle for both.
+    pub fn spawn_sweeps(
+        &self,
+        store: Arc<dyn Store>,
+        hold_every: Duration,
+        shutdown: inventory_core::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let holds = self
+            .reservations(store.clone())
+            .spawn_sweeper(hold_every, shutdown.clone());
+        let ledger = self.ledger_retention.map(|keep| {
+            inventory_core::LedgerRetention::new(store, keep)
+                .spawn(inventory_core::retention::PRUNE_EVERY, shutdown)
+        });
+        tokio::spawn(async move {
+            let _ = holds.await;
+            if let Some(ledger) = ledger {
+                let _ = ledger.await;
+            }
+        })
+    }
+
     /// The auth service over `store`; needs `JWT_SECRET` (or dev mode).
     pub fn auth(&self, store: Arc<dyn Store>) -> Result<Auth> {
         Auth::new(store, self.auth.config()?)
@@ -338,6 +376,8 @@ mod tests {
             ("LOGIN_RATE_LIMIT_PER_IP", "0"),
             ("RUN_DISPATCHER", "perhaps"),
             ("RESERVATION_TTL_MAX_SECS", "0"),
+            ("LEDGER_RETENTION_DAYS", "0"),
+            ("LEDGER_RETENTION_DAYS", "a year"),
             ("REQUIRE_VERIFIED_EMAIL", "sometimes"),
             ("ARGON2_CONCURRENCY", "0"),
             ("DATABASE_MAX_CONNECTIONS", "-1"),

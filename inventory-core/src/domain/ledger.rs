@@ -38,12 +38,15 @@ pub enum StockReason {
     /// A hold was checked out: its reserved units became the order's (or, expired, were
     /// taken again from available stock).
     Checkout,
+    /// Older entries pruned by retention, summed: the oldest entry of a product whose earlier
+    /// entries are gone.
+    Checkpoint,
 }
 
 text_enum!(StockReason, "reason" {
     Opening => "opening", Order => "order", Cancel => "cancel", Restock => "restock",
     Set => "set", Import => "import", Hold => "hold", Release => "release", Expire => "expire",
-    Checkout => "checkout",
+    Checkout => "checkout", Checkpoint => "checkpoint",
 });
 
 /// How a change moves a product's units between available and reserved stock.
@@ -159,6 +162,39 @@ impl LedgerEntry {
             at,
         )
     }
+}
+
+/// The checkpoint that replaces a product's `pruned` entries (and its earlier checkpoint,
+/// when it has one): the id, time and quantities after of the newest of them, the sums of all
+/// their deltas, so the product's entries add up as before. `None` when nothing is pruned.
+pub fn checkpoint(pruned: &[LedgerEntry], earlier: Option<&LedgerEntry>) -> Option<LedgerEntry> {
+    let newest = pruned.iter().max_by_key(|e| e.id)?;
+    let all = || pruned.iter().chain(earlier);
+    let count = pruned.len() + earlier.map_or(0, |e| checkpointed(e).max(1));
+    Some(LedgerEntry {
+        id: newest.id,
+        product_id: newest.product_id.clone(),
+        delta: all().map(|e| e.delta).sum(),
+        reserved_delta: all().map(|e| e.reserved_delta).sum(),
+        quantity: newest.quantity,
+        reserved: newest.reserved,
+        reason: StockReason::Checkpoint,
+        actor: SYSTEM_ACTOR.to_owned(),
+        reference: Some(format!("{count} entries pruned")),
+        at: newest.at,
+    })
+}
+
+/// How many entries a checkpoint stands for (1 for any other entry).
+fn checkpointed(e: &LedgerEntry) -> usize {
+    if e.reason != StockReason::Checkpoint {
+        return 1;
+    }
+    e.reference
+        .as_deref()
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
 }
 
 impl Listed for LedgerEntry {
@@ -374,6 +410,48 @@ mod tests {
         assert_eq!(entry.reason, StockReason::Set);
         let down = StockSet::new(ProductId::new("p").unwrap(), 1, 4, None, "u").unwrap();
         assert_eq!(down.decide(4, 0).unwrap().delta, -3);
+    }
+
+    #[test]
+    fn a_checkpoint_keeps_the_sums_and_the_newest_entry_s_place() {
+        let at = now();
+        let id = || ProductId::new("p").unwrap();
+        let old = vec![
+            LedgerEntry::new(
+                id(),
+                5,
+                0,
+                (5, 0),
+                StockReason::Opening,
+                SYSTEM_ACTOR,
+                None,
+                at,
+            ),
+            LedgerEntry::new(id(), -2, 0, (3, 0), StockReason::Order, "u", None, at),
+        ];
+        let first = checkpoint(&old, None).unwrap();
+        assert_eq!(
+            (first.id, first.delta, first.quantity),
+            (old[1].id, 3, Some(3))
+        );
+        assert_eq!(first.reference.as_deref(), Some("2 entries pruned"));
+        let more = vec![LedgerEntry::new(
+            id(),
+            -1,
+            1,
+            (2, 1),
+            StockReason::Hold,
+            "u",
+            None,
+            at,
+        )];
+        let second = checkpoint(&more, Some(&first)).unwrap();
+        assert_eq!(
+            (second.id, second.delta, second.reserved_delta),
+            (more[0].id, 2, 1)
+        );
+        assert_eq!(second.reference.as_deref(), Some("3 entries pruned"));
+        assert_eq!(checkpoint(&[], Some(&first)), None);
     }
 
     #[test]

@@ -56,15 +56,15 @@ pub async fn compare_and_set_stock_refuses_a_stale_expectation(store: TestStore)
     assert!(matches!(err, Error::NotFound(_)), "got {err:?}");
 }
 
-/// After concurrent buyers ordering and cancelling baskets, restocks, sets and holds that are
+/// After 200 concurrent buyers ordering and cancelling baskets, restocks, sets and holds that are
 /// released, checked out and left to expire, each product's entries add up to exactly its
 /// available and reserved stock; each entry's quantities are the product's after it; the
 /// entries name their reasons, actors and references and list newest first by cursor.
 pub async fn the_ledger_explains_every_unit(store: TestStore) {
-    let a = product(&store, "ledger-a", 40).await;
-    let b = product(&store, "ledger-b", 40).await;
+    let a = product(&store, "ledger-a", 400).await;
+    let b = product(&store, "ledger-b", 400).await;
     let mut buyers = Vec::new();
-    for i in 0..20 {
+    for i in 0..200 {
         buyers.push(user(&store, &format!("ledger{i}@example.com")).await);
     }
     let tasks = buyers.iter().enumerate().map(|(i, u)| {
@@ -120,7 +120,7 @@ pub async fn the_ledger_explains_every_unit(store: TestStore) {
             .expire_reservations(now() + chrono::Duration::hours(1), 100)
             .await
             .unwrap(),
-        4
+        40
     );
     for id in [&a, &b] {
         let p = store.get_product(id).await.unwrap().unwrap();
@@ -146,7 +146,7 @@ pub async fn the_ledger_explains_every_unit(store: TestStore) {
             );
         }
         let first = &all[0];
-        assert_eq!((first.reason, first.delta), (StockReason::Opening, 40));
+        assert_eq!((first.reason, first.delta), (StockReason::Opening, 400));
         let order = all.iter().find(|e| e.reason == StockReason::Order).unwrap();
         assert!(order.actor.parse::<uuid::Uuid>().is_ok(), "{order:?}");
         assert!(order.reference.is_some(), "{order:?}");
@@ -348,4 +348,57 @@ where
     // Repaired once: the same difference again is refused.
     let err = store.repair_stock(&difference, now()).await.unwrap_err();
     assert!(matches!(err, Error::StockChanged { .. }), "got {err:?}");
+}
+
+/// Retention: entries older than a time are pruned in batches into one checkpoint per
+/// product (itself folded into the next one), entries at or after that time are kept, and
+/// every product's entries add up after every batch.
+pub async fn pruning_keeps_every_product_adding_up(store: TestStore) {
+    let u = user(&store, "pruned@example.com").await;
+    let a = product(&store, "pruned-a", 30).await;
+    let b = product(&store, "pruned-b", 30).await;
+    for _ in 0..4 {
+        store
+            .place_order(&basket(&u, &[(&a, 1), (&b, 2)]))
+            .await
+            .unwrap();
+    }
+    store.restock(&a, 5, now()).await.unwrap();
+    // Everything written so far is "old"; what follows is kept.
+    let cut = entries(&store, &a).await.last().unwrap().at + chrono::Duration::microseconds(1);
+    let later = store.place_order(&order(&u, &a, 3)).await.unwrap().order;
+    let kept_before = entries(&store, &a).await.len();
+    assert_eq!(
+        kept_before, 7,
+        "opening, 4 orders, a restock, the later order"
+    );
+
+    let mut rounds = 0;
+    loop {
+        let n = store.prune_ledger(cut, 3).await.expect("prune");
+        assert!(n <= 3, "a batch is bounded: {n}");
+        for id in [&a, &b] {
+            let balance = store.ledger_balance(id).await.unwrap();
+            assert_eq!(balance.difference(), None, "{id} after {rounds} rounds");
+        }
+        if n == 0 {
+            break;
+        }
+        rounds += 1;
+        assert!(rounds < 20, "pruning never ends");
+    }
+    assert!(rounds >= 2, "{rounds}");
+    let left = entries(&store, &a).await;
+    assert_eq!(left.len(), 2, "{left:#?}");
+    assert_eq!(left[0].reason, StockReason::Checkpoint);
+    assert_eq!((left[0].delta, left[0].quantity), (31, Some(31)));
+    assert_eq!(left[1].reference, Some(later.id.to_string()));
+    let b_left = entries(&store, &b).await;
+    assert_eq!(b_left.len(), 1);
+    assert_eq!(
+        (b_left[0].reason, b_left[0].delta),
+        (StockReason::Checkpoint, 22)
+    );
+    // Nothing more to prune before the same time.
+    assert_eq!(store.prune_ledger(cut, 3).await.unwrap(), 0);
 }

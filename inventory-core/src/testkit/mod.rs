@@ -107,6 +107,7 @@ macro_rules! ledger_conformance {
             the_ledger_explains_every_unit,
             ledgers_survive_export_and_import,
             balances_agree_while_orders_flow,
+            pruning_keeps_every_product_adding_up,
         );
     };
 }

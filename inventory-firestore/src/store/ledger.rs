@@ -186,6 +186,100 @@ impl LedgerStore for FirestoreStore {
         })
     }
 
+    async fn prune_ledger(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        let old: Vec<LedgerDoc> = self
+            .db
+            .fluent()
+            .select()
+            .from(self.cols.ledger.as_str())
+            .filter(|q| q.for_all([q.field("at").less_than(sys(before))]))
+            .order(|o| o.fields([o.field("at").ascending()]))
+            .limit(limit)
+            .obj()
+            .query()
+            .await
+            .map_err(map)?;
+        let mut per_product: std::collections::BTreeMap<ProductId, Vec<LedgerEntry>> =
+            Default::default();
+        for doc in old {
+            let e = doc.into_entry()?;
+            per_product.entry(e.product_id.clone()).or_default().push(e);
+        }
+        let mut pruned = 0;
+        // One transaction per product: each is small, and a product's ledger is its own.
+        for (product, old) in per_product {
+            let n = old.len() as u64;
+            let done = self
+                .tx(
+                    (self.cols.clone(), product, old),
+                    move |db, tx, (cols, product, old)| {
+                        async move {
+                            // A product's checkpoint is its oldest entry (its id is older than any
+                            // entry kept).
+                            let first: Vec<LedgerDoc> = db
+                                .fluent()
+                                .select()
+                                .from(cols.ledger.as_str())
+                                .filter(|q| {
+                                    q.for_all([q.field("product_id").eq(product.to_string())])
+                                })
+                                .order(|o| o.fields([o.field(DOC_NAME).ascending()]))
+                                .limit(1)
+                                .obj()
+                                .query()
+                                .await
+                                .map_err(fs)?;
+                            let earlier = checked(
+                                first
+                                    .into_iter()
+                                    .map(LedgerDoc::into_entry)
+                                    .next()
+                                    .transpose(),
+                            )?
+                            .filter(|e| e.reason == StockReason::Checkpoint);
+                            // Each entry pruned once: they must all still be there.
+                            for e in &old {
+                                let there: Option<LedgerDoc> =
+                                    read(&db, cols.ledger.as_str(), e.id.to_string()).await?;
+                                if there.is_none() {
+                                    return Ok(false);
+                                }
+                            }
+                            let Some(point) = checkpoint(&old, earlier.as_ref()) else {
+                                return Ok(false);
+                            };
+                            for e in old.iter().chain(earlier.as_ref()) {
+                                if e.id != point.id {
+                                    db.fluent()
+                                        .delete()
+                                        .from(cols.ledger.as_str())
+                                        .document_id(e.id.to_string())
+                                        .add_to_transaction(tx)
+                                        .map_err(fs)?;
+                                }
+                            }
+                            write(
+                                &db,
+                                tx,
+                                cols.ledger.as_str(),
+                                point.id.to_string(),
+                                &LedgerDoc::from(&point),
+                                Precondition::Exists,
+                                None,
+                            )?;
+                            Ok(true)
+                        }
+                        .boxed()
+                    },
+                )
+                .await?;
+            if done {
+                pruned += n;
+            }
+        }
+        Ok(pruned)
+    }
+
     async fn repair_stock(&self, d: &Difference, now: DateTime<Utc>) -> Result<Product> {
         let entry = d.repair(now)?;
         let lock = self.product_lock(d.product_id.as_str());

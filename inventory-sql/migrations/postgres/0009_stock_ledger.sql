@@ -17,6 +17,9 @@ CREATE TABLE stock_ledger (
     PRIMARY KEY (product_id, id)
 );
 
+-- Retention prunes by time.
+CREATE INDEX stock_ledger_at ON stock_ledger (at);
+
 -- Every product that exists gets its opening entry: the stock it has as the ledger begins
 -- (the nil UUID sorts before every entry written afterwards).
 INSERT INTO stock_ledger (product_id, id, delta, reserved_delta, quantity, reserved, reason, actor, reference, at)

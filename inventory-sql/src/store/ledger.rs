@@ -175,6 +175,63 @@ impl LedgerStore for SqlStore {
             .try_into()
     }
 
+    async fn prune_ledger(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        with_pool!(self, write, |pool, D| {
+            async {
+                let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
+                let rows: Vec<LedgerRow> = sqlx::query_as(concat!(
+                    "SELECT ",
+                    ledger_columns!(),
+                    " FROM stock_ledger WHERE at < $1 AND reason <> 'checkpoint' ORDER BY at LIMIT $2"
+                ))
+                .bind(ts(before))
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+                let mut per_product: BTreeMap<ProductId, Vec<LedgerEntry>> = BTreeMap::new();
+                for row in rows {
+                    let e = LedgerEntry::try_from(row)?;
+                    per_product.entry(e.product_id.clone()).or_default().push(e);
+                }
+                let mut pruned = 0;
+                let mut points = Vec::new();
+                for (product, old) in per_product {
+                    let earlier: Option<LedgerRow> = sqlx::query_as(concat!(
+                        "SELECT ",
+                        ledger_columns!(),
+                        " FROM stock_ledger WHERE product_id = $1 AND reason = 'checkpoint'"
+                    ))
+                    .bind(product.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    let earlier = earlier.map(LedgerEntry::try_from).transpose()?;
+                    let Some(point) = checkpoint(&old, earlier.as_ref()) else {
+                        continue;
+                    };
+                    let mut q = sqlx::QueryBuilder::<<D as SqlDialect>::Db>::new(
+                        "DELETE FROM stock_ledger WHERE product_id = ",
+                    );
+                    q.push_bind(product.as_str());
+                    q.push(" AND id IN (");
+                    let mut ids = q.separated(", ");
+                    for e in old.iter().chain(earlier.as_ref()) {
+                        ids.push_bind(e.id.to_string());
+                    }
+                    q.push(")");
+                    q.build().execute(&mut *tx).await.map_err(db)?;
+                    pruned += old.len() as u64;
+                    points.push(point);
+                }
+                insert_entries!(&mut *tx, D, &points);
+                tx.commit().await.map_err(db)?;
+                Ok::<_, Error>(pruned)
+            }
+            .await
+        })
+    }
+
     async fn repair_stock(&self, d: &Difference, now: DateTime<Utc>) -> Result<Product> {
         let entry = d.repair(now)?;
         let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
