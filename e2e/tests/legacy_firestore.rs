@@ -532,8 +532,16 @@ async fn sharding_a_product_of_the_original() {
     let (quantity, status, _) = raw().await;
     assert_eq!((quantity, status.as_str()), (3, "in_stock"));
 
-    assert_eq!(shop.restock(&id, 5, now()).await.unwrap().quantity, 8);
-    shop.cancel_order(big.order.id, now()).await.unwrap();
+    assert_eq!(
+        shop.restock(&id, 5, inventory_kit::core::SYSTEM_ACTOR, now())
+            .await
+            .unwrap()
+            .quantity,
+        8
+    );
+    shop.cancel_order(big.order.id, inventory_kit::core::SYSTEM_ACTOR, now())
+        .await
+        .unwrap();
     assert_eq!(shop.get_product(&id).await.unwrap().unwrap().quantity, 15);
     let listed = shop.list_products(Page::default()).await.unwrap();
     assert_eq!(listed[0].quantity, 15, "the list shows the true total too");

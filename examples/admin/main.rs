@@ -379,7 +379,13 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Orders {
             command: OrdersCommand::Cancel { id },
         } => {
-            let order = store.cancel_order(id, inventory_kit::core::now()).await?;
+            let order = store
+                .cancel_order(
+                    id,
+                    inventory_kit::core::SYSTEM_ACTOR,
+                    inventory_kit::core::now(),
+                )
+                .await?;
             say(
                 json,
                 format!(
@@ -423,6 +429,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .restock(
                     &ProductId::new(product_id)?,
                     quantity,
+                    inventory_kit::core::SYSTEM_ACTOR,
                     inventory_kit::core::now(),
                 )
                 .await?;

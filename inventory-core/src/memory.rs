@@ -255,7 +255,13 @@ impl ProductStore for MemoryStore {
         self.with(|s| Ok(page(s.products.values().cloned(), p, false)))
     }
 
-    async fn restock(&self, id: &ProductId, add: u64, now: DateTime<Utc>) -> Result<Product> {
+    async fn restock(
+        &self,
+        id: &ProductId,
+        add: u64,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Product> {
         self.with(|s| {
             let product = s
                 .products
@@ -273,7 +279,7 @@ impl ProductStore for MemoryStore {
                 &demand,
                 StockMove::Give,
                 StockReason::Restock,
-                SYSTEM_ACTOR,
+                actor,
                 None,
                 now,
             );
@@ -350,7 +356,7 @@ impl OrderStore for MemoryStore {
         self.with(|s| Ok(page(s.orders.values().rev().cloned(), p, true)))
     }
 
-    async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Order> {
+    async fn cancel_order(&self, id: Uuid, actor: &str, now: DateTime<Utc>) -> Result<Order> {
         self.with(|s| {
             let order = s
                 .orders
@@ -363,7 +369,7 @@ impl OrderStore for MemoryStore {
                 &returned,
                 StockMove::Give,
                 StockReason::Cancel,
-                SYSTEM_ACTOR,
+                actor,
                 reference,
                 now,
             );

@@ -211,6 +211,8 @@ impl Orders {
     /// Cancels an order of the caller (any order for admins), returning its stock.
     pub async fn cancel(&self, who: &Principal, id: Uuid) -> Result<Order> {
         self.visible(who, id).await?;
-        self.orders.cancel_order(id, Utc::now()).await
+        self.orders
+            .cancel_order(id, &who.user_id.to_string(), Utc::now())
+            .await
     }
 }

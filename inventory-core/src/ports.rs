@@ -50,8 +50,15 @@ pub trait ProductStore: Send + Sync {
     /// Products ordered by id.
     async fn list_products(&self, page: Page) -> Result<Vec<Product>>;
     /// Adds `add` units to the stock; a stock above [`STOCK_MAX`] is
-    /// [`Error::InvalidInput`](crate::Error::InvalidInput) and changes nothing.
-    async fn restock(&self, id: &ProductId, add: u64, now: DateTime<Utc>) -> Result<Product>;
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) and changes nothing. `actor` (a
+    /// user id, or [`SYSTEM_ACTOR`]) is recorded in the ledger entry.
+    async fn restock(
+        &self,
+        id: &ProductId,
+        add: u64,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Product>;
 }
 
 /// Orders.
@@ -77,8 +84,9 @@ pub trait OrderStore: Send + Sync {
     /// cancelling a cancelled order is a [`Error::AlreadyCancelled`](crate::Error::AlreadyCancelled). In the same atomic
     /// step its confirmation, if still pending (even leased, mid-send), becomes
     /// [`NotificationStatus::Cancelled`]: it is never sent or retried afterwards, and a send in
-    /// flight cannot mark it sent (its lease is gone).
-    async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Order>;
+    /// flight cannot mark it sent (its lease is gone). `actor` (who cancels: a user id, or
+    /// [`SYSTEM_ACTOR`]) is recorded in the ledger entries.
+    async fn cancel_order(&self, id: Uuid, actor: &str, now: DateTime<Utc>) -> Result<Order>;
 }
 
 /// The outbox of notifications.
@@ -328,8 +336,8 @@ pub trait Mailer: Send + Sync {
 ///     async fn list_orders(&self, page: Page) -> Result<Vec<Order>> {
 ///         self.inner.list_orders(page).await
 ///     }
-///     async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Order> {
-///         self.inner.cancel_order(id, now).await
+///     async fn cancel_order(&self, id: Uuid, actor: &str, now: DateTime<Utc>) -> Result<Order> {
+///         self.inner.cancel_order(id, actor, now).await
 ///     }
 /// }
 ///
@@ -397,8 +405,8 @@ macro_rules! delegate {
                 async fn list_products(&self, page: $crate::Page) -> $crate::Result<::std::vec::Vec<$crate::Product>> {
                     { let $s = self; &$inner }.list_products(page).await
                 }
-                async fn restock(&self, id: &$crate::ProductId, add: u64, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<$crate::Product> {
-                    { let $s = self; &$inner }.restock(id, add, now).await
+                async fn restock(&self, id: &$crate::ProductId, add: u64, actor: &str, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<$crate::Product> {
+                    { let $s = self; &$inner }.restock(id, add, actor, now).await
                 }
         }
     };
@@ -418,8 +426,8 @@ macro_rules! delegate {
                 async fn list_orders(&self, page: $crate::Page) -> $crate::Result<::std::vec::Vec<$crate::Order>> {
                     { let $s = self; &$inner }.list_orders(page).await
                 }
-                async fn cancel_order(&self, id: $crate::Uuid, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<$crate::Order> {
-                    { let $s = self; &$inner }.cancel_order(id, now).await
+                async fn cancel_order(&self, id: $crate::Uuid, actor: &str, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<$crate::Order> {
+                    { let $s = self; &$inner }.cancel_order(id, actor, now).await
                 }
         }
     };

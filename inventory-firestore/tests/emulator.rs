@@ -122,7 +122,9 @@ async fn the_ledger_of_a_sharded_product_adds_up() {
         tokio::spawn(async move {
             let placed = store.place_order(&new).await?;
             if i % 3 == 0 {
-                store.cancel_order(placed.order.id, Utc::now()).await?;
+                store
+                    .cancel_order(placed.order.id, SYSTEM_ACTOR, Utc::now())
+                    .await?;
             }
             if i % 4 == 0 {
                 store.reserve(&held).await?;
@@ -133,7 +135,7 @@ async fn the_ledger_of_a_sharded_product_adds_up() {
     for r in futures::future::join_all(tasks).await {
         r.unwrap().expect("stock for every step");
     }
-    first.restock(&p, 5, now()).await.unwrap();
+    first.restock(&p, 5, SYSTEM_ACTOR, now()).await.unwrap();
     let balance = a.ledger_balance(&p).await.unwrap();
     assert_eq!(balance.difference(), None, "{balance:?}");
     assert_eq!(balance.product.reserved, 5);
@@ -462,7 +464,9 @@ async fn baskets_with_a_sharded_product_never_oversell() {
         tokio::spawn(async move {
             let placed = store.place_order(&new).await?;
             if cancel {
-                store.cancel_order(placed.order.id, Utc::now()).await?;
+                store
+                    .cancel_order(placed.order.id, SYSTEM_ACTOR, Utc::now())
+                    .await?;
             }
             Ok::<_, Error>(cancel)
         })
@@ -645,7 +649,10 @@ async fn a_send_recorded_without_a_read_never_overwrites_another_process() {
     let new = inventory_core::testkit::order(&user, &product, 1);
     here.place_order(&new).await.unwrap();
     let first = handed.try_recv().expect("handed over");
-    there.cancel_order(new.id, Utc::now()).await.unwrap();
+    there
+        .cancel_order(new.id, SYSTEM_ACTOR, Utc::now())
+        .await
+        .unwrap();
     let result = here
         .mark_sent(first.notification.id, "here", Utc::now())
         .await;

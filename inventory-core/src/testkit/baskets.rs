@@ -153,12 +153,15 @@ pub async fn cancel_returns_every_line_once(store: TestStore) {
         .await
         .unwrap();
     assert_eq!(stocks(&store, &[a.clone(), b.clone()]).await, vec![7, 7]);
-    let cancelled = store.cancel_order(placed.order.id, now()).await.unwrap();
+    let cancelled = store
+        .cancel_order(placed.order.id, SYSTEM_ACTOR, now())
+        .await
+        .unwrap();
     assert_eq!(cancelled.status, OrderStatus::Cancelled);
     assert_eq!(cancelled.lines, placed.order.lines);
     assert_eq!(stocks(&store, &[a.clone(), b.clone()]).await, vec![10, 10]);
     let again = store
-        .cancel_order(placed.order.id, now())
+        .cancel_order(placed.order.id, SYSTEM_ACTOR, now())
         .await
         .unwrap_err();
     assert!(matches!(again, Error::AlreadyCancelled(_)), "got {again:?}");
@@ -205,7 +208,10 @@ pub async fn concurrent_baskets_never_oversell(store: TestStore) {
             let refs: Vec<(&ProductId, u64)> = lines.iter().map(|(p, q)| (p, *q)).collect();
             let placed = store.place_order(&basket(&u, &refs)).await;
             match placed {
-                Ok(p) if cancel => store.cancel_order(p.order.id, now()).await.map(|_| ()),
+                Ok(p) if cancel => store
+                    .cancel_order(p.order.id, SYSTEM_ACTOR, now())
+                    .await
+                    .map(|_| ()),
                 Ok(_) => Ok(()),
                 Err(e) => Err(e),
             }

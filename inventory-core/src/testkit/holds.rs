@@ -106,7 +106,10 @@ pub async fn checkout_turns_a_hold_into_an_order(store: TestStore) {
     assert_eq!(again.order.id, new.id);
     assert_eq!(quantities(&store, &a).await, (3, 0));
     // Cancelled like any order: its units go back to available.
-    store.cancel_order(new.id, now()).await.unwrap();
+    store
+        .cancel_order(new.id, SYSTEM_ACTOR, now())
+        .await
+        .unwrap();
     assert_eq!(quantities(&store, &a).await, (5, 0));
 }
 
@@ -246,7 +249,10 @@ pub async fn baskets_and_holds_together_account_for_every_unit(store: TestStore)
             let result = match what {
                 0 => store.place_order(&basket(&u, &refs)).await.map(|_| ()),
                 1 => match store.place_order(&basket(&u, &refs)).await {
-                    Ok(p) => store.cancel_order(p.order.id, now()).await.map(|_| ()),
+                    Ok(p) => store
+                        .cancel_order(p.order.id, SYSTEM_ACTOR, now())
+                        .await
+                        .map(|_| ()),
                     Err(e) => Err(e),
                 },
                 _ => match store

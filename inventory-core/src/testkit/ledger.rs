@@ -75,7 +75,9 @@ pub async fn the_ledger_explains_every_unit(store: TestStore) {
                 0 | 1 => {
                     let placed = store.place_order(&basket(&u, &[(&a, 1), (&b, 2)])).await?;
                     if i % 5 == 0 {
-                        store.cancel_order(placed.order.id, now()).await?;
+                        store
+                            .cancel_order(placed.order.id, SYSTEM_ACTOR, now())
+                            .await?;
                     }
                 }
                 2 => {
@@ -96,7 +98,7 @@ pub async fn the_ledger_explains_every_unit(store: TestStore) {
                     store
                         .reserve(&hold(&u, &[(&a, 1), (&b, 1)], Duration::from_secs(600)))
                         .await?;
-                    store.restock(&b, 3, now()).await?;
+                    store.restock(&b, 3, SYSTEM_ACTOR, now()).await?;
                 }
             }
             Ok::<_, Error>(())
@@ -196,7 +198,7 @@ pub async fn ledgers_survive_export_and_import(store: TestStore) {
     let u = user(&other, "exported-ledger@example.com").await;
     let p = product(&other, "exported-ledger", 9).await;
     other.place_order(&order(&u, &p, 2)).await.unwrap();
-    other.restock(&p, 4, now()).await.unwrap();
+    other.restock(&p, 4, SYSTEM_ACTOR, now()).await.unwrap();
     let mut out = Vec::new();
     let report = crate::transfer::export(other.as_ref(), &mut out)
         .await
@@ -363,7 +365,7 @@ pub async fn pruning_keeps_every_product_adding_up(store: TestStore) {
             .await
             .unwrap();
     }
-    store.restock(&a, 5, now()).await.unwrap();
+    store.restock(&a, 5, SYSTEM_ACTOR, now()).await.unwrap();
     // Everything written so far is "old"; what follows is kept.
     let cut = entries(&store, &a).await.last().unwrap().at + chrono::Duration::microseconds(1);
     let later = store.place_order(&order(&u, &a, 3)).await.unwrap().order;

@@ -176,7 +176,7 @@ pub async fn cancel_restores_stock_exactly_once(store: TestStore) {
     let tasks = (0..10).map(|_| {
         let store = store.clone();
         let id = placed.order.id;
-        tokio::spawn(async move { store.cancel_order(id, Utc::now()).await })
+        tokio::spawn(async move { store.cancel_order(id, SYSTEM_ACTOR, Utc::now()).await })
     });
     let results = futures::future::join_all(tasks).await;
     let ok: Vec<Order> = results
@@ -194,7 +194,9 @@ pub async fn cancel_restores_stock_exactly_once(store: TestStore) {
         }
     }
     assert_eq!(stock(&store, &p).await, 10);
-    let missing = store.cancel_order(Uuid::now_v7(), Utc::now()).await;
+    let missing = store
+        .cancel_order(Uuid::now_v7(), SYSTEM_ACTOR, Utc::now())
+        .await;
     assert!(matches!(missing, Err(Error::NotFound(_))));
     // The confirmation of a cancelled order is never sent (see
     // `cancel_cancels_the_pending_confirmation`).

@@ -326,7 +326,10 @@ pub async fn cancel_cancels_the_pending_confirmation(store: TestStore) {
 
     // Not yet claimed.
     let queued = store.place_order(&order(&u, &p, 1)).await.unwrap().order;
-    store.cancel_order(queued.id, t0()).await.unwrap();
+    store
+        .cancel_order(queued.id, SYSTEM_ACTOR, t0())
+        .await
+        .unwrap();
     let n = store
         .notification_for_order(queued.id)
         .await
@@ -351,7 +354,10 @@ pub async fn cancel_cancels_the_pending_confirmation(store: TestStore) {
     let in_flight = store.place_order(&order(&u, &p, 1)).await.unwrap().order;
     let claimed = store.claim_due(owner, t0(), lease, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    store.cancel_order(in_flight.id, t0()).await.unwrap();
+    store
+        .cancel_order(in_flight.id, SYSTEM_ACTOR, t0())
+        .await
+        .unwrap();
     let result = store.mark_sent(claimed[0].id, owner, t0()).await;
     assert!(
         matches!(result, Err(crate::Error::LeaseLost(_))),
@@ -443,7 +449,10 @@ pub async fn extend_lease_keeps_a_claim(store: TestStore) {
         matches!(wrong, Err(crate::Error::LeaseLost(_))),
         "extend_lease by a non-owner must be LeaseLost, got {wrong:?}"
     );
-    store.cancel_order(placed.id, later).await.unwrap();
+    store
+        .cancel_order(placed.id, SYSTEM_ACTOR, later)
+        .await
+        .unwrap();
     let lost = store
         .extend_lease(id, "a", later + chrono::Duration::seconds(60))
         .await;
@@ -575,7 +584,10 @@ pub async fn handoff_leases_confirmations_to_the_local_dispatcher(store: TestSto
     let second = handed
         .try_recv()
         .expect("handed over once the slot was free");
-    store.cancel_order(cancelled.id, t0()).await.unwrap();
+    store
+        .cancel_order(cancelled.id, SYSTEM_ACTOR, t0())
+        .await
+        .unwrap();
     let result = store.mark_sent(second.notification.id, "local", t0()).await;
     assert!(
         matches!(result, Err(Error::LeaseLost(_))),

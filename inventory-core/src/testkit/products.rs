@@ -37,11 +37,14 @@ pub async fn products_create_list_restock(store: TestStore) {
     assert_eq!(second_page.len(), 1);
     assert_eq!(second_page[0].id.as_str(), "p-3");
 
-    let restocked = store.restock(&fresh.id, 7, t0()).await.unwrap();
+    let restocked = store
+        .restock(&fresh.id, 7, SYSTEM_ACTOR, t0())
+        .await
+        .unwrap();
     assert_eq!(restocked.quantity, 7);
     assert_eq!(restocked.status(), ProductStatus::InStock);
     let missing = store
-        .restock(&ProductId::new("nope").unwrap(), 1, t0())
+        .restock(&ProductId::new("nope").unwrap(), 1, SYSTEM_ACTOR, t0())
         .await;
     assert!(matches!(missing, Err(Error::NotFound(_))));
     let odd = ProductId::new("../'; DROP TABLE products; --\"é").unwrap();
@@ -58,7 +61,7 @@ pub async fn products_create_list_restock(store: TestStore) {
 /// Restocking past [`STOCK_MAX`] is refused as invalid input and changes nothing.
 pub async fn restock_refuses_stock_above_the_maximum(store: TestStore) {
     let p = product(&store, "product-1", 5).await;
-    let result = store.restock(&p, STOCK_MAX, t0()).await;
+    let result = store.restock(&p, STOCK_MAX, SYSTEM_ACTOR, t0()).await;
     assert!(
         matches!(result, Err(crate::Error::InvalidInput { .. })),
         "restock above STOCK_MAX must be InvalidInput, the backend returned {result:?}"
@@ -69,7 +72,7 @@ pub async fn restock_refuses_stock_above_the_maximum(store: TestStore) {
         "a refused restock changed the stock"
     );
     let ok = store
-        .restock(&p, STOCK_MAX - 5, t0())
+        .restock(&p, STOCK_MAX - 5, SYSTEM_ACTOR, t0())
         .await
         .expect("up to STOCK_MAX is fine");
     assert_eq!(ok.quantity, STOCK_MAX);

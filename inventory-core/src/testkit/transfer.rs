@@ -31,7 +31,7 @@ pub async fn export_writes_every_record(store: TestStore) {
     }
     // Every notification status is exported, cancelled ones too.
     store
-        .cancel_order(placed[2].id, t0())
+        .cancel_order(placed[2].id, SYSTEM_ACTOR, t0())
         .await
         .expect("cancel");
     let mut out = Vec::new();

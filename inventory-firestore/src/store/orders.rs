@@ -390,7 +390,7 @@ impl OrderStore for FirestoreStore {
         Ok(page_orders)
     }
 
-    async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Order> {
+    async fn cancel_order(&self, id: Uuid, actor: &str, now: DateTime<Utc>) -> Result<Order> {
         let doc_key = order_doc_id(id);
         let Some(current) = self.get_order(id).await? else {
             return Err(Error::NotFound(format!("order {id}")));
@@ -400,8 +400,13 @@ impl OrderStore for FirestoreStore {
             .await;
         let doc = self
             .tx(
-                (self.cols.clone(), doc_key, starts),
-                move |db, tx, (cols, doc_key, starts)| {
+                (
+                    self.cols.clone(),
+                    doc_key,
+                    starts,
+                    Change::new(StockReason::Cancel, actor, Some(id), now),
+                ),
+                move |db, tx, (cols, doc_key, starts, change)| {
                     async move {
                         let Some(mut order): Option<OrderDoc> =
                             read(&db, cols.orders.as_str(), doc_key.as_str()).await?
@@ -438,7 +443,6 @@ impl OrderStore for FirestoreStore {
                             Some(&ORDER_STATUS_FIELDS),
                         )?;
                         // Every product's units back, in product id order, each with its entry.
-                        let change = Change::new(StockReason::Cancel, SYSTEM_ACTOR, Some(id), now);
                         for (id, units) in returned {
                             let key = doc_id(id.as_str());
                             let returned = i64::try_from(units).map_err(|e| {

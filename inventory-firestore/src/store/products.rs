@@ -571,14 +571,24 @@ impl ProductStore for FirestoreStore {
         futures::future::try_join_all(docs.into_iter().map(|doc| self.with_true_stock(doc))).await
     }
 
-    async fn restock(&self, id: &ProductId, add: u64, now: DateTime<Utc>) -> Result<Product> {
+    async fn restock(
+        &self,
+        id: &ProductId,
+        add: u64,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Product> {
         let add = i64::try_from(add).map_err(|_| Error::invalid("quantity", "too large"))?;
         let lock = self.product_lock(id.as_str());
         let _guard = lock.lock().await;
         let doc = self
             .tx(
-                (self.cols.clone(), id.clone()),
-                move |db, tx, (cols, id)| {
+                (
+                    self.cols.clone(),
+                    id.clone(),
+                    Change::new(StockReason::Restock, actor, None::<String>, now),
+                ),
+                move |db, tx, (cols, id, change)| {
                     async move {
                         let Some(mut doc): Option<ProductDoc> =
                             read(&db, cols.products.as_str(), doc_id(id.as_str())).await?
@@ -609,8 +619,6 @@ impl ProductStore for FirestoreStore {
                             .as_ref()
                             .map_or(0, |(_, held)| held.iter().map(|s| s.reserved).sum());
                         let after = (q, doc.reserved + held_units);
-                        let change =
-                            Change::new(StockReason::Restock, SYSTEM_ACTOR, None::<String>, now);
                         queue_entry(&db, tx, &cols, &change.entry(&id, (add, 0), Some(after)))?;
                         if let Some((shards, held)) = shards {
                             let more = spread(add, shards.count);

@@ -70,7 +70,7 @@ impl OrderStore for SqlStore {
         all(rows)
     }
 
-    async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Order> {
+    async fn cancel_order(&self, id: Uuid, actor: &str, now: DateTime<Utc>) -> Result<Order> {
         with_pool!(self, write, |pool, D| {
             async {
             let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
@@ -97,7 +97,7 @@ impl OrderStore for SqlStore {
             // placing locks them on PostgreSQL).
             let order = Order::try_from(row)?;
             let reference = Some(order.id.to_string());
-            move_units!(tx, D, &order.lines.demand(), StockMove::Give, StockReason::Cancel, SYSTEM_ACTOR, reference, now);
+            move_units!(tx, D, &order.lines.demand(), StockMove::Give, StockReason::Cancel, actor, reference, now);
             // Its confirmation is never sent; a send in flight loses its lease.
             sqlx::query("UPDATE notifications SET status = 'cancelled', lease_owner = NULL, lease_until = NULL \
                          WHERE order_id = $1 AND status = 'pending'")

@@ -87,7 +87,13 @@ impl ProductStore for SqlStore {
         all(rows)
     }
 
-    async fn restock(&self, id: &ProductId, add: u64, now: DateTime<Utc>) -> Result<Product> {
+    async fn restock(
+        &self,
+        id: &ProductId,
+        add: u64,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Product> {
         let too_much = || Error::invalid("quantity", format!("stock would exceed {STOCK_MAX}"));
         let add = i64::try_from(add)
             .ok()
@@ -114,7 +120,7 @@ impl ProductStore for SqlStore {
                         0,
                         (p.quantity, p.reserved),
                         StockReason::Restock,
-                        SYSTEM_ACTOR,
+                        actor,
                         None,
                         now,
                     );

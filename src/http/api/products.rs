@@ -111,7 +111,12 @@ pub(crate) async fn restock(
     }
     let product = state
         .store
-        .restock(&ProductId::new(id)?, body.quantity, inventory_core::now())
+        .restock(
+            &ProductId::new(id)?,
+            body.quantity,
+            &who.user_id.to_string(),
+            inventory_core::now(),
+        )
         .await?;
     Ok(Json(product.into()))
 }
