@@ -266,10 +266,16 @@ async fn export_from_sqlite_import_into_postgres_is_identical() {
         !success && out.contains("line 1") && out.contains("already"),
         "a second import conflicts: {out}"
     );
+    let records = std::fs::read_to_string(&first).unwrap().lines().count();
+    assert!(records > 24, "the ledger's entries are exported too");
     assert_eq!(
         out.matches("skipped line").count(),
-        24,
+        records,
         "every existing record is listed as skipped: {out}"
+    );
+    assert!(
+        out.contains("a ledger entry with this id already exists"),
+        "{out}"
     );
     let (success, out) = admin(
         &target,

@@ -38,7 +38,7 @@ macro_rules! insert_entries {
             q.build()
                 .execute($executor)
                 .await
-                .map_err(crate::error::db)?;
+                .map_err(|e| crate::error::map(e, "a ledger entry with this id already exists"))?;
         }
     }};
 }
