@@ -57,6 +57,7 @@ pub mod handoff;
 pub mod mail;
 pub mod memory;
 pub mod orders;
+mod periodic;
 pub mod ports;
 pub mod reservations;
 pub mod retention;

@@ -132,21 +132,15 @@ impl Reservations {
         every: Duration,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                match self.expire_due(SWEEP_BATCH).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(expired = n, "holds expired"),
-                    Err(e) => tracing::warn!(error = %e, "sweeping expired holds failed"),
-                }
-            }
-        })
+        crate::periodic::spawn_every(
+            every,
+            shutdown,
+            ("holds expired", "sweeping expired holds failed"),
+            move || {
+                let this = self.clone();
+                async move { this.expire_due(SWEEP_BATCH).await }
+            },
+        )
     }
 
     /// Expires the holds that ran out by now, in batches of `batch`, until none is left;

@@ -58,21 +58,18 @@ impl LedgerRetention {
         every: Duration,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                match self.prune_due(PRUNE_BATCH).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(pruned = n, "ledger entries pruned into checkpoints"),
-                    Err(e) => tracing::warn!(error = %e, "pruning the stock ledger failed"),
-                }
-            }
-        })
+        crate::periodic::spawn_every(
+            every,
+            shutdown,
+            (
+                "ledger entries pruned into checkpoints",
+                "pruning the stock ledger failed",
+            ),
+            move || {
+                let this = self.clone();
+                async move { this.prune_due(PRUNE_BATCH).await }
+            },
+        )
     }
 }
 

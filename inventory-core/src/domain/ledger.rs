@@ -77,6 +77,19 @@ impl StockMove {
     }
 }
 
+/// Why a compare-and-set of `product`'s stock expecting `expected` wrote nothing, given what
+/// the product holds now (`None`: there is no such product).
+pub fn stock_refusal(product: &ProductId, expected: u64, current: Option<u64>) -> Error {
+    match current {
+        Some(current) => Error::StockChanged {
+            product_id: product.to_string(),
+            expected,
+            current,
+        },
+        None => Error::NotFound(format!("product {product}")),
+    }
+}
+
 /// Who made a change: a user's id, or `system` (sweeps, imports, migrations).
 pub const SYSTEM_ACTOR: &str = "system";
 

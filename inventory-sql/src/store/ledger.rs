@@ -87,6 +87,23 @@ macro_rules! move_units {
 }
 pub(super) use move_units;
 
+/// Why a compare-and-set of a product's stock wrote nothing: what it holds now, read in the
+/// transaction `$tx`.
+macro_rules! refusal {
+    ($tx:expr, $product:expr, $expected:expr) => {{
+        let current: Option<(i64,)> = sqlx::query_as("SELECT quantity FROM products WHERE id = $1")
+            .bind($product.as_str())
+            .fetch_optional(&mut *$tx)
+            .await
+            .map_err(db)?;
+        stock_refusal(
+            &$product,
+            $expected,
+            current.map(|(c,)| c.max(0).unsigned_abs()),
+        )
+    }};
+}
+
 #[async_trait]
 impl LedgerStore for SqlStore {
     async fn list_ledger(&self, id: &ProductId, page: Page) -> Result<Vec<LedgerEntry>> {
@@ -132,20 +149,7 @@ impl LedgerStore for SqlStore {
                 .await
                 .map_err(db)?;
                 let Some(row) = row else {
-                    let current: Option<(i64,)> =
-                        sqlx::query_as("SELECT quantity FROM products WHERE id = $1")
-                            .bind(set.product_id.as_str())
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(db)?;
-                    return Err(match current {
-                        Some((current,)) => Error::StockChanged {
-                            product_id: set.product_id.to_string(),
-                            expected: set.expected,
-                            current: current.max(0).unsigned_abs(),
-                        },
-                        None => Error::NotFound(format!("product {}", set.product_id)),
-                    });
+                    return Err(refusal!(tx, set.product_id, set.expected));
                 };
                 let product = Product::try_from(row)?;
                 let entry = set.decide(set.expected, product.reserved)?;
@@ -275,20 +279,7 @@ impl LedgerStore for SqlStore {
                 .await
                 .map_err(db)?;
                 let Some(row) = row else {
-                    let current: Option<(i64,)> =
-                        sqlx::query_as("SELECT quantity FROM products WHERE id = $1")
-                            .bind(d.product_id.as_str())
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(db)?;
-                    return Err(match current {
-                        Some((current,)) => Error::StockChanged {
-                            product_id: d.product_id.to_string(),
-                            expected: d.quantity,
-                            current: current.max(0).unsigned_abs(),
-                        },
-                        None => Error::NotFound(format!("product {}", d.product_id)),
-                    });
+                    return Err(refusal!(tx, d.product_id, d.quantity));
                 };
                 insert_entries!(&mut *tx, D, std::slice::from_ref(&entry));
                 tx.commit().await.map_err(db)?;
