@@ -420,6 +420,21 @@ async fn the_originals_documents_serve_the_whole_api() {
     let product = rest.fields("Products", "product-1").await;
     assert_eq!(product["quantity"]["integerValue"], "15");
     assert_eq!(product["description"]["stringValue"], "A demo");
+    // Its ledger opened with the original's stock at our first change, and adds up.
+    let (status, entries) = call(
+        &api,
+        "GET",
+        "/products/product-1/ledger",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{entries}");
+    let entries = entries.as_array().unwrap();
+    let sum: i64 = entries.iter().map(|e| e["delta"].as_i64().unwrap()).sum();
+    assert_eq!(sum, 15, "{entries:?}");
+    assert_eq!(entries.last().unwrap()["reason"], "opening", "{entries:?}");
+    assert_eq!(entries[0]["reason"], "restock");
     let (status, products) = call(&api, "GET", "/products", None, None).await;
     assert_eq!(status, 200);
     assert_eq!(products.as_array().unwrap().len(), 2, "{products}");
@@ -528,9 +543,31 @@ async fn sharding_a_product_of_the_original() {
         shop.place_order(&order(&u, &id, 4)).await,
         Err(Error::OutOfStock { .. })
     ));
-    store.sync_stock_snapshot(&id, now()).await.unwrap();
+    // Reconcile sees the document's snapshot behind the shards (and nothing wrong with the
+    // ledger, which opened when the product was sharded); --repair syncs the snapshot.
+    let admin = |args: &[&str]| {
+        let (status, out) = Proc::run_to_exit_with_args(
+            "admin",
+            args,
+            &[
+                ("DATABASE_URL", format!("firestore://{project}")),
+                ("FIRESTORE_EMULATOR_HOST", host.clone()),
+            ],
+        );
+        (status.success(), out)
+    };
+    let (ok, out) = admin(&["reconcile"]);
+    assert!(
+        !ok && out.contains("snapshot differs") && out.contains("hot"),
+        "{out}"
+    );
+    assert_eq!(raw().await.0, 10, "reconcile alone writes nothing");
+    let (ok, out) = admin(&["reconcile", "--repair"]);
+    assert!(!ok && out.contains("snapshot synced"), "{out}");
     let (quantity, status, _) = raw().await;
     assert_eq!((quantity, status.as_str()), (3, "in_stock"));
+    let (ok, out) = admin(&["reconcile"]);
+    assert!(ok, "{out}");
 
     assert_eq!(
         shop.restock(&id, 5, inventory_kit::core::SYSTEM_ACTOR, now())
@@ -555,6 +592,18 @@ async fn sharding_a_product_of_the_original() {
         .await
         .expect("unsharded again: the document's stock");
     assert_eq!(raw().await.0, 0);
+    // Every unit since the product met us is in its ledger.
+    let balance = shop.ledger_balance(&id).await.unwrap();
+    assert_eq!(balance.difference(), None, "{balance:?}");
+    let entries = inventory_core::transfer::collect_all(|page| shop.list_ledger(&id, page))
+        .await
+        .unwrap();
+    let opening = entries.last().unwrap();
+    assert_eq!(
+        (opening.reason, opening.delta),
+        (inventory_core::StockReason::Opening, 10),
+        "the original's stock opens the ledger"
+    );
 }
 
 /// A commit whose answer is lost on the network: the server's connection to Firestore is

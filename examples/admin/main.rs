@@ -79,8 +79,11 @@ enum Command {
         command: ProductsCommand,
     },
     /// Compares every product's stock (or one's) with what its ledger entries add up to, read
-    /// together; prints each difference and exits 1 when any is found. Safe with the server
-    /// running: each product is one read (and one short transaction with `--repair`).
+    /// together, and on Firestore each sharded product's document snapshot with its shards'
+    /// total (a snapshot row: `quantity` the snapshot, `ledger_quantity` the shards); prints
+    /// each difference and exits 1 when any is found. Safe with the server running: each
+    /// product is one read (and one short transaction with `--repair`, which also syncs
+    /// snapshots).
     Reconcile {
         /// Only this product.
         #[arg(long)]
@@ -446,8 +449,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             };
             let mut rows = Vec::new();
             let (mut found, mut unrepaired) = (0, 0);
-            for id in ids {
-                let Some(d) = store.ledger_balance(&id).await?.difference() else {
+            for id in &ids {
+                let Some(d) = store.ledger_balance(id).await?.difference() else {
                     continue;
                 };
                 found += 1;
@@ -471,6 +474,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     json!(outcome),
                 ]);
             }
+            // Firestore: sharded products' document snapshots against their shards.
+            let snapshots = data::snapshot_rows(&settings, &ids, repair).await?;
+            found += snapshots.len();
+            rows.extend(snapshots);
             print_rows(
                 json,
                 &[
@@ -485,7 +492,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
             if found > 0 {
                 return Err(format!(
-                    "{found} product(s) differ from their ledger ({} repaired)",
+                    "{found} difference(s) from the ledger or the shards ({} repaired)",
                     found - unrepaired
                 )
                 .into());

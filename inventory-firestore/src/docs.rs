@@ -254,6 +254,10 @@ pub(crate) struct ProductDoc {
     /// product keeps them in its shards instead.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(crate) reserved: i64,
+    /// Whether the product's stock ledger has its opening entry (products the original wrote
+    /// get it from the first transaction of ours that writes their document).
+    #[serde(default)]
+    pub(crate) ledger: bool,
     #[serde(default)]
     pub(crate) created_at: Option<SystemTime>,
     #[serde(default)]
@@ -289,11 +293,18 @@ fn is_zero(n: &i64) -> bool {
 
 /// The product fields a stock change writes (a field mask: nothing else is touched; a
 /// `reserved` of 0 is written as no field, as the original's products have none).
-pub(crate) const PRODUCT_STOCK_FIELDS: [&str; 4] = ["quantity", "reserved", "status", "updated_at"];
+pub(crate) const PRODUCT_STOCK_FIELDS: [&str; 5] =
+    ["quantity", "reserved", "status", "updated_at", "ledger"];
 
 /// The product fields sharding or unsharding writes.
-pub(crate) const PRODUCT_SHARD_FIELDS: [&str; 5] =
-    ["quantity", "reserved", "status", "updated_at", "shards"];
+pub(crate) const PRODUCT_SHARD_FIELDS: [&str; 6] = [
+    "quantity",
+    "reserved",
+    "status",
+    "updated_at",
+    "shards",
+    "ledger",
+];
 
 impl ProductDoc {
     pub(crate) fn new(p: &NewProduct, now: DateTime<Utc>) -> Self {
@@ -303,6 +314,8 @@ impl ProductDoc {
             quantity: p.quantity as i64,
             status: String::new(),
             reserved: 0,
+            // Its opening entry is written with it.
+            ledger: true,
             created_at: Some(sys(now)),
             updated_at: Some(sys(now)),
             shards: None,

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use inventory_core::*;
 
-use super::products::{queue_entry, shards_of};
+use super::products::{open_ledger, queue_entry, shards_of};
 use super::*;
 
 /// A product's stock read in a transaction: its document, and its shards when sharded
@@ -139,7 +139,17 @@ impl LedgerStore for FirestoreStore {
             (self.cols.clone(), set.clone()),
             move |db, tx, (cols, set)| {
                 async move {
-                    let stock = read_stock(&db, &cols, &set.product_id).await?;
+                    let mut stock = read_stock(&db, &cols, &set.product_id).await?;
+                    let before = (stock.available, stock.held);
+                    open_ledger(
+                        &db,
+                        tx,
+                        &cols,
+                        &mut stock.doc,
+                        &set.product_id,
+                        before,
+                        set.now,
+                    )?;
                     let held = stock.held;
                     let entry = checked(set.decide(
                         stock.available.max(0).unsigned_abs(),
@@ -163,10 +173,37 @@ impl LedgerStore for FirestoreStore {
         let (available, held, entries) = self
             .tx(
                 (self.cols.clone(), id.clone()),
-                move |db, _tx, (cols, id)| {
+                move |db, tx, (cols, id)| {
                     async move {
-                        let stock = read_stock(&db, &cols, &id).await?;
-                        let entries = Self::all_entries(&db, &cols, &id).await?;
+                        let mut stock = read_stock(&db, &cols, &id).await?;
+                        let mut entries = Self::all_entries(&db, &cols, &id).await?;
+                        if !stock.doc.ledger {
+                            // The original's product, never changed by us: its ledger opens
+                            // with what it holds now.
+                            let now = Utc::now();
+                            let before = (stock.available, stock.held);
+                            open_ledger(&db, tx, &cols, &mut stock.doc, &id, before, now)?;
+                            write(
+                                &db,
+                                tx,
+                                cols.products.as_str(),
+                                doc_id(id.as_str()),
+                                &stock.doc,
+                                Precondition::Exists,
+                                Some(&["ledger"]),
+                            )?;
+                            let opening = LedgerEntry::new(
+                                id.clone(),
+                                before.0,
+                                before.1,
+                                (0, 0),
+                                StockReason::Opening,
+                                SYSTEM_ACTOR,
+                                None,
+                                now,
+                            );
+                            entries.push(LedgerDoc::from(&opening));
+                        }
                         Ok((stock.available, stock.held, entries))
                     }
                     .boxed()
@@ -288,7 +325,7 @@ impl LedgerStore for FirestoreStore {
             (self.cols.clone(), d.clone(), entry),
             move |db, tx, (cols, d, entry)| {
                 async move {
-                    let stock = read_stock(&db, &cols, &d.product_id).await?;
+                    let mut stock = read_stock(&db, &cols, &d.product_id).await?;
                     let found = (stock.available, stock.held);
                     let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
                     if found != (big(d.quantity), big(d.reserved)) {
@@ -297,6 +334,13 @@ impl LedgerStore for FirestoreStore {
                             expected: d.quantity,
                             current: found.0.max(0).unsigned_abs(),
                         });
+                    }
+                    // A product without a ledger has no difference to repair: its ledger
+                    // opens with what it holds.
+                    if !stock.doc.ledger {
+                        open_ledger(&db, tx, &cols, &mut stock.doc, &d.product_id, found, now)?;
+                        stock.write(&db, tx, &cols, &d.product_id, found, now)?;
+                        return Ok(());
                     }
                     let to = (d.ledger_quantity, d.ledger_reserved);
                     stock.write(&db, tx, &cols, &d.product_id, to, now)?;

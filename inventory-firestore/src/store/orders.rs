@@ -460,6 +460,8 @@ impl OrderStore for FirestoreStore {
                                 let entry = change.entry(&id, (returned, 0), None);
                                 queue_entry(&db, tx, &cols, &entry)?;
                             } else if let Some(mut product) = product {
+                                let before = (product.quantity, product.reserved);
+                                open_ledger(&db, tx, &cols, &mut product, &id, before, now)?;
                                 product.set_quantity(product.quantity + returned, now);
                                 write_stock(&db, tx, &cols, &key, &product)?;
                                 let after = Some((product.quantity, product.reserved));

@@ -124,6 +124,33 @@ pub(super) fn queue_entry(
     )
 }
 
+/// Opens the ledger of a product whose document has none yet (written by the original, or by
+/// a release before the ledger): queues an `opening` entry of its stock as this transaction
+/// read it, before the change, and marks the document, which the caller writes in the same
+/// transaction (the stock field masks carry the mark).
+pub(super) fn open_ledger(
+    db: &FirestoreDb,
+    tx: &mut Tx,
+    cols: &Collections,
+    doc: &mut ProductDoc,
+    id: &ProductId,
+    (available, reserved): (i64, i64),
+    now: DateTime<Utc>,
+) -> TxResult<()> {
+    if doc.ledger {
+        return Ok(());
+    }
+    doc.ledger = true;
+    let change = Change::new(StockReason::Opening, SYSTEM_ACTOR, None::<String>, now);
+    let after = Some((available, reserved));
+    queue_entry(
+        db,
+        tx,
+        cols,
+        &change.entry(id, (available, reserved), after),
+    )
+}
+
 /// What [`take_stock`] took: the products' names (for the confirmation), each product's shard
 /// count (0: unsharded) and where every unit came from.
 pub(super) struct Taken {
@@ -188,6 +215,8 @@ pub(super) async fn take_stock(
             }
             None if product.quantity < units => Some(product.quantity),
             None => {
+                let before = (product.quantity, product.reserved);
+                open_ledger(db, tx, cols, &mut product, id, before, now)?;
                 if how == Take::Hold {
                     product.reserved += units;
                 }
@@ -272,6 +301,8 @@ pub(super) async fn end_hold(
                 missing
             }
             None => {
+                let before = (product.quantity, product.reserved);
+                open_ledger(db, tx, cols, &mut product, &pid, before, now)?;
                 let missing = (units - product.reserved).max(0);
                 product.reserved -= units - missing;
                 let quantity = product.quantity + if back { units } else { 0 };
@@ -417,6 +448,23 @@ impl FirestoreStore {
         self.reshard(id, Some(0), now).await
     }
 
+    /// For a sharded product whose document's `quantity` (the snapshot the original's clients
+    /// read) is not its shards' total: `(snapshot, total)`. `None` for any other product.
+    pub async fn snapshot_drift(&self, id: &ProductId) -> Result<Option<(u64, u64)>> {
+        let Some(doc) = self
+            .get::<ProductDoc>(&self.cols.products, &doc_id(id.as_str()))
+            .await?
+        else {
+            return Err(Error::NotFound(format!("product {id}")));
+        };
+        if doc.shard_count().is_none() {
+            return Ok(None);
+        }
+        let snapshot = doc.quantity.max(0).unsigned_abs();
+        let total = self.with_true_stock(doc).await?.quantity;
+        Ok((snapshot != total).then_some((snapshot, total)))
+    }
+
     /// Writes a sharded product's true total into its document's `quantity` and `status`
     /// (what the original's clients read): run it now and then to keep that snapshot close.
     /// Orders never write the product document of a sharded product.
@@ -459,6 +507,7 @@ impl FirestoreStore {
                         } else {
                             (doc.quantity, doc.reserved)
                         };
+                        open_ledger(&db, tx, &cols, &mut doc, &id, (total, reserved), now)?;
                         if shards == 0 {
                             doc.reserved = reserved;
                         } else if to.is_some() {
@@ -606,6 +655,11 @@ impl ProductStore for FirestoreStore {
                             }
                             None => None,
                         };
+                        let held_before: i64 = shards
+                            .as_ref()
+                            .map_or(0, |(_, held)| held.iter().map(|s| s.reserved).sum());
+                        let before = (doc.quantity, doc.reserved + held_before);
+                        open_ledger(&db, tx, &cols, &mut doc, &id, before, now)?;
                         let Some(q) = doc.quantity.checked_add(add) else {
                             return abort(Error::invalid("quantity", "stock would overflow"));
                         };
