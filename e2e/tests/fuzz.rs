@@ -34,11 +34,14 @@ async fn schemathesis_finds_no_server_errors() {
         std::process::Command::new(st)
             .args(["run", &url, "-H", &auth])
             .args(["--checks", "not_a_server_error,response_schema_conformance"])
+            // One worker: with two, schemathesis's threads parse Python ASTs at once and
+            // CPython 3.11 sometimes fails that ("AST constructor recursion depth mismatch"),
+            // a tool crash reported as an error of whatever operation it was testing.
             .args([
                 "--max-examples",
                 "40",
                 "--workers",
-                "2",
+                "1",
                 "--seed",
                 "20261128",
             ])
