@@ -42,53 +42,6 @@ pub(crate) async fn shard_command(
     Ok(product)
 }
 
-/// Firestore: the sharded products among `ids` whose document snapshot is not their shards'
-/// total, as reconcile rows (`quantity` the snapshot, `ledger_quantity` the shards' total);
-/// with `repair`, each snapshot synced. Nothing on other backends.
-#[cfg(feature = "firestore")]
-pub(crate) async fn snapshot_rows(
-    settings: &Settings,
-    ids: &[inventory_kit::core::ProductId],
-    repair: bool,
-) -> Result<Vec<Vec<serde_json::Value>>, Box<dyn std::error::Error>> {
-    let Some(store) = settings.open_firestore().await? else {
-        return Ok(Vec::new());
-    };
-    let mut rows = Vec::new();
-    for id in ids {
-        let Some((snapshot, total)) = store.snapshot_drift(id).await? else {
-            continue;
-        };
-        let outcome = if repair {
-            store
-                .sync_stock_snapshot(id, inventory_kit::core::now())
-                .await?;
-            "snapshot synced"
-        } else {
-            "snapshot differs"
-        };
-        rows.push(vec![
-            json!(id.to_string()),
-            json!(snapshot),
-            json!(total),
-            json!(null),
-            json!(null),
-            json!(outcome),
-        ]);
-    }
-    store.close().await;
-    Ok(rows)
-}
-
-#[cfg(not(feature = "firestore"))]
-pub(crate) async fn snapshot_rows(
-    _: &Settings,
-    _: &[inventory_kit::core::ProductId],
-    _: bool,
-) -> Result<Vec<Vec<serde_json::Value>>, Box<dyn std::error::Error>> {
-    Ok(Vec::new())
-}
-
 #[cfg(not(feature = "firestore"))]
 pub(crate) async fn shard_command(
     _: &Settings,

@@ -22,6 +22,7 @@ use serde_json::json;
 mod data;
 mod migrate;
 mod output;
+mod stock;
 
 use data::*;
 use migrate::*;
@@ -439,64 +440,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             say(json, format!("{}: {} in stock", p.id, p.quantity));
         }
         Command::Reconcile { product, repair } => {
-            let ids = match product {
-                Some(id) => vec![ProductId::new(id)?],
-                None => transfer::collect_all(|page| store.list_products(page))
-                    .await?
-                    .into_iter()
-                    .map(|p| p.id)
-                    .collect(),
-            };
-            let mut rows = Vec::new();
-            let (mut found, mut unrepaired) = (0, 0);
-            for id in &ids {
-                let Some(d) = store.ledger_balance(id).await?.difference() else {
-                    continue;
-                };
-                found += 1;
-                let outcome = if repair {
-                    match store.repair_stock(&d, inventory_kit::core::now()).await {
-                        Ok(_) => "repaired".to_owned(),
-                        Err(e) => {
-                            unrepaired += 1;
-                            format!("not repaired: {e}")
-                        }
-                    }
-                } else {
-                    "found".to_owned()
-                };
-                rows.push(vec![
-                    json!(d.product_id.to_string()),
-                    json!(d.quantity),
-                    json!(d.ledger_quantity),
-                    json!(d.reserved),
-                    json!(d.ledger_reserved),
-                    json!(outcome),
-                ]);
-            }
-            // Firestore: sharded products' document snapshots against their shards.
-            let snapshots = data::snapshot_rows(&settings, &ids, repair).await?;
-            found += snapshots.len();
-            rows.extend(snapshots);
-            print_rows(
-                json,
-                &[
-                    "product_id",
-                    "quantity",
-                    "ledger_quantity",
-                    "reserved",
-                    "ledger_reserved",
-                    "outcome",
-                ],
-                rows,
-            );
-            if found > 0 {
-                return Err(format!(
-                    "{found} difference(s) from the ledger or the shards ({} repaired)",
-                    found - unrepaired
-                )
-                .into());
-            }
+            stock::reconcile(&settings, store.as_ref(), json, product, repair).await?;
         }
         Command::Products {
             command:
@@ -508,53 +452,20 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     reference,
                 },
         } => {
-            let reference = match (reference, reason) {
-                (Some(r), Some(why)) => Some(format!("{why}: {r}")),
-                (r, why) => r.or(why),
-            };
-            let set = inventory_kit::core::StockSet::new(
-                ProductId::new(product_id)?,
+            let set = stock::SetStock {
+                product_id,
                 quantity,
                 expected,
+                reason,
                 reference,
-                inventory_kit::core::SYSTEM_ACTOR,
-            )?;
-            let p = store.set_stock(&set).await?;
+            };
+            let p = stock::set_stock(store.as_ref(), set).await?;
             say(json, format!("{}: {} in stock", p.id, p.quantity));
         }
         Command::Products {
             command: ProductsCommand::Ledger { product_id, limit },
         } => {
-            let page = inventory_kit::core::Page::first(limit)?;
-            let rows = store
-                .list_ledger(&ProductId::new(product_id)?, page)
-                .await?
-                .into_iter()
-                .map(|e| {
-                    vec![
-                        json!(e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-                        json!(e.reason.as_str()),
-                        json!(e.delta),
-                        json!(e.quantity),
-                        json!(e.reserved),
-                        json!(e.actor),
-                        json!(e.reference.unwrap_or_default()),
-                    ]
-                })
-                .collect();
-            print_rows(
-                json,
-                &[
-                    "at",
-                    "reason",
-                    "delta",
-                    "quantity",
-                    "reserved",
-                    "actor",
-                    "reference",
-                ],
-                rows,
-            );
+            stock::ledger(store.as_ref(), json, product_id, limit).await?;
         }
         Command::Products {
             command:

@@ -29,12 +29,8 @@ pub const MAX_SHARDS: u32 = 256;
 #[derive(Serialize, Deserialize, Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub(crate) struct ShardDoc {
     pub(crate) quantity: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::docs::is_zero")]
     pub(crate) reserved: i64,
-}
-
-fn is_zero(n: &i64) -> bool {
-    *n == 0
 }
 
 /// What taking units from a product does with them.

@@ -216,6 +216,15 @@ impl Listed for LedgerEntry {
     }
 }
 
+/// The reference a change keeps from an operator's `reason` and `reference` (either alone, or
+/// `reason: reference`).
+pub fn stock_note(reason: Option<String>, reference: Option<String>) -> Option<String> {
+    match (reason, reference) {
+        (Some(why), Some(r)) => Some(format!("{why}: {r}")),
+        (why, r) => r.or(why),
+    }
+}
+
 /// A compare-and-set of a product's available quantity: the input of
 /// [`LedgerStore::set_stock`](crate::LedgerStore::set_stock).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -465,6 +474,15 @@ mod tests {
         );
         assert_eq!(second.reference.as_deref(), Some("3 entries pruned"));
         assert_eq!(checkpoint(&[], Some(&first)), None);
+    }
+
+    #[test]
+    fn a_note_keeps_the_reason_and_the_reference() {
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(stock_note(s("count"), s("sheet-12")), s("count: sheet-12"));
+        assert_eq!(stock_note(None, s("PO-7")), s("PO-7"));
+        assert_eq!(stock_note(s("count"), None), s("count"));
+        assert_eq!(stock_note(None, None), None);
     }
 
     #[test]

@@ -147,15 +147,11 @@ pub(crate) async fn set_stock(
     ApiJson(body): ApiJson<SetStockBody>,
 ) -> ApiResult<Json<ProductResponse>> {
     require_admin(&who)?;
-    let reference = match (body.reference, body.reason) {
-        (Some(r), Some(why)) => Some(format!("{why}: {r}")),
-        (r, why) => r.or(why),
-    };
     let set = StockSet::new(
         ProductId::new(id)?,
         body.quantity,
         body.expected,
-        reference,
+        inventory_core::stock_note(body.reason, body.reference),
         who.user_id.to_string(),
     )?;
     Ok(Json(state.store.set_stock(&set).await?.into()))
