@@ -11,78 +11,8 @@ use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use inventory_core::*;
 
-use super::products::{open_ledger, queue_entry, shards_of};
+use super::products::{open_ledger, queue_entry, read_stock};
 use super::*;
-
-/// A product's stock read in a transaction: its document, and its shards when sharded
-/// (their total in `available` and `held`).
-struct Stock<'a> {
-    doc: ProductDoc,
-    shards: Option<(crate::shards::Shards<'a>, Vec<ShardDoc>)>,
-    available: i64,
-    held: i64,
-}
-
-/// Reads product `id`'s stock in the transaction of `db` (every shard of a sharded product).
-async fn read_stock<'a>(
-    db: &'a FirestoreDb,
-    cols: &Collections,
-    id: &ProductId,
-) -> TxResult<Stock<'a>> {
-    let key = doc_id(id.as_str());
-    let Some(doc): Option<ProductDoc> = read(db, cols.products.as_str(), key.as_str()).await?
-    else {
-        return abort(Error::NotFound(format!("product {id}")));
-    };
-    match doc.shard_count() {
-        Some(n) => {
-            let shards = shards_of(db, cols, &key, n)?;
-            let held = shards.read_all().await?;
-            let available = held.iter().map(|s| s.quantity).sum();
-            let reserved = doc.reserved + held.iter().map(|s| s.reserved).sum::<i64>();
-            Ok(Stock {
-                doc,
-                shards: Some((shards, held)),
-                available,
-                held: reserved,
-            })
-        }
-        None => Ok(Stock {
-            available: doc.quantity,
-            held: doc.reserved,
-            doc,
-            shards: None,
-        }),
-    }
-}
-
-impl Stock<'_> {
-    /// Queues the product's new quantities: a sharded product's spread over its shards.
-    fn write(
-        mut self,
-        db: &FirestoreDb,
-        tx: &mut Tx,
-        cols: &Collections,
-        id: &ProductId,
-        (available, reserved): (i64, i64),
-        now: DateTime<Utc>,
-    ) -> TxResult<()> {
-        match self.shards {
-            Some((shards, held)) => {
-                let n = shards.count;
-                let parts = spread(available, n).into_iter().zip(spread(reserved, n));
-                for (k, ((quantity, reserved), _)) in parts.zip(held).enumerate() {
-                    shards.write(tx, k as u32, ShardDoc { quantity, reserved })?;
-                }
-                self.doc.reserved = 0;
-            }
-            None => self.doc.reserved = reserved,
-        }
-        // For a sharded product, the snapshot of the total.
-        self.doc.set_quantity(available, now);
-        write_stock(db, tx, cols, &doc_id(id.as_str()), &self.doc)
-    }
-}
 
 impl FirestoreStore {
     /// Every entry of a product, in the transaction of `db`.
@@ -170,7 +100,7 @@ impl LedgerStore for FirestoreStore {
 
     async fn ledger_balance(&self, id: &ProductId) -> Result<Balance> {
         // The product (every shard) and its entries, read in one transaction: one snapshot.
-        let (available, held, entries) = self
+        let (product, entries) = self
             .tx(
                 (self.cols.clone(), id.clone()),
                 move |db, tx, (cols, id)| {
@@ -204,18 +134,16 @@ impl LedgerStore for FirestoreStore {
                             );
                             entries.push(LedgerDoc::from(&opening));
                         }
-                        Ok((stock.available, stock.held, entries))
+                        // The product as read in this transaction, with its shards' totals.
+                        let mut product = checked(stock.doc.clone().into_product())?;
+                        product.quantity = stock.available.max(0).unsigned_abs();
+                        product.reserved = stock.held.max(0).unsigned_abs();
+                        Ok((product, entries))
                     }
                     .boxed()
                 },
             )
             .await?;
-        let mut product = self
-            .get_product(id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("product {id}")))?;
-        product.quantity = available.max(0).unsigned_abs();
-        product.reserved = held.max(0).unsigned_abs();
         Ok(Balance {
             product,
             ledger_quantity: entries.iter().map(|e| e.delta).sum(),

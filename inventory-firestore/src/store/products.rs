@@ -324,6 +324,86 @@ pub(super) async fn end_hold(
     Ok(names)
 }
 
+/// A product's stock read in a transaction: its document, and its shards when sharded
+/// (their total in `available` and `held`).
+pub(super) struct Stock<'a> {
+    pub(super) doc: ProductDoc,
+    pub(super) shards: Option<Shards<'a>>,
+    pub(super) available: i64,
+    pub(super) held: i64,
+}
+
+/// Reads product `id`'s stock in the transaction of `db` (every shard of a sharded product).
+pub(super) async fn read_stock<'a>(
+    db: &'a FirestoreDb,
+    cols: &Collections,
+    id: &ProductId,
+) -> TxResult<Stock<'a>> {
+    let key = doc_id(id.as_str());
+    let Some(doc): Option<ProductDoc> = read(db, cols.products.as_str(), key.as_str()).await?
+    else {
+        return abort(Error::NotFound(format!("product {id}")));
+    };
+    match doc.shard_count() {
+        Some(n) => {
+            let shards = shards_of(db, cols, &key, n)?;
+            let held = shards.read_all().await?;
+            let available = held.iter().map(|s| s.quantity).sum();
+            let reserved = doc.reserved + held.iter().map(|s| s.reserved).sum::<i64>();
+            Ok(Stock {
+                doc,
+                shards: Some(shards),
+                available,
+                held: reserved,
+            })
+        }
+        None => Ok(Stock {
+            available: doc.quantity,
+            held: doc.reserved,
+            doc,
+            shards: None,
+        }),
+    }
+}
+
+impl Stock<'_> {
+    /// Queues the product's new quantities: a sharded product's spread over its shards.
+    pub(super) fn write(
+        mut self,
+        db: &FirestoreDb,
+        tx: &mut Tx,
+        cols: &Collections,
+        id: &ProductId,
+        (available, reserved): (i64, i64),
+        now: DateTime<Utc>,
+    ) -> TxResult<()> {
+        match self.shards {
+            Some(shards) => {
+                spread_stock(&shards, tx, (available, reserved))?;
+                self.doc.reserved = 0;
+            }
+            None => self.doc.reserved = reserved,
+        }
+        // For a sharded product, the snapshot of the total.
+        self.doc.set_quantity(available, now);
+        write_stock(db, tx, cols, &doc_id(id.as_str()), &self.doc)
+    }
+}
+
+/// Queues `(available, reserved)` spread over `shards` as evenly as whole units allow.
+pub(super) fn spread_stock(
+    shards: &Shards<'_>,
+    tx: &mut Tx,
+    (available, reserved): (i64, i64),
+) -> TxResult<()> {
+    let n = shards.count;
+    let parts = spread(available, n).into_iter().zip(spread(reserved, n));
+    for (k, (quantity, reserved)) in parts.enumerate() {
+        shards.write(tx, k as u32, ShardDoc { quantity, reserved })?;
+    }
+    Ok(())
+}
+
 impl FirestoreStore {
     pub(super) fn product_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.product_locks.lock().expect("product lock map");
@@ -486,38 +566,26 @@ impl FirestoreStore {
                 move |db, tx, (cols, id)| {
                     async move {
                         let key = doc_id(id.as_str());
-                        let Some(mut doc): Option<ProductDoc> =
-                            read(&db, cols.products.as_str(), key.as_str()).await?
-                        else {
-                            return abort(Error::NotFound(format!("product {id}")));
-                        };
-                        let before = doc.shard_count().unwrap_or(0);
+                        let mut stock = read_stock(&db, &cols, &id).await?;
+                        let before = stock.doc.shard_count().unwrap_or(0);
                         let shards = to.unwrap_or(before);
                         // Available and held units alike move to the new layout.
-                        let (total, reserved) = if before > 0 {
-                            let old = shards_of(&db, &cols, &key, before)?;
-                            let held = old.read_all().await?;
+                        let (total, reserved) = (stock.available, stock.held);
+                        open_ledger(&db, tx, &cols, &mut stock.doc, &id, (total, reserved), now)?;
+                        if let Some(old) = &stock.shards {
                             for k in shards..before {
                                 old.delete(tx, k)?;
                             }
-                            (
-                                held.iter().map(|s| s.quantity).sum(),
-                                doc.reserved + held.iter().map(|s| s.reserved).sum::<i64>(),
-                            )
-                        } else {
-                            (doc.quantity, doc.reserved)
-                        };
-                        open_ledger(&db, tx, &cols, &mut doc, &id, (total, reserved), now)?;
+                        }
+                        let mut doc = stock.doc;
                         if shards == 0 {
                             doc.reserved = reserved;
                         } else if to.is_some() {
-                            let new = shards_of(&db, &cols, &key, shards)?;
-                            let parts = spread(total, shards)
-                                .into_iter()
-                                .zip(spread(reserved, shards));
-                            for (k, (quantity, reserved)) in parts.enumerate() {
-                                new.write(tx, k as u32, ShardDoc { quantity, reserved })?;
-                            }
+                            spread_stock(
+                                &shards_of(&db, &cols, &key, shards)?,
+                                tx,
+                                (total, reserved),
+                            )?;
                             doc.reserved = 0;
                         }
                         doc.set_quantity(total, now);
