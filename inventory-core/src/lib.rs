@@ -53,6 +53,7 @@ pub mod auth;
 pub mod dispatcher;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod handoff;
 pub mod mail;
 pub mod memory;
@@ -64,12 +65,14 @@ pub mod retention;
 pub mod templates;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod trace;
 pub mod transfer;
 
 pub use auth::{Auth, AuthConfig, Claims, HashParams, PasswordHasher, Principal, Token};
 pub use dispatcher::{CycleReport, Dispatcher, DispatcherConfig};
 pub use domain::*;
 pub use error::{BoxError, Error, ErrorKind, MailError, Result, Shortage};
+pub use events::{EventConfig, EventDispatcher, EventReport, Publisher, SendError, WebhookSender};
 pub use mail::{FileMailer, LogMailer, RecordingMailer, render_confirmation, to_mime};
 pub use memory::MemoryStore;
 pub use orders::{LineRequest, ListScope, OrderView, Orders, PlaceOrderRequest};
@@ -77,6 +80,7 @@ pub use ports::*;
 pub use reservations::{Reservations, ReserveRequest};
 pub use retention::LedgerRetention;
 pub use templates::Templates;
+pub use trace::TraceParent;
 
 // Types of other crates that appear in the public API, so that an embedder needs no
 // dependency of their own (and no guess at a compatible version) to name them. Implement the

@@ -253,6 +253,61 @@ pub trait LedgerStore: Send + Sync {
     async fn prune_ledger(&self, before: DateTime<Utc>, limit: u32) -> Result<u64>;
 }
 
+/// Events for other systems and their deliveries ([`Event`], [`Delivery`]): the stores write
+/// events in the same atomic step as the changes they report ([`OrderStore::place_order`] and
+/// [`OrderStore::cancel_order`], every [`ReservationStore`] change, and
+/// [`NotificationStore::mark_sent`] for `order.confirmed`); this port fans them out to
+/// destinations, hands deliveries to the event dispatcher and keeps their state, and stores
+/// the webhook endpoints.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Stores a new endpoint.
+    async fn create_webhook(&self, endpoint: &WebhookEndpoint) -> Result<()>;
+    /// Every endpoint, oldest first.
+    async fn list_webhooks(&self) -> Result<Vec<WebhookEndpoint>>;
+    /// Replaces an endpoint's secrets and disabled state (rotation, `410 Gone`);
+    /// [`Error::NotFound`](crate::Error::NotFound) for an unknown one.
+    async fn update_webhook(&self, endpoint: &WebhookEndpoint) -> Result<()>;
+    /// Deletes an endpoint; its pending deliveries fail ("endpoint deleted").
+    /// [`Error::NotFound`](crate::Error::NotFound) for an unknown one.
+    async fn delete_webhook(&self, id: Uuid, now: DateTime<Utc>) -> Result<()>;
+    /// Fans out up to `limit` events not fanned out yet, oldest first: one pending
+    /// [`Delivery`] per enabled endpoint that wants the event's type, and one per destination
+    /// of `always` (destinations that take every event: Pub/Sub), due at `now`; each event
+    /// once, under any concurrency. Returns how many events were fanned out.
+    async fn fan_out(&self, always: &[Destination], now: DateTime<Utc>, limit: u32) -> Result<u64>;
+    /// The destinations that have deliveries due at `now`.
+    async fn due_destinations(&self, now: DateTime<Utc>) -> Result<Vec<Destination>>;
+    /// Claims up to `limit` due deliveries of one destination for `owner` until
+    /// `now + lease`, oldest event first; each claim counts one attempt. Two concurrent
+    /// callers never get the same delivery.
+    async fn claim_deliveries(
+        &self,
+        destination: &Destination,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Delivery>>;
+    /// Records an attempt's outcome and ends `owner`'s lease;
+    /// [`Error::LeaseLost`](crate::Error::LeaseLost) if `owner` no longer holds it.
+    async fn finish_delivery(
+        &self,
+        id: Uuid,
+        owner: &str,
+        attempt: &Attempt,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Deliveries with a status, oldest first (cursor: the delivery's id).
+    async fn list_deliveries(&self, status: DeliveryStatus, page: Page) -> Result<Vec<Delivery>>;
+    /// Puts failed deliveries back to pending, due at `now`, with their attempts reset;
+    /// returns how many. Deliveries to a deleted or disabled endpoint stay failed.
+    async fn replay_deliveries(&self, which: &Replay, now: DateTime<Utc>) -> Result<u64>;
+    /// Each destination's deliveries, counted.
+    async fn delivery_counts(&self) -> Result<Vec<(Destination, DeliveryCounts)>>;
+}
+
 /// Everything a backend implements. Implemented automatically for any type with all the parts.
 pub trait Store:
     UserStore
@@ -260,6 +315,7 @@ pub trait Store:
     + OrderStore
     + ReservationStore
     + LedgerStore
+    + EventStore
     + NotificationStore
     + Transfer
     + Health
@@ -272,6 +328,7 @@ impl<
         + OrderStore
         + ReservationStore
         + LedgerStore
+        + EventStore
         + NotificationStore
         + Transfer
         + Health,
@@ -342,7 +399,8 @@ pub trait Mailer: Send + Sync {
 /// }
 ///
 /// inventory_core::delegate!(impl[S: Store] Counting<S> => |s| s.inner;
-///     UserStore, ProductStore, ReservationStore, LedgerStore, NotificationStore, Transfer, Health);
+///     UserStore, ProductStore, ReservationStore, LedgerStore, EventStore, NotificationStore,
+///     Transfer, Health);
 ///
 /// let store: Arc<dyn Store> = Arc::new(Counting { inner: MemoryStore::new(), orders: AtomicU64::new(0) });
 /// # let _ = store;
@@ -355,8 +413,8 @@ pub trait Mailer: Send + Sync {
 /// ```
 /// struct Wrapped(inventory_core::MemoryStore);
 /// inventory_core::delegate!(impl[] Wrapped => |s| s.0;
-///     UserStore, ProductStore, OrderStore, ReservationStore, LedgerStore, NotificationStore,
-///     Transfer, Health);
+///     UserStore, ProductStore, OrderStore, ReservationStore, LedgerStore, EventStore,
+///     NotificationStore, Transfer, Health);
 /// fn takes(_: &dyn inventory_core::Store) {}
 /// takes(&Wrapped(inventory_core::MemoryStore::new()));
 /// ```
@@ -473,6 +531,52 @@ macro_rules! delegate {
                 }
         }
     };
+    (@port EventStore [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
+        #[$crate::async_trait]
+        #[warn(clippy::missing_trait_methods)]
+        impl<$($gen)*> $crate::EventStore for $ty {
+                async fn create_webhook(&self, endpoint: &$crate::WebhookEndpoint) -> $crate::Result<()> {
+                    { let $s = self; &$inner }.create_webhook(endpoint).await
+                }
+                async fn list_webhooks(&self) -> $crate::Result<::std::vec::Vec<$crate::WebhookEndpoint>> {
+                    { let $s = self; &$inner }.list_webhooks().await
+                }
+                async fn update_webhook(&self, endpoint: &$crate::WebhookEndpoint) -> $crate::Result<()> {
+                    { let $s = self; &$inner }.update_webhook(endpoint).await
+                }
+                async fn delete_webhook(&self, id: $crate::Uuid, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<()> {
+                    { let $s = self; &$inner }.delete_webhook(id, now).await
+                }
+                async fn fan_out(&self, always: &[$crate::Destination], now: $crate::DateTime<$crate::Utc>, limit: u32) -> $crate::Result<u64> {
+                    { let $s = self; &$inner }.fan_out(always, now, limit).await
+                }
+                async fn due_destinations(&self, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<::std::vec::Vec<$crate::Destination>> {
+                    { let $s = self; &$inner }.due_destinations(now).await
+                }
+                async fn claim_deliveries(
+                    &self,
+                    destination: &$crate::Destination,
+                    owner: &str,
+                    now: $crate::DateTime<$crate::Utc>,
+                    lease: ::std::time::Duration,
+                    limit: u32,
+                ) -> $crate::Result<::std::vec::Vec<$crate::Delivery>> {
+                    { let $s = self; &$inner }.claim_deliveries(destination, owner, now, lease, limit).await
+                }
+                async fn finish_delivery(&self, id: $crate::Uuid, owner: &str, attempt: &$crate::Attempt, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<()> {
+                    { let $s = self; &$inner }.finish_delivery(id, owner, attempt, now).await
+                }
+                async fn list_deliveries(&self, status: $crate::DeliveryStatus, page: $crate::Page) -> $crate::Result<::std::vec::Vec<$crate::Delivery>> {
+                    { let $s = self; &$inner }.list_deliveries(status, page).await
+                }
+                async fn replay_deliveries(&self, which: &$crate::Replay, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<u64> {
+                    { let $s = self; &$inner }.replay_deliveries(which, now).await
+                }
+                async fn delivery_counts(&self) -> $crate::Result<::std::vec::Vec<($crate::Destination, $crate::DeliveryCounts)>> {
+                    { let $s = self; &$inner }.delivery_counts().await
+                }
+        }
+    };
     (@port NotificationStore [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
         #[$crate::async_trait]
         #[warn(clippy::missing_trait_methods)]
@@ -584,6 +688,7 @@ delegate!(impl[T: ProductStore + ?Sized] Arc<T> => |s| **s; ProductStore);
 delegate!(impl[T: OrderStore + ?Sized] Arc<T> => |s| **s; OrderStore);
 delegate!(impl[T: ReservationStore + ?Sized] Arc<T> => |s| **s; ReservationStore);
 delegate!(impl[T: LedgerStore + ?Sized] Arc<T> => |s| **s; LedgerStore);
+delegate!(impl[T: EventStore + ?Sized] Arc<T> => |s| **s; EventStore);
 delegate!(impl[T: NotificationStore + ?Sized] Arc<T> => |s| **s; NotificationStore);
 delegate!(impl[T: Transfer + ?Sized] Arc<T> => |s| **s; Transfer);
 delegate!(impl[T: Health + ?Sized] Arc<T> => |s| **s; Health);
@@ -593,6 +698,7 @@ delegate!(impl[T: ProductStore + ?Sized] Box<T> => |s| **s; ProductStore);
 delegate!(impl[T: OrderStore + ?Sized] Box<T> => |s| **s; OrderStore);
 delegate!(impl[T: ReservationStore + ?Sized] Box<T> => |s| **s; ReservationStore);
 delegate!(impl[T: LedgerStore + ?Sized] Box<T> => |s| **s; LedgerStore);
+delegate!(impl[T: EventStore + ?Sized] Box<T> => |s| **s; EventStore);
 delegate!(impl[T: NotificationStore + ?Sized] Box<T> => |s| **s; NotificationStore);
 delegate!(impl[T: Transfer + ?Sized] Box<T> => |s| **s; Transfer);
 delegate!(impl[T: Health + ?Sized] Box<T> => |s| **s; Health);

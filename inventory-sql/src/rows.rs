@@ -336,3 +336,134 @@ pub(crate) fn to_json<T: serde::Serialize + ?Sized>(lines: Option<&T>) -> Option
 pub(crate) fn all<R, T: TryFrom<R, Error = Error>>(rows: Vec<R>) -> Result<Vec<T>> {
     rows.into_iter().map(T::try_from).collect()
 }
+
+/// The columns of [`EventRow`].
+macro_rules! event_columns {
+    () => {
+        "id, type, event_key, occurred_at, data, traceparent"
+    };
+}
+pub(crate) use event_columns;
+
+/// The columns of [`DeliveryRow`].
+macro_rules! delivery_columns {
+    () => {
+        "id, event_id, type, event_key, occurred_at, data, traceparent, destination, status, \
+         attempts, next_attempt_at, last_error, delivered_at, created_at, lease_owner, lease_until"
+    };
+}
+pub(crate) use delivery_columns;
+
+/// The columns of [`WebhookRow`].
+macro_rules! webhook_columns {
+    () => {
+        "id, url, events, secrets, disabled, created_at"
+    };
+}
+pub(crate) use webhook_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRow {
+    id: String,
+    #[sqlx(rename = "type")]
+    kind: String,
+    event_key: String,
+    occurred_at: i64,
+    data: String,
+    traceparent: Option<String>,
+}
+
+impl TryFrom<EventRow> for inventory_core::Event {
+    type Error = Error;
+    fn try_from(r: EventRow) -> Result<inventory_core::Event> {
+        Ok(inventory_core::Event {
+            id: uuid(&r.id)?,
+            kind: stored("event type", r.kind.parse())?,
+            key: r.event_key,
+            occurred_at: from_ts(r.occurred_at)?,
+            data: serde_json::from_str(&r.data)
+                .map_err(|e| Error::other(format!("stored event data: {e}")))?,
+            traceparent: r.traceparent,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct DeliveryRow {
+    id: String,
+    event_id: String,
+    #[sqlx(rename = "type")]
+    kind: String,
+    event_key: String,
+    occurred_at: i64,
+    data: String,
+    traceparent: Option<String>,
+    destination: String,
+    status: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    last_error: Option<String>,
+    delivered_at: Option<i64>,
+    created_at: i64,
+    lease_owner: Option<String>,
+    lease_until: Option<i64>,
+}
+
+impl TryFrom<DeliveryRow> for inventory_core::Delivery {
+    type Error = Error;
+    fn try_from(r: DeliveryRow) -> Result<inventory_core::Delivery> {
+        Ok(inventory_core::Delivery {
+            id: uuid(&r.id)?,
+            event: EventRow {
+                id: r.event_id,
+                kind: r.kind,
+                event_key: r.event_key,
+                occurred_at: r.occurred_at,
+                data: r.data,
+                traceparent: r.traceparent,
+            }
+            .try_into()?,
+            destination: stored("destination", r.destination.parse())?,
+            status: stored("status", r.status.parse())?,
+            attempts: u32::try_from(r.attempts).map_err(Error::other)?,
+            next_attempt_at: from_ts(r.next_attempt_at)?,
+            last_error: r.last_error,
+            delivered_at: r.delivered_at.map(from_ts).transpose()?,
+            created_at: from_ts(r.created_at)?,
+            lease_owner: r.lease_owner,
+            lease_until: r.lease_until.map(from_ts).transpose()?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct WebhookRow {
+    id: String,
+    url: String,
+    events: String,
+    secrets: String,
+    disabled: Option<String>,
+    created_at: i64,
+}
+
+impl TryFrom<WebhookRow> for inventory_core::WebhookEndpoint {
+    type Error = Error;
+    fn try_from(r: WebhookRow) -> Result<inventory_core::WebhookEndpoint> {
+        Ok(inventory_core::WebhookEndpoint {
+            id: uuid(&r.id)?,
+            url: r.url,
+            events: r
+                .events
+                .split(',')
+                .map(|t| stored("event type", t.parse()))
+                .collect::<Result<_>>()?,
+            secrets: r
+                .secrets
+                .split(' ')
+                .map(|s| stored("secret", inventory_core::WebhookSecret::parse(s)))
+                .collect::<Result<_>>()?,
+            disabled: r.disabled,
+            created_at: from_ts(r.created_at)?,
+        })
+    }
+}

@@ -53,6 +53,7 @@ macro_rules! text_enum {
     };
 }
 
+mod event;
 mod ledger;
 mod notification;
 mod order;
@@ -60,6 +61,7 @@ mod product;
 mod reservation;
 mod user;
 
+pub use event::*;
 pub use ledger::*;
 pub use notification::*;
 pub use order::*;

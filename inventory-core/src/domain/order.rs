@@ -319,6 +319,8 @@ pub struct NewOrder {
     pub idempotency_key: Option<IdempotencyKey>,
     /// The time of placing.
     pub now: DateTime<Utc>,
+    /// The trace of the request placing it (its events carry it).
+    pub trace: Option<crate::trace::TraceParent>,
 }
 
 impl NewOrder {
@@ -332,7 +334,18 @@ impl NewOrder {
             lines,
             idempotency_key: None,
             now: now(),
+            trace: crate::trace::current(),
         }
+    }
+
+    /// The event that placing it writes with the order: `order.placed`.
+    pub fn placed_event(&self) -> Event {
+        Event::order(
+            EventType::OrderPlaced,
+            &self.order(),
+            self.now,
+            self.trace.as_ref(),
+        )
     }
 
     /// Sets the idempotency key.

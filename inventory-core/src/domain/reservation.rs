@@ -157,6 +157,8 @@ pub struct NewReservation {
     pub expires_at: DateTime<Utc>,
     /// The time of holding.
     pub now: DateTime<Utc>,
+    /// The trace of the request holding (its events carry it).
+    pub trace: Option<crate::trace::TraceParent>,
 }
 
 impl NewReservation {
@@ -173,7 +175,18 @@ impl NewReservation {
                 .checked_add_signed(ttl)
                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
             now,
+            trace: crate::trace::current(),
         }
+    }
+
+    /// The event that holding writes with the hold: `reservation.created`.
+    pub fn created_event(&self) -> Event {
+        Event::reservation(
+            EventType::ReservationCreated,
+            &self.reservation(),
+            self.now,
+            self.trace.as_ref(),
+        )
     }
 
     /// The active hold this creates.

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::handoff::{Handoff, HandoffSlot};
 use crate::ports::*;
 
+mod events;
 mod ledger;
 mod orders;
 mod outbox;
@@ -35,6 +36,12 @@ struct State {
     reservations: BTreeMap<Uuid, Reservation>,
     /// Each product's entries, oldest first.
     ledger: HashMap<ProductId, Vec<LedgerEntry>>,
+    /// Events written and not fanned out yet, by id (oldest first).
+    events: BTreeMap<Uuid, Event>,
+    /// Deliveries by id.
+    deliveries: BTreeMap<Uuid, Delivery>,
+    /// Webhook endpoints by id.
+    webhooks: BTreeMap<Uuid, WebhookEndpoint>,
 }
 
 impl State {
@@ -58,6 +65,7 @@ impl State {
             self.order_by_key.insert((new.user_id, key.clone()), new.id);
         }
         self.orders.insert(order.id, order.clone());
+        self.emit(new.placed_event());
         self.notification_by_order.insert(order.id, notification.id);
         self.notifications.insert(notification.id, notification);
         (order, handed)
@@ -95,6 +103,11 @@ impl State {
             );
             self.ledger.entry(id.clone()).or_default().push(entry);
         }
+    }
+
+    /// Writes an event, to be fanned out.
+    fn emit(&mut self, event: Event) {
+        self.events.insert(event.id, event);
     }
 
     /// Writes the entry of a product's first stock (created or imported).

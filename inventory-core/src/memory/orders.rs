@@ -94,6 +94,13 @@ impl OrderStore for MemoryStore {
             {
                 n.cancel_with_order();
             }
+            let trace = crate::trace::current();
+            s.emit(Event::order(
+                EventType::OrderCancelled,
+                &order,
+                now,
+                trace.as_ref(),
+            ));
             Ok(order)
         })
     }

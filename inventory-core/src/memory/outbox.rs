@@ -40,6 +40,8 @@ impl NotificationStore for MemoryStore {
             n.mark_sent(owner, now)?;
             if let Some(order) = n.order_id().and_then(|o| s.orders.get_mut(&o)) {
                 order.confirm(now);
+                let event = Event::order_confirmed(order.id, now);
+                s.emit(event);
             }
             Ok(())
         })

@@ -26,6 +26,7 @@ impl ReservationStore for MemoryStore {
             );
             let hold = r.reservation();
             s.reservations.insert(hold.id, hold.clone());
+            s.emit(r.created_event());
             Ok(hold)
         })
     }
@@ -51,6 +52,13 @@ impl ReservationStore for MemoryStore {
                 reference,
                 now,
             );
+            let trace = crate::trace::current();
+            s.emit(Event::reservation(
+                EventType::ReservationReleased,
+                &hold,
+                now,
+                trace.as_ref(),
+            ));
             Ok(hold)
         })
     }
@@ -110,6 +118,12 @@ impl ReservationStore for MemoryStore {
                     );
                 }
             }
+            s.emit(Event::reservation(
+                EventType::ReservationCheckedOut,
+                &hold,
+                new.now,
+                new.trace.as_ref(),
+            ));
             s.reservations.insert(id, hold);
             let (order, leased) = s.record_order(new, slot.as_ref());
             handed = leased;
@@ -149,6 +163,11 @@ impl ReservationStore for MemoryStore {
                         reference,
                         now,
                     );
+                    if let Some(hold) = s.reservations.get(&id) {
+                        let event =
+                            Event::reservation(EventType::ReservationExpired, hold, now, None);
+                        s.emit(event);
+                    }
                     expired += 1;
                 }
             }

@@ -15,6 +15,7 @@ use crate::beacon::{BEACON_ID, Beacon, BeaconDoc};
 use crate::docs::*;
 use crate::shards::{MAX_SHARDS, ShardDoc, Shards, Take, spread};
 use crate::tx::{self, Leased, Tx};
+mod events;
 mod ledger;
 mod legacy;
 mod listen;

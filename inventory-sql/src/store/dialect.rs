@@ -19,6 +19,11 @@ pub(super) trait SqlDialect {
     const DUE_RESERVATIONS: &'static str;
     /// The readiness probe's write: a 4 KiB row (deleted again in the same transaction).
     const WRITE_PROBE: &'static str;
+    /// Appended to a queue's inner select: PostgreSQL skips rows another transaction has
+    /// locked (two dispatchers share the work); SQLite has one writer.
+    const SKIP_LOCKED: &'static str;
+    /// Claims a destination's due event deliveries (see `claim_deliveries_sql`).
+    const CLAIM_DELIVERIES: &'static str;
 }
 
 /// The claim statement; SQLite names the due index (without statistics its planner preferred
@@ -62,6 +67,8 @@ impl SqlDialect for SqliteDialect {
     const CLAIM: &'static str = claim_sql!(" INDEXED BY notifications_due", "");
     const DUE_RESERVATIONS: &'static str = due_reservations_sql!("");
     const NOTIFY: Option<&'static str> = None;
+    const SKIP_LOCKED: &'static str = "";
+    const CLAIM_DELIVERIES: &'static str = super::events::claim_deliveries_sql!("");
     const WRITE_PROBE: &'static str =
         "INSERT INTO write_probe (id, pad) VALUES (1, zeroblob(4096))";
 }
@@ -76,6 +83,9 @@ impl SqlDialect for PgDialect {
     const CLAIM: &'static str = claim_sql!("", " FOR UPDATE SKIP LOCKED");
     const DUE_RESERVATIONS: &'static str = due_reservations_sql!(" FOR UPDATE SKIP LOCKED");
     const NOTIFY: Option<&'static str> = Some("SELECT pg_notify('inventory_outbox', '')");
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    const CLAIM_DELIVERIES: &'static str =
+        super::events::claim_deliveries_sql!(" FOR UPDATE SKIP LOCKED");
     const WRITE_PROBE: &'static str =
         "INSERT INTO write_probe (id, pad) VALUES (1, decode(repeat('00', 4096), 'hex'))";
 }

@@ -105,6 +105,7 @@ fn clean_connections<DB: sqlx::Database>(
 
 mod connect;
 mod dialect;
+mod events;
 mod ledger;
 #[cfg(feature = "postgres")]
 mod listen;

@@ -105,6 +105,9 @@ impl OrderStore for SqlStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
+            let trace = inventory_core::trace::current();
+            let event = Event::order(EventType::OrderCancelled, &order, now, trace.as_ref());
+            super::events::insert_events!(&mut *tx, D, std::slice::from_ref(&event));
             tx.commit().await.map_err(db)?;
             Ok::<_, Error>(order)
         }

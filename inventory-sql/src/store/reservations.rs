@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::error::{db, map};
 use crate::rows::*;
 
+use super::events::insert_events;
 use super::ledger::{insert_entries, move_units};
 use super::writer::Batch;
 use super::*;
@@ -126,6 +127,7 @@ impl ReservationStore for SqlStore {
                     r.now
                 );
                 insert_hold!(&mut *tx, &hold);
+                insert_events!(&mut *tx, D, &[r.created_event()]);
                 tx.commit().await.map_err(db)?;
                 Ok::<_, Error>(())
             }
@@ -166,6 +168,13 @@ impl ReservationStore for SqlStore {
                     actor.as_str(),
                     reference,
                     now
+                );
+                let trace = inventory_core::trace::current();
+                let kind = EventType::ReservationReleased;
+                insert_events!(
+                    &mut *tx,
+                    D,
+                    &[Event::reservation(kind, &hold, now, trace.as_ref())]
                 );
                 tx.commit().await.map_err(db)?;
                 Ok::<_, Error>(hold)
@@ -242,6 +251,9 @@ impl ReservationStore for SqlStore {
                     }
                 };
                 write_status!(tx, hold);
+                let kind = EventType::ReservationCheckedOut;
+                let event = Event::reservation(kind, &hold, new.now, new.trace.as_ref());
+                insert_events!(&mut *tx, D, &[event]);
                 Batch::<D>::insert_orders(&mut tx, &[new], &stock).await?;
                 if let Some(notify) = D::NOTIFY {
                     sqlx::query(notify).execute(&mut *tx).await.map_err(db)?;
@@ -286,6 +298,7 @@ impl ReservationStore for SqlStore {
                     .map_err(db)?;
                 let mut back: BTreeMap<ProductId, u64> = BTreeMap::new();
                 let mut holds = Vec::new();
+                let mut events = Vec::new();
                 for row in rows {
                     let mut hold = Reservation::try_from(row)?;
                     let Some(units) = hold.expire(now) else {
@@ -296,6 +309,7 @@ impl ReservationStore for SqlStore {
                         *back.entry(product.clone()).or_default() += n;
                     }
                     holds.push((hold.id, units));
+                    events.push(Event::reservation(EventType::ReservationExpired, &hold, now, None));
                 }
                 let expired = holds.len() as u64;
                 if expired > 0 {
@@ -337,6 +351,7 @@ impl ReservationStore for SqlStore {
                         }
                     }
                     insert_entries!(&mut *tx, D, &entries);
+                    insert_events!(&mut *tx, D, &events);
                     tx.commit().await.map_err(db)?;
                 } else {
                     tx.rollback().await.map_err(db)?;

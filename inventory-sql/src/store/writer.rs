@@ -530,6 +530,14 @@ where
                  WHERE status = 'pending' AND id IN (SELECT id FROM c)",
             );
             q.build().execute(&mut **tx).await.map_err(db)?;
+            let events = confirmed
+                .iter()
+                .map(|(order, at)| {
+                    let order = Uuid::parse_str(order).map_err(Error::other)?;
+                    Ok(Event::order_confirmed(order, from_ts(*at)?))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            super::events::insert_events!(&mut **tx, D, &events);
         }
         let sent: std::collections::HashSet<&str> =
             sent.iter().map(|(id, _)| id.as_str()).collect();
@@ -655,6 +663,8 @@ where
             },
         );
         q.build().execute(&mut **tx).await.map_err(db)?;
+        let events: Vec<Event> = placed.iter().map(|new| new.placed_event()).collect();
+        super::events::insert_events!(&mut **tx, D, &events);
         Ok(())
     }
 }
