@@ -1,4 +1,5 @@
-//! The orders listener on its own: delivers order confirmations from the outbox of the store
+//! The orders listener on its own: delivers order confirmations and events (webhooks,
+//! Pub/Sub) from the outbox of the store
 //! named by `DATABASE_URL`, for deployments that scale the HTTP servers separately
 //! (`RUN_DISPATCHER=false` on the servers). Several listeners may share one database.
 //!
@@ -27,6 +28,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let store = settings.open_store().await?;
     let shutdown = CancellationToken::new();
     let dispatcher = settings.dispatcher(store.clone())?.spawn(shutdown.clone());
+    // Events to webhooks and Pub/Sub, from any number of listeners.
+    let events = settings
+        .event_dispatcher(store.clone())
+        .await?
+        .spawn(store.subscribe(), shutdown.clone());
     // Expired holds are released by the listener too (by any number of them), and old ledger
     // entries pruned with LEDGER_RETENTION_DAYS.
     let sweeper = settings.spawn_sweeps(store.clone(), http::HOLD_SWEEP, shutdown.clone());
@@ -48,6 +54,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     .await;
     shutdown.cancel();
     common::stop_dispatcher(dispatcher).await;
+    common::stop_dispatcher(events).await;
     let _ = sweeper.await;
     tracing::info!("bye");
     Ok(())

@@ -378,7 +378,7 @@ impl EventDispatcher {
                 if let Err(e) = self.run_once().await {
                     tracing::warn!(error = %e, "event round failed");
                 }
-                if rounds % 10 == 0 {
+                if rounds.is_multiple_of(10) {
                     self.update_gauges().await;
                 }
                 rounds = rounds.wrapping_add(1);

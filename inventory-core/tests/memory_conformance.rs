@@ -11,6 +11,9 @@ inventory_core::reservation_conformance!(async {
 inventory_core::ledger_conformance!(async {
     Some(Arc::new(inventory_core::MemoryStore::new()) as inventory_core::testkit::TestStore)
 });
+inventory_core::event_conformance!(async {
+    Some(Arc::new(inventory_core::MemoryStore::new()) as inventory_core::testkit::TestStore)
+});
 
 /// The whole suite again through `Box` and `Arc`: the pointer implementations of the ports
 /// delegate every method.
@@ -27,6 +30,9 @@ mod through_pointers {
         Some(Arc::new(Box::new(Arc::new(MemoryStore::new()))) as TestStore)
     });
     inventory_core::ledger_conformance!(async {
+        Some(Arc::new(Box::new(Arc::new(MemoryStore::new()))) as TestStore)
+    });
+    inventory_core::event_conformance!(async {
         Some(Arc::new(Box::new(Arc::new(MemoryStore::new()))) as TestStore)
     });
 }

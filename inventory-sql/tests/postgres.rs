@@ -59,6 +59,13 @@ mod conformance {
             ignore = "INVENTORY_TEST_POSTGRES_URL is not set"
         )]
     );
+    inventory_core::event_conformance!(
+        super::store(),
+        #[cfg_attr(
+            inventory_no_postgres,
+            ignore = "INVENTORY_TEST_POSTGRES_URL is not set"
+        )]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

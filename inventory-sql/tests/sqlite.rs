@@ -16,6 +16,7 @@ mod file {
     inventory_core::store_conformance!(super::file_store());
     inventory_core::reservation_conformance!(super::file_store());
     inventory_core::ledger_conformance!(super::file_store());
+    inventory_core::event_conformance!(super::file_store());
 }
 
 mod memory {

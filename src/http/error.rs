@@ -90,6 +90,9 @@ impl From<Error> for ApiError {
             Error::OutOfStock { short } => {
                 fields.insert("short".into(), serde_json::json!(short));
             }
+            Error::InvalidInput { field, .. } => {
+                fields.insert("field".into(), serde_json::json!(field));
+            }
             Error::StockChanged {
                 expected, current, ..
             } => {

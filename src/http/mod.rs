@@ -79,6 +79,8 @@ pub struct ApiState {
     pub(crate) login_limiter: Option<LoginLimiter>,
     pub(crate) trusted_proxies: TrustedProxies,
     pub(crate) require_verified_email: bool,
+    /// Checks webhook URLs at creation (the address policy of `WEBHOOK_ALLOW_PRIVATE`).
+    pub(crate) webhooks: Option<inventory_events::HttpWebhookSender>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -104,6 +106,7 @@ impl ApiState {
             login_limiter: None,
             trusted_proxies: TrustedProxies::default(),
             require_verified_email: false,
+            webhooks: inventory_events::HttpWebhookSender::new(Default::default()).ok(),
         }
     }
 
@@ -113,6 +116,7 @@ impl ApiState {
         let http = &settings.http;
         let mut state = ApiState::new(store.clone(), auth);
         state.reservations = settings.reservations(store);
+        state.webhooks = settings.events.webhook_sender().ok();
         let state = state
             .with_trusted_proxies(TrustedProxies::new(http.trusted_proxies.clone()))
             .with_verified_email_required(settings.auth.require_verified_email);
@@ -209,9 +213,10 @@ pub fn with_standard_layers(router: Router, http: &HttpSettings) -> Result<Route
                         .get("x-request-id")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default();
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id, trace_id = tracing::field::Empty)
                 }),
             )
+            .layer(middleware::from_fn(trace_context))
             .layer(PropagateRequestIdLayer::new(request_id))
             .layer(middleware::from_fn(json_errors))
             .layer(CatchPanicLayer::new())
@@ -222,6 +227,23 @@ pub fn with_standard_layers(router: Router, http: &HttpSettings) -> Result<Route
             .layer(cors(&http.cors_origins)?)
             .layer(RequestBodyLimitLayer::new(http.body_limit)),
     ))
+}
+
+/// W3C Trace Context: the request continues the caller's trace (`traceparent`), or starts
+/// one; the events it writes carry it, so each delivery joins the same trace. The trace id is
+/// on the request's log span.
+async fn trace_context(
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let trace = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| inventory_core::TraceParent::parse(v).ok())
+        .map_or_else(inventory_core::TraceParent::root, |t| t.child());
+    tracing::Span::current().record("trace_id", trace.trace_id_hex());
+    inventory_core::trace::in_scope(trace, next.run(req)).await
 }
 
 fn cors(origins: &Option<Vec<String>>) -> Result<CorsLayer, SettingsError> {

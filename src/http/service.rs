@@ -38,6 +38,7 @@ pub struct Service {
     /// The API: [`router`] + [`docs`] + [`with_standard_layers`].
     pub router: Router,
     dispatcher: Option<JoinHandle<()>>,
+    events: Option<JoinHandle<()>>,
     sweeper: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
 }
@@ -68,9 +69,12 @@ impl Service {
         }
         let auth = settings.auth(store.clone())?;
         let shutdown = CancellationToken::new();
-        let (dispatcher, sweeper) = if settings.run_dispatcher {
+        let (dispatcher, events, sweeper) = if settings.run_dispatcher {
+            let events = settings.event_dispatcher(store.clone()).await?;
             (
                 Some(settings.dispatcher(store.clone())?.spawn(shutdown.clone())),
+                // Events to webhooks and Pub/Sub: its own workers, never in email's way.
+                Some(events.spawn(store.subscribe(), shutdown.clone())),
                 // Expired holds are released by whoever runs the dispatcher.
                 // And old ledger entries pruned, with LEDGER_RETENTION_DAYS.
                 Some(settings.spawn_sweeps(store.clone(), HOLD_SWEEP, shutdown.clone())),
@@ -79,7 +83,7 @@ impl Service {
             tracing::info!(
                 "RUN_DISPATCHER=false: run the listener to send confirmations and release expired holds"
             );
-            (None, None)
+            (None, None, None)
         };
         let mut state = ApiState::from_settings(store.clone(), auth, settings);
         if let Some(handle) = metrics {
@@ -90,6 +94,7 @@ impl Service {
             store,
             router,
             dispatcher,
+            events,
             sweeper,
             shutdown,
         })
@@ -104,6 +109,13 @@ impl Service {
                 .is_err()
         {
             tracing::warn!("dispatcher did not stop within 30 s");
+        }
+        if let Some(handle) = self.events.take()
+            && tokio::time::timeout(std::time::Duration::from_secs(30), handle)
+                .await
+                .is_err()
+        {
+            tracing::warn!("event dispatcher did not stop within 30 s");
         }
         if let Some(handle) = self.sweeper.take() {
             // Between sweeps it holds nothing: it ends at once.

@@ -93,6 +93,8 @@ pub struct Settings {
     pub seed: Vec<SeedProduct>,
     /// The HTTP server: address, limits, CORS, rate limits.
     pub http: HttpSettings,
+    /// Events to other systems: webhooks and Pub/Sub.
+    pub events: EventSettings,
     /// `LOG_FORMAT`: `text` (default) or `json` (Cloud Logging's structured lines).
     pub log_format: LogFormat,
     /// Things worth a warning in the log (a short dev secret, a weak password minimum): the
@@ -102,6 +104,7 @@ pub struct Settings {
 
 mod auth;
 mod database;
+mod events;
 mod http;
 mod mail;
 mod seed;
@@ -110,6 +113,8 @@ use auth::auth;
 pub use auth::*;
 use database::database;
 pub use database::*;
+use events::events;
+pub use events::*;
 use http::http;
 pub use http::*;
 pub use mail::*;
@@ -249,6 +254,7 @@ impl Settings {
             },
             seed: seed(&vars, dev)?,
             http: http(&vars)?,
+            events: events(&vars)?,
             log_format,
             warnings,
         })
@@ -297,6 +303,28 @@ impl Settings {
             Dispatcher::new(store, self.mail.build()?, self.dispatcher.clone())
                 .with_templates(self.templates.clone()),
         )
+    }
+
+    /// The event dispatcher over `store`: webhooks with `WEBHOOK_*`, Pub/Sub with
+    /// `PUBSUB_TOPIC` (checked to exist: a missing topic fails here, naming it).
+    pub async fn event_dispatcher(
+        &self,
+        store: Arc<dyn Store>,
+    ) -> Result<inventory_core::EventDispatcher> {
+        let sender = self.events.webhook_sender()?;
+        let publisher = self.events.publisher().await?;
+        let config = inventory_core::EventConfig {
+            per_endpoint: self.events.per_endpoint,
+            schedule: self.events.schedule.clone(),
+            lease: self.events.timeout * 2 + Duration::from_secs(15),
+            ..inventory_core::EventConfig::default()
+        };
+        Ok(inventory_core::EventDispatcher::new(
+            store,
+            Some(Arc::new(sender)),
+            publisher.map(|p| Arc::new(p) as Arc<dyn inventory_core::Publisher>),
+            config,
+        ))
     }
 
     /// The holds service over `store`, with `RESERVATION_TTL_MAX_SECS` and
@@ -384,6 +412,11 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("CORS_ORIGINS", "shop.example"),
             ("MAIL_TEMPLATE_DIR", "/nonexistent/templates"),
+            ("WEBHOOK_ALLOW_PRIVATE", "maybe"),
+            ("WEBHOOK_RETRY_SCHEDULE", "5 parsecs"),
+            ("WEBHOOK_TIMEOUT_SECS", "0"),
+            ("WEBHOOK_CONCURRENCY", "0"),
+            ("PUBSUB_TOPIC", "orders"),
         ] {
             let err = Settings::from_vars([secret.clone(), (var, value.to_owned())]).unwrap_err();
             assert_eq!(err.var, var, "{var}={value}: {err}");

@@ -112,6 +112,22 @@ macro_rules! ledger_conformance {
     };
 }
 
+/// The cases of events and their deliveries ([`EventStore`]), written like
+/// [`store_conformance!`](crate::store_conformance), for the stores that write events.
+#[macro_export]
+macro_rules! event_conformance {
+    ($factory:expr $(, #[$attr:meta])* $(,)?) => {
+        $crate::__store_conformance_cases!([$(#[$attr])*] $factory;
+            every_change_writes_its_event_once,
+            events_carry_the_requests_trace,
+            endpoints_filter_and_deleting_one_fails_its_deliveries,
+            deliveries_lease_retry_fail_and_replay,
+            concurrent_dispatchers_deliver_each_event_once,
+            a_failing_endpoint_holds_back_no_other_destination,
+        );
+    };
+}
+
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __store_conformance_cases {
@@ -161,6 +177,7 @@ fn t0() -> DateTime<Utc> {
 }
 
 mod baskets;
+mod events;
 mod holds;
 mod ledger;
 mod orders;
@@ -170,6 +187,7 @@ mod transfer;
 mod users;
 
 pub use baskets::*;
+pub use events::*;
 pub use holds::*;
 pub use ledger::*;
 pub use orders::*;
@@ -254,6 +272,7 @@ mod tests {
             include_str!("baskets.rs"),
             include_str!("holds.rs"),
             include_str!("ledger.rs"),
+            include_str!("events.rs"),
             include_str!("outbox.rs"),
             include_str!("transfer.rs"),
         ];

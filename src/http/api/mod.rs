@@ -22,12 +22,14 @@ use super::limit::ClientIp;
 type ApiResult<T> = Result<T, ApiError>;
 
 mod auth;
+mod events;
 mod ops;
 mod orders;
 mod products;
 mod reservations;
 
 use auth::*;
+use events::*;
 use ops::*;
 pub(super) use ops::{Ops, ops_routes};
 use orders::*;
@@ -177,7 +179,9 @@ impl utoipa::Modify for BearerAuth {
     info(title = "Shopping Inventory Service", description = "Orders with stock and e-mailed confirmations. Drop-in compatible with the original FastAPI service."),
     paths(health, ready, register, login, verify_email, request_verification, place_order, place_basket, list_orders, get_order, cancel_order,
           reserve, get_reservation, release_reservation, checkout_reservation,
-          list_products, get_product, create_product, restock, set_stock, product_ledger, metrics),
+          list_products, get_product, create_product, restock, set_stock, product_ledger, metrics,
+          create_webhook, list_webhooks, delete_webhook, rotate_webhook, list_deliveries, retry_delivery,
+          retry_deliveries, delivery_counts),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -204,5 +208,15 @@ pub(crate) fn routes(state: ApiState) -> Router {
         .route("/products/{id}/restock", post(restock))
         .route("/products/{id}/stock", axum::routing::put(set_stock))
         .route("/products/{id}/ledger", get(product_ledger))
+        .route("/admin/webhooks", get(list_webhooks).post(create_webhook))
+        .route(
+            "/admin/webhooks/{id}",
+            axum::routing::delete(delete_webhook),
+        )
+        .route("/admin/webhooks/{id}/rotate", post(rotate_webhook))
+        .route("/admin/deliveries", get(list_deliveries))
+        .route("/admin/deliveries/counts", get(delivery_counts))
+        .route("/admin/deliveries/retry", post(retry_deliveries))
+        .route("/admin/deliveries/{id}/retry", post(retry_delivery))
         .with_state(state)
 }
