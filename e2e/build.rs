@@ -8,6 +8,7 @@ fn main() {
     for (var, cfg) in [
         ("INVENTORY_TEST_POSTGRES_URL", "inventory_no_postgres"),
         ("FIRESTORE_EMULATOR_HOST", "inventory_no_firestore"),
+        ("PUBSUB_EMULATOR_HOST", "inventory_no_pubsub"),
         ("INVENTORY_TEST_SCHEMATHESIS", "inventory_no_schemathesis"),
         ("INVENTORY_TEST_CHROMIUM", "inventory_no_chromium"),
     ] {
