@@ -218,11 +218,16 @@ async fn webhooks_survive_a_failing_receiver(mut env: Vec<(&'static str, String)
         .find(|r| r.key == orders[0] && r.kind == "order.placed")
         .expect("the traced order's event");
     assert!(
-        first.traceparent.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
+        first
+            .traceparent
+            .starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
         "the delivery joins the request's trace: {}",
         first.traceparent
     );
-    assert!(!first.traceparent.contains("b7ad6b7169203331"), "a span of its own");
+    assert!(
+        !first.traceparent.contains("b7ad6b7169203331"),
+        "a span of its own"
+    );
 
     // 500 for a while, then healthy again.
     shared.set(Mode::Fail500);
@@ -261,12 +266,18 @@ async fn webhooks_survive_a_failing_receiver(mut env: Vec<(&'static str, String)
     let limited = place(&api, &ann, None).await;
     orders.push(limited.clone());
     eventually(10, "a 429", || {
-        shared.log().iter().any(|r| r.key == limited && r.answered == 429)
+        shared
+            .log()
+            .iter()
+            .any(|r| r.key == limited && r.answered == 429)
     })
     .await;
     shared.set(Mode::Ok);
     eventually(15, "the limited order delivered", || {
-        shared.log().iter().any(|r| r.key == limited && r.answered == 200 && r.kind == "order.placed")
+        shared
+            .log()
+            .iter()
+            .any(|r| r.key == limited && r.answered == 200 && r.kind == "order.placed")
     })
     .await;
     let attempts: Vec<Received> = shared
@@ -277,7 +288,10 @@ async fn webhooks_survive_a_failing_receiver(mut env: Vec<(&'static str, String)
     let refused = attempts.iter().find(|r| r.answered == 429).unwrap();
     let next = attempts.iter().find(|r| r.answered == 200).unwrap();
     let waited = next.at - refused.at;
-    assert!(waited >= Duration::from_millis(1900), "Retry-After honoured: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "Retry-After honoured: {waited:?}"
+    );
 
     // The receiver restarts: down (connection refused), then back on the same port.
     receiver.abort();
@@ -305,11 +319,10 @@ async fn webhooks_survive_a_failing_receiver(mut env: Vec<(&'static str, String)
     let delivered = shared.delivered();
     let duplicates: usize = delivered.values().map(|n| n - 1).sum();
     assert_eq!(duplicates, 0, "no event answered 2xx twice");
-    let requests_per_event: HashMap<&str, usize> =
-        log.iter().fold(HashMap::new(), |mut m, r| {
-            *m.entry(r.id.as_str()).or_default() += 1;
-            m
-        });
+    let requests_per_event: HashMap<&str, usize> = log.iter().fold(HashMap::new(), |mut m, r| {
+        *m.entry(r.id.as_str()).or_default() += 1;
+        m
+    });
     println!(
         "webhook figures: {} orders, {} events delivered, {} requests received ({} answered 500, {} silent, {} 429), 0 lost, {} delivered twice, most attempts for one event: {}",
         orders.len(),
@@ -332,7 +345,10 @@ async fn webhooks_survive_a_failing_receiver(mut env: Vec<(&'static str, String)
             b[0]["disabled"].is_string()
         })
         .await;
-    assert!(body[0]["disabled"].as_str().unwrap().contains("410"), "{body}");
+    assert!(
+        body[0]["disabled"].as_str().unwrap().contains("410"),
+        "{body}"
+    );
     let failed = api
         .wait_until("/admin/deliveries?status=failed", Some(&admin), |b| {
             b.as_array().is_some_and(|a| !a.is_empty())
@@ -343,7 +359,8 @@ async fn webhooks_survive_a_failing_receiver(mut env: Vec<(&'static str, String)
             .as_array()
             .unwrap()
             .iter()
-            .any(|d| d["event_key"] == json!(gone) && d["last_error"].as_str().unwrap_or("").contains("gone")),
+            .any(|d| d["event_key"] == json!(gone)
+                && d["last_error"].as_str().unwrap_or("").contains("gone")),
         "{failed}"
     );
     // A second endpoint (nobody listens there) shows when the next event has been fanned
@@ -376,9 +393,15 @@ async fn webhooks_survive_a_failing_receiver(mut env: Vec<(&'static str, String)
     let second_id = second["id"].as_str().unwrap().to_owned();
     place(&api, &ann, None).await;
     let counts = api
-        .wait_until("/admin/deliveries/counts", Some(&admin), |c| hook_of(c, &second_id) >= 1)
+        .wait_until("/admin/deliveries/counts", Some(&admin), |c| {
+            hook_of(c, &second_id) >= 1
+        })
         .await;
-    assert_eq!(hook_of(&counts, &first_id), before, "a disabled endpoint gets nothing: {counts}");
+    assert_eq!(
+        hook_of(&counts, &first_id),
+        before,
+        "a disabled endpoint gets nothing: {counts}"
+    );
     receiver.abort();
 }
 
@@ -396,7 +419,9 @@ async fn webhooks_survive_a_failing_receiver_on_sqlite() {
 )]
 async fn webhooks_survive_a_failing_receiver_on_postgres() {
     let sink = SmtpSink::start().unwrap();
-    let env = support::postgres_env(sink.addr().port()).await.expect("postgres");
+    let env = support::postgres_env(sink.addr().port())
+        .await
+        .expect("postgres");
     webhooks_survive_a_failing_receiver(env).await;
 }
 
@@ -423,7 +448,11 @@ async fn internal_addresses_are_refused_unless_allowed() {
                 json!({"url": url, "events": ["order.placed"]}),
             )
             .await;
-        assert_eq!((status, &body["field"]), (422, &json!("url")), "{url}: {body}");
+        assert_eq!(
+            (status, &body["field"]),
+            (422, &json!("url")),
+            "{url}: {body}"
+        );
     }
     for (url, field) in [
         ("ftp://example.com/", "url"),
@@ -438,7 +467,11 @@ async fn internal_addresses_are_refused_unless_allowed() {
                 json!({"url": url, "events": ["order.placed"]}),
             )
             .await;
-        assert_eq!((status, &body["field"]), (422, &json!(field)), "{url}: {body}");
+        assert_eq!(
+            (status, &body["field"]),
+            (422, &json!(field)),
+            "{url}: {body}"
+        );
     }
     let (status, body) = app
         .api
@@ -477,7 +510,11 @@ async fn internal_addresses_are_refused_unless_allowed() {
     let id = body["id"].as_str().unwrap().to_owned();
     let (status, rotated) = app
         .api
-        .post(&format!("/admin/webhooks/{id}/rotate"), Some(&admin), json!({}))
+        .post(
+            &format!("/admin/webhooks/{id}/rotate"),
+            Some(&admin),
+            json!({}),
+        )
         .await;
     assert_eq!(status, 200, "{rotated}");
     assert_ne!(rotated["secret"], body["secret"]);
@@ -495,7 +532,8 @@ async fn internal_addresses_are_refused_unless_allowed() {
 }
 
 fn pubsub_host() -> String {
-    std::env::var("PUBSUB_EMULATOR_HOST").expect("PUBSUB_EMULATOR_HOST is set (the build script saw it)")
+    std::env::var("PUBSUB_EMULATOR_HOST")
+        .expect("PUBSUB_EMULATOR_HOST is set (the build script saw it)")
 }
 
 /// A fresh topic and an ordered subscription on the emulator.
@@ -533,7 +571,11 @@ async fn pull(http: &reqwest::Client, sub: &str, want: usize) -> Vec<Value> {
         if distinct.len() >= want {
             return got;
         }
-        assert!(Instant::now() < deadline, "{} of {want} messages", distinct.len());
+        assert!(
+            Instant::now() < deadline,
+            "{} of {want} messages",
+            distinct.len()
+        );
         let r: Value = http
             .post(format!("http://{host}/v1/{sub}:pull"))
             .json(&json!({"maxMessages": 500}))
@@ -543,7 +585,10 @@ async fn pull(http: &reqwest::Client, sub: &str, want: usize) -> Vec<Value> {
             .json()
             .await
             .unwrap();
-        let received = r["receivedMessages"].as_array().cloned().unwrap_or_default();
+        let received = r["receivedMessages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if received.is_empty() {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
@@ -652,7 +697,11 @@ async fn every_event_reaches_pubsub_once_in_order_per_order() {
             assert_eq!(kinds, ["order.placed", "order.confirmed"], "{id}");
         }
     }
-    println!("pubsub figures: {} orders, {} events published once each, 0 lost, in order per order", orders.len(), total);
+    println!(
+        "pubsub figures: {} orders, {} events published once each, 0 lost, in order per order",
+        orders.len(),
+        total
+    );
 }
 
 /// SIGKILL mid-burst: after the restart every order answered 200 has its event delivered to
@@ -689,7 +738,10 @@ async fn a_killed_server_delivers_every_event_after_restart() {
     *shared.secret.lock().unwrap() = created["secret"].as_str().map(str::to_owned);
     let mut tokens = Vec::new();
     for i in 0..8 {
-        tokens.push(api.token(&format!("buyer{i}@example.com"), "MySecurePass123").await);
+        tokens.push(
+            api.token(&format!("buyer{i}@example.com"), "MySecurePass123")
+                .await,
+        );
     }
     // Eight buyers ordering as fast as they can; the server is killed under them.
     let placed: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -699,7 +751,8 @@ async fn a_killed_server_delivers_every_event_after_restart() {
             let api = api.clone();
             let placed = placed.clone();
             tokio::spawn(async move {
-                let body = json!({"lines": [{"product_id": "product-1", "quantity": 1}]}).to_string();
+                let body =
+                    json!({"lines": [{"product_id": "product-1", "quantity": 1}]}).to_string();
                 loop {
                     let r = api
                         .http
@@ -712,7 +765,10 @@ async fn a_killed_server_delivers_every_event_after_restart() {
                     match r {
                         Ok(r) if r.status() == 200 => {
                             let v: Value = r.json().await.unwrap();
-                            placed.lock().unwrap().push(v["order_id"].as_str().unwrap().to_owned());
+                            placed
+                                .lock()
+                                .unwrap()
+                                .push(v["order_id"].as_str().unwrap().to_owned());
                         }
                         _ => return,
                     }
@@ -720,7 +776,10 @@ async fn a_killed_server_delivers_every_event_after_restart() {
             })
         })
         .collect();
-    eventually(20, "a burst under way", || placed.lock().unwrap().len() >= 200).await;
+    eventually(20, "a burst under way", || {
+        placed.lock().unwrap().len() >= 200
+    })
+    .await;
     server.kill();
     for b in buyers {
         b.await.unwrap();
@@ -741,7 +800,11 @@ async fn a_killed_server_delivers_every_event_after_restart() {
     let mut keys: HashSet<String> = HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !placed.iter().all(|o| keys.contains(o)) {
-        assert!(Instant::now() < deadline, "Pub/Sub missing {} orders", placed.iter().filter(|o| !keys.contains(*o)).count());
+        assert!(
+            Instant::now() < deadline,
+            "Pub/Sub missing {} orders",
+            placed.iter().filter(|o| !keys.contains(*o)).count()
+        );
         for m in pull(&http, &sub, 1).await {
             if m["attributes"]["type"] == "order.placed" {
                 keys.insert(m["orderingKey"].as_str().unwrap().to_owned());

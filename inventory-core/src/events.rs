@@ -182,8 +182,24 @@ impl EventDispatcher {
     }
 
     /// Fans out every waiting event, then delivers what is due to each destination until
-    /// nothing is; destinations are served concurrently.
+    /// nothing is; destinations are served concurrently. Returns when every worker is done.
     pub async fn run_once(&self) -> Result<EventReport> {
+        let (mut report, workers) = self.start_round().await?;
+        for r in join_all(workers).await {
+            report.add(r.map_err(crate::Error::other)??);
+        }
+        Ok(report)
+    }
+
+    /// Fans out, then starts a worker (a task of its own) for each due destination that has
+    /// none running: a slow endpoint keeps its own worker busy and nobody else's, and the
+    /// next round starts workers for the others without waiting for it.
+    async fn start_round(
+        &self,
+    ) -> Result<(
+        EventReport,
+        Vec<tokio::task::JoinHandle<Result<EventReport>>>,
+    )> {
         let mut report = EventReport::default();
         loop {
             let n = self
@@ -198,28 +214,24 @@ impl EventDispatcher {
         let due = self.store.due_destinations(crate::domain::now()).await?;
         let mut workers = Vec::new();
         for destination in due {
-            if self.claim_worker(&destination) {
-                let this = self.clone();
-                workers.push(async move {
-                    let r = this.serve(&destination).await;
-                    this.release_worker(&destination);
-                    r
-                });
+            if !self.claim_worker(&destination) {
+                continue;
             }
-            if workers.len() >= self.config.destinations {
-                break;
-            }
+            let this = self.clone();
+            workers.push(tokio::spawn(async move {
+                let r = this.serve(&destination).await;
+                this.release_worker(&destination);
+                r
+            }));
         }
-        for r in join_all(workers).await {
-            report.add(r?);
-        }
-        Ok(report)
+        Ok((report, workers))
     }
 
+    /// Marks a destination as served, unless it is, or every worker is busy.
     fn claim_worker(&self, d: &Destination) -> bool {
         self.busy
             .lock()
-            .map(|mut b| b.insert(d.clone()))
+            .map(|mut b| b.len() < self.config.destinations && b.insert(d.clone()))
             .unwrap_or(false)
     }
 
@@ -375,8 +387,18 @@ impl EventDispatcher {
         tokio::spawn(async move {
             let mut rounds: u64 = 0;
             loop {
-                if let Err(e) = self.run_once().await {
-                    tracing::warn!(error = %e, "event round failed");
+                // Workers run on by themselves: a round never waits for a slow endpoint.
+                match self.start_round().await {
+                    Ok((_, workers)) => {
+                        for w in workers {
+                            tokio::spawn(async move {
+                                if let Ok(Err(e)) = w.await {
+                                    tracing::warn!(error = %e, "event delivery failed");
+                                }
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "event round failed"),
                 }
                 if rounds.is_multiple_of(10) {
                     self.update_gauges().await;
