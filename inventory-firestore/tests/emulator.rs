@@ -60,6 +60,14 @@ mod conformance {
         },
         #[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
     );
+    inventory_core::event_conformance!(
+        async {
+            super::connect()
+                .await
+                .map(|s| std::sync::Arc::new(s) as super::TestStore)
+        },
+        #[cfg_attr(inventory_no_firestore, ignore = "FIRESTORE_EMULATOR_HOST is not set")]
+    );
 }
 
 /// A product's `quantity` set by hand in the console (a plain document write, as an

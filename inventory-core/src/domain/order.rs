@@ -321,6 +321,9 @@ pub struct NewOrder {
     pub now: DateTime<Utc>,
     /// The trace of the request placing it (its events carry it).
     pub trace: Option<crate::trace::TraceParent>,
+    /// Id of its `order.placed` event: fixed before any attempt, so a retried write is the
+    /// same event.
+    pub event_id: Uuid,
 }
 
 impl NewOrder {
@@ -335,17 +338,20 @@ impl NewOrder {
             idempotency_key: None,
             now: now(),
             trace: crate::trace::current(),
+            event_id: Uuid::now_v7(),
         }
     }
 
     /// The event that placing it writes with the order: `order.placed`.
     pub fn placed_event(&self) -> Event {
-        Event::order(
+        let mut event = Event::order(
             EventType::OrderPlaced,
             &self.order(),
             self.now,
             self.trace.as_ref(),
-        )
+        );
+        event.id = self.event_id;
+        event
     }
 
     /// Sets the idempotency key.

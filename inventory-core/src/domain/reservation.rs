@@ -159,6 +159,8 @@ pub struct NewReservation {
     pub now: DateTime<Utc>,
     /// The trace of the request holding (its events carry it).
     pub trace: Option<crate::trace::TraceParent>,
+    /// Id of its `reservation.created` event, fixed before any attempt.
+    pub event_id: Uuid,
 }
 
 impl NewReservation {
@@ -176,17 +178,20 @@ impl NewReservation {
                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
             now,
             trace: crate::trace::current(),
+            event_id: Uuid::now_v7(),
         }
     }
 
     /// The event that holding writes with the hold: `reservation.created`.
     pub fn created_event(&self) -> Event {
-        Event::reservation(
+        let mut event = Event::reservation(
             EventType::ReservationCreated,
             &self.reservation(),
             self.now,
             self.trace.as_ref(),
-        )
+        );
+        event.id = self.event_id;
+        event
     }
 
     /// The active hold this creates.

@@ -66,7 +66,8 @@ fn after_value(value: impl Into<firestore::FirestoreValue>) -> firestore::Firest
 }
 
 /// Collection names. The defaults are the original service's (`Users`, `Products`, `Orders`)
-/// and ours (`Notifications`, `IdempotencyKeys`, `Reservations`, `StockLedger`, `OutboxBeacon`).
+/// and ours (`Notifications`, `IdempotencyKeys`, `Reservations`, `StockLedger`, `OutboxBeacon`,
+/// `Events`, `EventDeliveries`, `WebhookEndpoints`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Collections {
     /// Users, by normalised email.
@@ -85,6 +86,12 @@ pub struct Collections {
     pub ledger: String,
     /// The one document whose changes wake the dispatchers of other processes.
     pub beacon: String,
+    /// Events not fanned out yet, by event id.
+    pub events: String,
+    /// Deliveries of events, one per event and destination.
+    pub deliveries: String,
+    /// Webhook endpoints, by id.
+    pub webhooks: String,
 }
 
 impl Default for Collections {
@@ -98,6 +105,9 @@ impl Default for Collections {
             reservations: "Reservations".into(),
             ledger: "StockLedger".into(),
             beacon: "OutboxBeacon".into(),
+            events: "Events".into(),
+            deliveries: "EventDeliveries".into(),
+            webhooks: "WebhookEndpoints".into(),
         }
     }
 }

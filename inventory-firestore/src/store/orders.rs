@@ -100,6 +100,7 @@ pub(super) fn write_order(
         Precondition::Missing,
         None,
     )?;
+    super::events::queue_event(db, tx, cols, &new.placed_event())?;
     Ok(notification)
 }
 
@@ -405,8 +406,9 @@ impl OrderStore for FirestoreStore {
                     doc_key,
                     starts,
                     Change::new(StockReason::Cancel, actor, Some(id), now),
+                    inventory_core::trace::current(),
                 ),
-                move |db, tx, (cols, doc_key, starts, change)| {
+                move |db, tx, (cols, doc_key, starts, change, trace)| {
                     async move {
                         let Some(mut order): Option<OrderDoc> =
                             read(&db, cols.orders.as_str(), doc_key.as_str()).await?
@@ -433,6 +435,9 @@ impl OrderStore for FirestoreStore {
                         };
                         order.status = Some(domain.status);
                         order.updated_at = Some(sys(domain.updated_at));
+                        let event =
+                            Event::order(EventType::OrderCancelled, &domain, now, trace.as_ref());
+                        super::events::queue_event(&db, tx, &cols, &event)?;
                         write(
                             &db,
                             tx,

@@ -61,6 +61,9 @@ pub(super) fn confirm(
             Precondition::Exists,
             Some(&ORDER_STATUS_FIELDS),
         )?;
+        let order = checked(Uuid::parse_str(order_id).map_err(Error::other))?;
+        let event = Event::order_confirmed(order, utc(status.updated_at));
+        super::events::queue_event(db, writes, cols, &event)?;
     }
     Ok(())
 }

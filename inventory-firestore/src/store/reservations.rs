@@ -113,33 +113,43 @@ impl FirestoreStore {
         let _guards = self
             .stock_guards(current.lines.iter().map(|l| &l.product_id))
             .await;
-        self.tx((self.cols.clone(), close), move |db, tx, (cols, close)| {
-            async move {
-                let (doc, mut hold) = Self::read_hold(&db, &cols, id).await?;
-                if !checked(close(&mut hold))? {
-                    return Ok(None);
+        let trace = inventory_core::trace::current();
+        self.tx(
+            (self.cols.clone(), close, trace),
+            move |db, tx, (cols, close, trace)| {
+                async move {
+                    let (doc, mut hold) = Self::read_hold(&db, &cols, id).await?;
+                    if !checked(close(&mut hold))? {
+                        return Ok(None);
+                    }
+                    // A release is its buyer's (in its request's trace); an expiry the sweep's.
+                    let (actor, kind, trace) = match reason {
+                        StockReason::Release => (
+                            hold.user_id.to_string(),
+                            EventType::ReservationReleased,
+                            trace,
+                        ),
+                        _ => (SYSTEM_ACTOR.to_owned(), EventType::ReservationExpired, None),
+                    };
+                    let event = Event::reservation(kind, &hold, now, trace.as_ref());
+                    super::events::queue_event(&db, tx, &cols, &event)?;
+                    let change = Change::new(reason, actor, Some(id), now);
+                    end_hold(&db, tx, &cols, &doc.taken, true, &change).await?;
+                    let doc = ReservationDoc::new(&hold, Vec::new());
+                    write(
+                        &db,
+                        tx,
+                        cols.reservations.as_str(),
+                        id.to_string(),
+                        &doc,
+                        Precondition::Exists,
+                        None,
+                    )?;
+                    Ok(Some(hold))
                 }
-                // A release is its buyer's; an expiry the sweep's.
-                let actor = match reason {
-                    StockReason::Release => hold.user_id.to_string(),
-                    _ => SYSTEM_ACTOR.to_owned(),
-                };
-                let change = Change::new(reason, actor, Some(id), now);
-                end_hold(&db, tx, &cols, &doc.taken, true, &change).await?;
-                let doc = ReservationDoc::new(&hold, Vec::new());
-                write(
-                    &db,
-                    tx,
-                    cols.reservations.as_str(),
-                    id.to_string(),
-                    &doc,
-                    Precondition::Exists,
-                    None,
-                )?;
-                Ok(Some(hold))
-            }
-            .boxed()
-        })
+                .boxed()
+            },
+        )
         .await
     }
 }
@@ -154,49 +164,54 @@ impl ReservationStore for FirestoreStore {
             .map(|id| self.path(&self.cols.products, &doc_id(id.as_str())))
             .collect();
         let hold = new.reservation();
-        let ctx = (self.cols.clone(), hold.clone(), starts);
+        let ctx = (self.cols.clone(), hold.clone(), starts, new.created_event());
         let done = self
-            .tx_reading(&first, ctx, move |db, tx, docs, (cols, hold, starts)| {
-                async move {
-                    let demand = hold.lines.demand();
-                    let products = docs
-                        .iter()
-                        .map(|d| d.as_ref().map(parse::<ProductDoc>).transpose())
-                        .collect::<TxResult<Vec<_>>>()?;
-                    let taken = match take_stock(
-                        &db,
-                        tx,
-                        &cols,
-                        &demand,
-                        products,
-                        &starts,
-                        Take::Hold,
-                        &Change::new(
-                            StockReason::Hold,
-                            hold.user_id,
-                            Some(hold.id),
-                            hold.created_at,
-                        ),
-                    )
-                    .await?
-                    {
-                        Ok(taken) => taken,
-                        Err(short) => return abort(Error::OutOfStock { short }),
-                    };
-                    let doc = ReservationDoc::new(&hold, taken.from);
-                    write(
-                        &db,
-                        tx,
-                        cols.reservations.as_str(),
-                        hold.id.to_string(),
-                        &doc,
-                        Precondition::Missing,
-                        None,
-                    )?;
-                    Ok(taken.shards)
-                }
-                .boxed()
-            })
+            .tx_reading(
+                &first,
+                ctx,
+                move |db, tx, docs, (cols, hold, starts, event)| {
+                    async move {
+                        let demand = hold.lines.demand();
+                        let products = docs
+                            .iter()
+                            .map(|d| d.as_ref().map(parse::<ProductDoc>).transpose())
+                            .collect::<TxResult<Vec<_>>>()?;
+                        let taken = match take_stock(
+                            &db,
+                            tx,
+                            &cols,
+                            &demand,
+                            products,
+                            &starts,
+                            Take::Hold,
+                            &Change::new(
+                                StockReason::Hold,
+                                hold.user_id,
+                                Some(hold.id),
+                                hold.created_at,
+                            ),
+                        )
+                        .await?
+                        {
+                            Ok(taken) => taken,
+                            Err(short) => return abort(Error::OutOfStock { short }),
+                        };
+                        let doc = ReservationDoc::new(&hold, taken.from);
+                        super::events::queue_event(&db, tx, &cols, &event)?;
+                        write(
+                            &db,
+                            tx,
+                            cols.reservations.as_str(),
+                            hold.id.to_string(),
+                            &doc,
+                            Precondition::Missing,
+                            None,
+                        )?;
+                        Ok(taken.shards)
+                    }
+                    .boxed()
+                },
+            )
             .await;
         match done {
             Ok((shards, _)) => {
@@ -303,6 +318,9 @@ impl ReservationStore for FirestoreStore {
                         }
                     };
                     let order = new.order();
+                    let kind = EventType::ReservationCheckedOut;
+                    let event = Event::reservation(kind, &hold, new.now, new.trace.as_ref());
+                    super::events::queue_event(&db, tx, &cols, &event)?;
                     write_order(
                         &db,
                         tx,
