@@ -821,3 +821,75 @@ async fn a_killed_server_delivers_every_event_after_restart() {
         twice
     );
 }
+
+/// The admin tool manages endpoints and replays failed deliveries on the server's database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_tool_manages_webhooks_and_replays_failures() {
+    let sink = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = support::sqlite_env(dir.path(), sink.addr().port());
+    let dead = format!("http://127.0.0.1:{}/hook", support::closed_port());
+    let (status, out) = Proc::run_to_exit_with_args(
+        "admin",
+        &["webhooks", "create", &dead, "--events", "order.placed"],
+        &env,
+    );
+    assert!(!status.success(), "an internal address is refused: {out}");
+    assert!(out.contains("internal"), "{out}");
+    event_env(&mut env);
+    support::set(&mut env, "WEBHOOK_RETRY_SCHEDULE", "100ms");
+    let (status, out) = Proc::run_to_exit_with_args(
+        "admin",
+        &[
+            "--json",
+            "webhooks",
+            "create",
+            &dead,
+            "--events",
+            "order.placed",
+        ],
+        &env,
+    );
+    assert!(status.success(), "{out}");
+    let created: Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    assert!(
+        created["secret"].as_str().unwrap().starts_with("whsec_"),
+        "{out}"
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (status, out) = Proc::run_to_exit_with_args("admin", &["--json", "webhooks", "list"], &env);
+    assert!(status.success(), "{out}");
+    assert!(out.contains(&id) && !out.contains("whsec_"), "{out}");
+
+    // An order whose delivery fails at once (nobody listens, one retry): listed, replayed.
+    let server = Proc::start("server", &env);
+    let api = Client::new(&server.url);
+    let ann = api.token("ann@example.com", "MySecurePass123").await;
+    let order = place(&api, &ann, None).await;
+    let admin = api.token("admin@example.com", "MySecurePass123").await;
+    api.wait_until("/admin/deliveries?status=failed", Some(&admin), |b| {
+        b.as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    let (status, out) =
+        Proc::run_to_exit_with_args("admin", &["--json", "deliveries", "list"], &env);
+    assert!(status.success(), "{out}");
+    let failed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(failed[0]["key"], json!(order), "{out}");
+    assert_eq!(failed[0]["destination"], json!(format!("webhook:{id}")));
+    let destination = format!("webhook:{id}");
+    let (status, out) = Proc::run_to_exit_with_args(
+        "admin",
+        &["deliveries", "retry", "--destination", &destination],
+        &env,
+    );
+    assert!(status.success(), "{out}");
+    assert!(out.contains("1 deliveries queued again"), "{out}");
+    let (status, out) =
+        Proc::run_to_exit_with_args("admin", &["--json", "deliveries", "counts"], &env);
+    assert!(status.success(), "{out}");
+    let (status, out) = Proc::run_to_exit_with_args("admin", &["webhooks", "delete", &id], &env);
+    assert!(status.success(), "{out}");
+    let (status, _) = Proc::run_to_exit_with_args("admin", &["webhooks", "delete", &id], &env);
+    assert!(!status.success(), "deleted once");
+}

@@ -20,6 +20,7 @@ use inventory_kit::settings::SeedProduct;
 use serde_json::json;
 
 mod data;
+mod events;
 mod migrate;
 mod output;
 mod stock;
@@ -124,6 +125,16 @@ enum Command {
     },
     /// SQLite only: an online, consistent copy of the database into FILE.
     Backup { file: PathBuf },
+    /// Webhook endpoints: list, create, delete, rotate a secret.
+    Webhooks {
+        #[command(subcommand)]
+        command: events::WebhooksCommand,
+    },
+    /// Event deliveries (webhooks, Pub/Sub): counts, failed ones, replay.
+    Deliveries {
+        #[command(subcommand)]
+        command: events::DeliveriesCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -263,6 +274,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
             | Command::Export { .. }
             | Command::Backup { .. }
+            | Command::Webhooks {
+                command: events::WebhooksCommand::List
+            }
+            | Command::Deliveries {
+                command: events::DeliveriesCommand::Counts | events::DeliveriesCommand::List { .. }
+            }
     );
     let store: std::sync::Arc<dyn Store> = if read_only {
         settings.open_store_read_only().await?
@@ -438,6 +455,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 )
                 .await?;
             say(json, format!("{}: {} in stock", p.id, p.quantity));
+        }
+        Command::Webhooks { command } => {
+            events::webhooks(&settings, store.as_ref(), json, command).await?;
+        }
+        Command::Deliveries { command } => {
+            events::deliveries(store.as_ref(), json, command).await?;
         }
         Command::Reconcile { product, repair } => {
             stock::reconcile(&settings, store.as_ref(), json, product, repair).await?;
