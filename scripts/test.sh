@@ -34,38 +34,33 @@ if [ -z "${INVENTORY_TEST_CHROMIUM:-}" ] && command -v chromium >/dev/null 2>&1;
   export INVENTORY_TEST_CHROMIUM="$(command -v chromium)"
 fi
 
-EMULATOR=/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator
-if [ -z "${FIRESTORE_EMULATOR_HOST:-}" ] && [ -x "$EMULATOR" ]; then
+# Starts an emulator of the Google Cloud SDK on a free port and exports VAR=127.0.0.1:PORT,
+# unless VAR is set or the emulator is not installed: start_emulator NAME VAR COMMAND ARGS...
+# (the port is appended as --port=PORT).
+start_emulator() {
+  local name=$1 var=$2 port log start
+  shift 2
+  if [ -n "${!var:-}" ] || [ ! -x "$1" ]; then return 0; fi
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  log=$(mktemp -t firestore-emulator.XXXXXX.log)
+  log=$(mktemp -t "$name-emulator.XXXXXX.log")
   start=$(date +%s%N)
-  "$EMULATOR" start --host=127.0.0.1 --port="$port" >"$log" 2>&1 &
+  "$@" --port="$port" >"$log" 2>&1 &
   pids+=("$!")
   for _ in $(seq 1 600); do
     if port_open 127.0.0.1 "$port"; then break; fi
-    if ! kill -0 "${pids[-1]}" 2>/dev/null; then echo "Firestore emulator exited:"; cat "$log"; exit 1; fi
+    if ! kill -0 "${pids[-1]}" 2>/dev/null; then echo "$name emulator exited:"; cat "$log"; exit 1; fi
     sleep 0.1
   done
-  port_open 127.0.0.1 "$port" || { echo "Firestore emulator did not open port $port in 60 s"; cat "$log"; exit 1; }
-  echo "Firestore emulator on 127.0.0.1:$port, ready after $(( ($(date +%s%N) - start) / 1000000 )) ms"
-  export FIRESTORE_EMULATOR_HOST="127.0.0.1:$port"
-fi
+  port_open 127.0.0.1 "$port" || { echo "$name emulator did not open port $port in 60 s"; cat "$log"; exit 1; }
+  echo "$name emulator on 127.0.0.1:$port, ready after $(( ($(date +%s%N) - start) / 1000000 )) ms"
+  export "$var=127.0.0.1:$port"
+}
 
-# The Pub/Sub emulator of the Google Cloud SDK, for the event tests (PUBSUB_EMULATOR_HOST).
-PUBSUB=/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator
-if [ -z "${PUBSUB_EMULATOR_HOST:-}" ] && [ -x "$PUBSUB" ]; then
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  log=$(mktemp -t pubsub-emulator.XXXXXX.log)
-  "$PUBSUB" --host=127.0.0.1 --port="$port" >"$log" 2>&1 &
-  pids+=("$!")
-  for _ in $(seq 1 600); do
-    if port_open 127.0.0.1 "$port"; then break; fi
-    if ! kill -0 "${pids[-1]}" 2>/dev/null; then echo "Pub/Sub emulator exited:"; cat "$log"; exit 1; fi
-    sleep 0.1
-  done
-  port_open 127.0.0.1 "$port" || { echo "Pub/Sub emulator did not open port $port in 60 s"; cat "$log"; exit 1; }
-  echo "Pub/Sub emulator on 127.0.0.1:$port"
-  export PUBSUB_EMULATOR_HOST="127.0.0.1:$port"
-fi
+SDK=/usr/lib/google-cloud-sdk/platform
+start_emulator Firestore FIRESTORE_EMULATOR_HOST \
+  "$SDK/cloud-firestore-emulator/cloud_firestore_emulator" start --host=127.0.0.1
+# The Pub/Sub emulator, for the event tests.
+start_emulator PubSub PUBSUB_EMULATOR_HOST \
+  "$SDK/pubsub-emulator/bin/cloud-pubsub-emulator" --host=127.0.0.1
 
 cargo test --workspace --all-features "$@"

@@ -43,6 +43,64 @@ struct Args {
     /// Connections of each wrk phase.
     #[arg(long, default_value_t = 16)]
     connections: u32,
+    /// Events too: every order's events go to a webhook receiver (in this process, over TCP)
+    /// and to the Pub/Sub emulator at `PUBSUB_EMULATOR_HOST`, besides the email.
+    #[arg(long)]
+    events: bool,
+}
+
+/// A webhook receiver: when each order's `order.placed` first arrived, and how many requests.
+#[derive(Clone, Default)]
+struct Hooks {
+    placed: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>,
+    requests: Arc<AtomicU64>,
+}
+
+async fn receive(
+    axum::extract::State(hooks): axum::extract::State<Hooks>,
+    body: axum::body::Bytes,
+) -> &'static str {
+    let at = Instant::now();
+    hooks.requests.fetch_add(1, Ordering::Relaxed);
+    let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if event["type"] == "order.placed"
+        && let Some(order) = event["data"]["order_id"].as_str()
+    {
+        hooks
+            .placed
+            .lock()
+            .unwrap()
+            .entry(order.to_owned())
+            .or_insert(at);
+    }
+    "ok"
+}
+
+/// Starts the receiver; returns its URL.
+async fn webhook_receiver(hooks: Hooks) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(hooks);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/hook")
+}
+
+/// A new topic on the Pub/Sub emulator; its name.
+async fn pubsub_topic(client: &reqwest::Client) -> (String, String) {
+    let host = std::env::var("PUBSUB_EMULATOR_HOST").expect("--events needs PUBSUB_EMULATOR_HOST");
+    let topic = format!(
+        "projects/load-test/topics/events-{}",
+        uuid::Uuid::now_v7().simple()
+    );
+    let r = client
+        .put(format!("http://{host}/v1/{topic}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "create topic: {}", r.status());
+    (topic, host)
 }
 
 const PRODUCT_STOCK: u64 = 1_000_000_000;
@@ -55,6 +113,9 @@ struct RunResult {
     rss_after_mb: f64,
     email_p50_ms: f64,
     email_p99_ms: f64,
+    webhook_p50_ms: f64,
+    webhook_p99_ms: f64,
+    events_complete: bool,
     hot_rps: f64,
     hot_p50_ms: f64,
     hot_p99_ms: f64,
@@ -88,13 +149,17 @@ fn rss_mb(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-async fn start_server(database_url: &str, smtp_port: u16) -> (Server, f64) {
+async fn start_server(
+    database_url: &str,
+    smtp_port: u16,
+    extra: &[(&'static str, String)],
+) -> (Server, f64) {
     let mut seed =
         vec![json!({"product_id": "hot", "product_name": "Hot", "quantity": PRODUCT_STOCK})];
     for i in 0..100 {
         seed.push(json!({"product_id": format!("p-{i}"), "product_name": format!("P{i}"), "quantity": PRODUCT_STOCK}));
     }
-    bench::start_server(&[
+    let mut envs = vec![
         ("DATABASE_URL", database_url.to_owned()),
         (
             "JWT_SECRET",
@@ -109,8 +174,9 @@ async fn start_server(database_url: &str, smtp_port: u16) -> (Server, f64) {
         ("ADMIN_REQUIRES_VERIFIED_EMAIL", "false".to_owned()),
         ("RUST_LOG", "warn".to_owned()),
         ("LOGIN_RATE_LIMIT", "off".to_owned()),
-    ])
-    .await
+    ];
+    envs.extend(extra.iter().cloned());
+    bench::start_server(&envs).await
 }
 
 struct Wrk {
@@ -291,11 +357,31 @@ async fn one_run(args: &Args, hash_ms: f64) -> RunResult {
         }
         other => panic!("unknown backend {other}"),
     };
-    let (server, cold) = start_server(&database_url, sink.addr().port()).await;
+    let client = reqwest::Client::new();
+    let hooks = Hooks::default();
+    let mut extra = Vec::new();
+    if args.events {
+        let (topic, host) = pubsub_topic(&client).await;
+        extra.push(("WEBHOOK_ALLOW_PRIVATE", "true".to_owned()));
+        extra.push(("PUBSUB_TOPIC", topic));
+        extra.push(("PUBSUB_EMULATOR_HOST", host));
+    }
+    let (server, cold) = start_server(&database_url, sink.addr().port(), &extra).await;
     r.cold_start_ms = cold;
     let pid = server.child.id();
     let url = server.url.clone();
-    let client = reqwest::Client::new();
+    let admin = token(&client, &url, "admin@example.com").await;
+    if args.events {
+        let hook = webhook_receiver(hooks.clone()).await;
+        let created = client
+            .post(format!("{url}/admin/webhooks"))
+            .bearer_auth(&admin)
+            .json(&json!({"url": hook, "events": ["order.placed", "order.confirmed"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201, "webhook created");
+    }
     r.rss_idle_mb = rss_mb(pid);
     let mut emails = Vec::new();
     let mut tokens = Vec::new();
@@ -305,8 +391,9 @@ async fn one_run(args: &Args, hash_ms: f64) -> RunResult {
         emails.push(email);
     }
 
-    // 1. order -> email latency, sequential.
+    // 1. order -> email (and webhook) latency, sequential.
     let mut latencies = Vec::new();
+    let mut hook_latencies = Vec::new();
     for i in 0..200 {
         let before = sink.messages().len();
         let resp = client
@@ -318,7 +405,7 @@ async fn one_run(args: &Args, hash_ms: f64) -> RunResult {
             .unwrap();
         assert!(resp.status().is_success());
         let ok_at = Instant::now();
-        let _ = resp.bytes().await;
+        let body_text = resp.text().await.unwrap_or_default();
         assert_eq!(
             sink.wait_for(before + 1, Duration::from_secs(10)).await,
             before + 1,
@@ -326,6 +413,24 @@ async fn one_run(args: &Args, hash_ms: f64) -> RunResult {
         );
         let at = sink.messages()[before].at;
         latencies.push(at.saturating_duration_since(ok_at).as_secs_f64() * 1000.0);
+        if args.events {
+            let order: Value = serde_json::from_str(&body_text).unwrap();
+            let id = order["order_id"].as_str().unwrap().to_owned();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let at = loop {
+                if let Some(at) = hooks.placed.lock().unwrap().get(&id) {
+                    break *at;
+                }
+                assert!(Instant::now() < deadline, "webhook of {id} arrived");
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            };
+            hook_latencies.push(at.saturating_duration_since(ok_at).as_secs_f64() * 1000.0);
+        }
+    }
+    hook_latencies.sort_by(f64::total_cmp);
+    if args.events {
+        r.webhook_p50_ms = percentile(&hook_latencies, 0.5);
+        r.webhook_p99_ms = percentile(&hook_latencies, 0.99);
     }
     latencies.sort_by(f64::total_cmp);
     r.email_p50_ms = percentile(&latencies, 0.5);
@@ -425,7 +530,6 @@ async fn one_run(args: &Args, hash_ms: f64) -> RunResult {
     // Checked after the login phase, when the order requests that wrk cut off at the end of its
     // phases have finished in the server (they may commit without a response being read, so
     // the store is counted, not the responses or the orders metric).
-    let admin = token(&client, &url, "admin@example.com").await;
     let (orders, units) = count_orders(&client, &url, &admin).await;
     // Distinct emails (a duplicate must not hide a missing one).
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -438,10 +542,51 @@ async fn one_run(args: &Args, hash_ms: f64) -> RunResult {
     let taken = stock_taken(&client, &url).await;
     r.orders = orders;
     r.consistent = taken == units && delivered == orders;
+    if args.events {
+        // Every order's `order.placed` at the webhook, and every event (placed and confirmed)
+        // published to Pub/Sub.
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let at_hook = hooks.placed.lock().unwrap().len() as u64;
+            let counts: Value = client
+                .get(format!("{url}/admin/deliveries/counts"))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let pubsub = counts
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["destination"] == "pubsub")
+                .map(|d| {
+                    (
+                        d["delivered"].as_u64().unwrap_or(0),
+                        d["pending"].as_u64().unwrap_or(0) + d["retrying"].as_u64().unwrap_or(0),
+                        d["failed"].as_u64().unwrap_or(0),
+                    )
+                })
+                .unwrap_or_default();
+            r.events_complete = at_hook == orders && pubsub.0 >= 2 * orders && pubsub.2 == 0;
+            if r.events_complete || Instant::now() > deadline {
+                if !r.events_complete {
+                    eprintln!(
+                        "EVENTS MISSING: webhook {at_hook} of {orders} orders, pubsub {pubsub:?}"
+                    );
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        r.consistent &= r.events_complete;
+    }
     // A restart on the database as it now is (migrated, full of orders): the start-up a
     // deployment sees, with a current schema.
     drop(server);
-    let (again, restart) = start_server(&database_url, sink.addr().port()).await;
+    let (again, restart) = start_server(&database_url, sink.addr().port(), &extra).await;
     r.restart_ms = restart;
     drop(again);
     if !r.consistent {
@@ -481,8 +626,16 @@ async fn main() {
     let m = |f: fn(&RunResult) -> f64| median(runs.iter().map(f).collect());
     let consistent = runs.iter().all(|r| r.consistent);
     println!(
-        "### {} (median of {} runs, {} connections, {} s per phase)\n",
-        args.backend, args.runs, args.connections, args.seconds
+        "### {}{} (median of {} runs, {} connections, {} s per phase)\n",
+        args.backend,
+        if args.events {
+            ", email + webhook + Pub/Sub"
+        } else {
+            ", email"
+        },
+        args.runs,
+        args.connections,
+        args.seconds
     );
     println!("| figure | value | budget |");
     println!("|---|---|---|");
@@ -491,6 +644,21 @@ async fn main() {
         "| order -> email p99 | {:.2} ms | < 10 ms |",
         m(|r| r.email_p99_ms)
     );
+    if args.events {
+        println!(
+            "| order -> webhook received p50, p99 | {:.2} ms, {:.2} ms | |",
+            m(|r| r.webhook_p50_ms),
+            m(|r| r.webhook_p99_ms)
+        );
+        println!(
+            "| every order's order.placed at the webhook, every event on Pub/Sub, every run | {} | must hold |",
+            if runs.iter().all(|r| r.events_complete) {
+                "yes"
+            } else {
+                "NO"
+            }
+        );
+    }
     // The targets of issue 15.
     let (hot_target, spread_target, start_target) = match args.backend.as_str() {
         "sqlite" => (">= 5,000 orders/s, p99 < 10 ms", ">= 5,000/s", "< 100 ms"),
