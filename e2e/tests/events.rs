@@ -900,3 +900,61 @@ async fn the_admin_tool_manages_webhooks_and_replays_failures() {
     let (status, _) = Proc::run_to_exit_with_args("admin", &["webhooks", "delete", &id], &env);
     assert!(!status.success(), "deleted once");
 }
+
+/// `PUT /products/{id}/low-stock`, then an order across it: a `stock.low` delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_low_stock_threshold_over_http_sends_stock_low() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = support::sqlite_env(dir.path(), support::closed_port());
+    event_env(&mut env);
+    let app = support::App::start(&env).await;
+    let api = &app.api;
+    let admin = api.token("admin@example.com", "MySecurePass123").await;
+    let ann = api.token("ann@example.com", "MySecurePass123").await;
+    let url = format!("http://127.0.0.1:{}/", support::closed_port());
+    let (status, body) = api
+        .post(
+            "/admin/webhooks",
+            Some(&admin),
+            json!({"url": url, "events": ["stock.low"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let put = |token: String, threshold: Value| async move {
+        api.call(
+            reqwest::Method::PUT,
+            "/products/product-1/low-stock",
+            Some(&token),
+            Some(json!({ "threshold": threshold })),
+        )
+        .await
+    };
+    assert_eq!(put(ann.clone(), json!(2)).await.0, 403);
+    let (status, body) = put(admin.clone(), json!(2)).await;
+    assert_eq!((status, &body["threshold"]), (200, &json!(2)), "{body}");
+    let (status, _) = api
+        .call(
+            reqwest::Method::PUT,
+            "/products/nope/low-stock",
+            Some(&admin),
+            Some(json!({"threshold": 1})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    // product-1 holds 5: 5 -> 3 stays above 2, 3 -> 2 crosses it.
+    for quantity in [2, 1] {
+        let line = json!({"lines": [{"product_id": "product-1", "quantity": quantity}]});
+        let (status, body) = api.post("/orders", Some(&ann), line).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let pending = api
+        .wait_until("/admin/deliveries?status=pending", Some(&admin), |b| {
+            b.as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    let lows: Vec<&Value> = pending.as_array().unwrap().iter().collect();
+    assert_eq!(lows.len(), 1, "{pending}");
+    assert_eq!(lows[0]["event_type"], "stock.low");
+    assert_eq!(lows[0]["event_key"], "product-1");
+    app.stop().await;
+}

@@ -306,6 +306,18 @@ pub trait EventStore: Send + Sync {
     async fn replay_deliveries(&self, which: &Replay, now: DateTime<Utc>) -> Result<u64>;
     /// Each destination's deliveries, counted.
     async fn delivery_counts(&self) -> Result<Vec<(Destination, DeliveryCounts)>>;
+    /// Sets (or with `None` removes) a product's low-stock threshold: a change that takes
+    /// its available stock from above the threshold to at or below it writes `stock.low`
+    /// in its own atomic step. [`Error::NotFound`](crate::Error::NotFound) for an unknown
+    /// product.
+    async fn set_low_stock_threshold(
+        &self,
+        product: &ProductId,
+        threshold: Option<u64>,
+    ) -> Result<()>;
+    /// A product's low-stock threshold ([`Error::NotFound`](crate::Error::NotFound) for an
+    /// unknown product).
+    async fn low_stock_threshold(&self, product: &ProductId) -> Result<Option<u64>>;
 }
 
 /// Everything a backend implements. Implemented automatically for any type with all the parts.
@@ -574,6 +586,12 @@ macro_rules! delegate {
                 }
                 async fn delivery_counts(&self) -> $crate::Result<::std::vec::Vec<($crate::Destination, $crate::DeliveryCounts)>> {
                     { let $s = self; &$inner }.delivery_counts().await
+                }
+                async fn set_low_stock_threshold(&self, product: &$crate::ProductId, threshold: ::core::option::Option<u64>) -> $crate::Result<()> {
+                    { let $s = self; &$inner }.set_low_stock_threshold(product, threshold).await
+                }
+                async fn low_stock_threshold(&self, product: &$crate::ProductId) -> $crate::Result<::core::option::Option<u64>> {
+                    { let $s = self; &$inner }.low_stock_threshold(product).await
                 }
         }
     };

@@ -42,6 +42,8 @@ pub enum EventType {
     ReservationReleased,
     /// A hold became an order.
     ReservationCheckedOut,
+    /// A product's available stock fell to or below its low-stock threshold (from above it).
+    StockLow,
 }
 
 text_enum!(EventType, "event" {
@@ -52,11 +54,12 @@ text_enum!(EventType, "event" {
     ReservationExpired => "reservation.expired",
     ReservationReleased => "reservation.released",
     ReservationCheckedOut => "reservation.checked_out",
+    StockLow => "stock.low",
 });
 
 impl EventType {
     /// Every type, in the order of the contract's documentation.
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 8] = [
         EventType::OrderPlaced,
         EventType::OrderConfirmed,
         EventType::OrderCancelled,
@@ -64,6 +67,7 @@ impl EventType {
         EventType::ReservationExpired,
         EventType::ReservationReleased,
         EventType::ReservationCheckedOut,
+        EventType::StockLow,
     ];
 }
 
@@ -173,6 +177,32 @@ impl Event {
         Event::new(kind, r.id.to_string(), at, data, trace)
     }
 
+    /// `stock.low` when a change took a product's available stock from `before`, above its
+    /// `threshold`, to `after`, at or below it ([`crosses_low`]); `None` otherwise. The key is
+    /// the product's id.
+    pub fn stock_low(
+        product: &super::ProductId,
+        threshold: Option<u64>,
+        (before, after): (u64, u64),
+        at: DateTime<Utc>,
+        trace: Option<&TraceParent>,
+    ) -> Option<Event> {
+        let threshold = threshold.filter(|t| crosses_low(*t, before, after))?;
+        let data = json!({
+            "product_id": product.as_str(),
+            "threshold": threshold,
+            "available": after,
+            "previous": before,
+        });
+        Some(Event::new(
+            EventType::StockLow,
+            product.to_string(),
+            at,
+            data,
+            trace,
+        ))
+    }
+
     /// The body every destination receives: `{"version", "type", "id", "occurred_at",
     /// "data"}` (compact JSON; a webhook's signature covers exactly these bytes).
     pub fn body(&self) -> String {
@@ -185,6 +215,12 @@ impl Event {
         })
         .to_string()
     }
+}
+
+/// Whether a change of available stock from `before` to `after` crosses `threshold`
+/// downward: from above it to at or below it. Staying below, or going up, does not.
+pub fn crosses_low(threshold: u64, before: u64, after: u64) -> bool {
+    before > threshold && after <= threshold
 }
 
 /// Where events go, besides email.

@@ -160,6 +160,32 @@ impl EventStore for MemoryStore {
         })
     }
 
+    async fn set_low_stock_threshold(
+        &self,
+        product: &ProductId,
+        threshold: Option<u64>,
+    ) -> Result<()> {
+        self.with(|s| {
+            if !s.products.contains_key(product) {
+                return Err(Error::NotFound(format!("product {product}")));
+            }
+            match threshold {
+                Some(t) => s.low_stock.insert(product.clone(), t),
+                None => s.low_stock.remove(product),
+            };
+            Ok(())
+        })
+    }
+
+    async fn low_stock_threshold(&self, product: &ProductId) -> Result<Option<u64>> {
+        self.with(|s| {
+            if !s.products.contains_key(product) {
+                return Err(Error::NotFound(format!("product {product}")));
+            }
+            Ok(s.low_stock.get(product).copied())
+        })
+    }
+
     async fn delivery_counts(&self) -> Result<Vec<(Destination, DeliveryCounts)>> {
         self.with(|s| {
             let mut counts: BTreeMap<Destination, DeliveryCounts> = BTreeMap::new();

@@ -21,9 +21,22 @@ impl LedgerStore for MemoryStore {
                 .get_mut(&set.product_id)
                 .ok_or_else(|| Error::NotFound(format!("product {}", set.product_id)))?;
             let entry = set.decide(p.quantity, p.reserved)?;
+            let before = p.quantity;
             p.quantity = set.quantity;
             p.updated_at = set.now;
             let product = p.clone();
+            let threshold = s.low_stock.get(&set.product_id).copied();
+            let trace = crate::trace::current();
+            let low = Event::stock_low(
+                &set.product_id,
+                threshold,
+                (before, set.quantity),
+                set.now,
+                trace.as_ref(),
+            );
+            if let Some(low) = low {
+                s.emit(low);
+            }
             s.ledger
                 .entry(set.product_id.clone())
                 .or_default()

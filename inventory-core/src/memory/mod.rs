@@ -42,6 +42,8 @@ struct State {
     deliveries: BTreeMap<Uuid, Delivery>,
     /// Webhook endpoints by id.
     webhooks: BTreeMap<Uuid, WebhookEndpoint>,
+    /// Low-stock thresholds by product.
+    low_stock: HashMap<ProductId, u64>,
 }
 
 impl State {
@@ -88,7 +90,11 @@ impl State {
                 continue;
             };
             let (available, reserved) = how.deltas(i64::try_from(units).unwrap_or(i64::MAX));
+            let before = p.quantity;
             p.quantity = p.quantity.saturating_add_signed(available);
+            let threshold = self.low_stock.get(id).copied();
+            let trace = crate::trace::current();
+            let low = Event::stock_low(id, threshold, (before, p.quantity), now, trace.as_ref());
             p.reserved = p.reserved.saturating_add_signed(reserved);
             p.updated_at = now;
             let entry = LedgerEntry::new(
@@ -102,6 +108,9 @@ impl State {
                 now,
             );
             self.ledger.entry(id.clone()).or_default().push(entry);
+            if let Some(low) = low {
+                self.events.insert(low.id, low);
+            }
         }
     }
 

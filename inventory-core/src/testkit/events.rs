@@ -568,3 +568,74 @@ pub async fn a_failing_endpoint_holds_back_no_other_destination(store: TestStore
         );
     }
 }
+
+/// `stock.low` is written when a change takes a product's available stock from above its
+/// threshold to at or below it (an order, a basket, a hold, a set), once per crossing: not
+/// while it stays below, not when it goes up.
+pub async fn stock_low_fires_when_crossing_downward(store: TestStore) {
+    let w = webhook(&store, &[EventType::StockLow]).await;
+    let hook = Destination::Webhook(w.id);
+    let u = user(&store, "low@example.com").await;
+    let a = product(&store, "low-a", 10).await;
+    let b = product(&store, "low-b", 10).await;
+    let unknown = ProductId::new("low-none").unwrap();
+    let missing = store.set_low_stock_threshold(&unknown, Some(1)).await;
+    assert!(matches!(missing, Err(Error::NotFound(_))), "{missing:?}");
+    assert_eq!(store.low_stock_threshold(&a).await.unwrap(), None);
+    store.set_low_stock_threshold(&a, Some(3)).await.unwrap();
+    store.set_low_stock_threshold(&b, Some(8)).await.unwrap();
+    assert_eq!(store.low_stock_threshold(&a).await.unwrap(), Some(3));
+
+    let lows = |store: TestStore| {
+        let hook = hook.clone();
+        async move {
+            fan_out_all(&store, &[]).await;
+            claim_all(&store, &hook, "low")
+                .await
+                .into_iter()
+                .map(|d| {
+                    (
+                        d.event.key.clone(),
+                        d.event.data["previous"].as_u64().unwrap(),
+                        d.event.data["available"].as_u64().unwrap(),
+                        d.event.data["threshold"].as_u64().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    store.place_order(&order(&u, &a, 2)).await.unwrap(); // 10 -> 8
+    store.place_order(&order(&u, &a, 3)).await.unwrap(); // 8 -> 5
+    assert!(lows(store.clone()).await.is_empty(), "still above 3");
+    // One basket takes both products across their thresholds: a 5 -> 3, b 10 -> 7.
+    store
+        .place_order(&basket(&u, &[(&a, 2), (&b, 3)]))
+        .await
+        .unwrap();
+    let mut got = lows(store.clone()).await;
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("low-a".to_owned(), 5, 3, 3),
+            ("low-b".to_owned(), 10, 7, 8)
+        ]
+    );
+    store.place_order(&order(&u, &a, 1)).await.unwrap(); // 3 -> 2: already below
+    store.restock(&a, 10, SYSTEM_ACTOR, now()).await.unwrap(); // 2 -> 12: up
+    assert!(lows(store.clone()).await.is_empty(), "no new crossing");
+    // A hold takes available stock too: 12 -> 1.
+    store
+        .reserve(&hold(&u, &[(&a, 11)], Duration::from_secs(600)))
+        .await
+        .unwrap();
+    assert_eq!(lows(store.clone()).await, [("low-a".to_owned(), 12, 1, 3)]);
+    // A set across it, after the threshold is removed from b: only a's.
+    store.set_low_stock_threshold(&b, None).await.unwrap();
+    let up = StockSet::new(a.clone(), 20, 1, None, SYSTEM_ACTOR).unwrap();
+    store.set_stock(&up).await.unwrap();
+    let down = StockSet::new(a.clone(), 0, 20, None, SYSTEM_ACTOR).unwrap();
+    store.set_stock(&down).await.unwrap();
+    store.place_order(&order(&u, &b, 7)).await.unwrap();
+    assert_eq!(lows(store.clone()).await, [("low-a".to_owned(), 20, 0, 3)]);
+}

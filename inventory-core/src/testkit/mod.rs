@@ -124,6 +124,7 @@ macro_rules! event_conformance {
             deliveries_lease_retry_fail_and_replay,
             concurrent_dispatchers_deliver_each_event_once,
             a_failing_endpoint_holds_back_no_other_destination,
+            stock_low_fires_when_crossing_downward,
         );
     };
 }

@@ -27,6 +27,9 @@ pub(crate) struct ProductDoc {
     /// `quantity`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) shards: Option<u32>,
+    /// The low-stock threshold (`stock.low` events), absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) low_stock_threshold: Option<i64>,
     /// The document id (read only; see [`Meta`]).
     #[serde(rename = "_firestore_id", default, skip_serializing)]
     pub(crate) fs_id: Option<String>,
@@ -76,6 +79,7 @@ impl ProductDoc {
             created_at: Some(sys(now)),
             updated_at: Some(sys(now)),
             shards: None,
+            low_stock_threshold: None,
             fs_id: None,
             fs_created: None,
             fs_updated: None,

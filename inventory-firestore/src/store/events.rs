@@ -592,6 +592,49 @@ impl EventStore for FirestoreStore {
         Ok(n)
     }
 
+    async fn set_low_stock_threshold(
+        &self,
+        product: &ProductId,
+        threshold: Option<u64>,
+    ) -> Result<()> {
+        let threshold = threshold
+            .map(i64::try_from)
+            .transpose()
+            .map_err(|_| Error::invalid("threshold", "too large"))?;
+        self.tx(
+            (self.cols.clone(), product.clone()),
+            move |db, tx, (cols, product)| {
+                async move {
+                    let key = doc_id(product.as_str());
+                    let doc: Option<ProductDoc> = read(&db, cols.products.as_str(), &key).await?;
+                    let Some(mut doc) = doc else {
+                        return abort(Error::NotFound(format!("product {product}")));
+                    };
+                    doc.low_stock_threshold = threshold;
+                    write(
+                        &db,
+                        tx,
+                        cols.products.as_str(),
+                        &key,
+                        &doc,
+                        Precondition::Exists,
+                        Some(&["low_stock_threshold"]),
+                    )
+                }
+                .boxed()
+            },
+        )
+        .await
+    }
+
+    async fn low_stock_threshold(&self, product: &ProductId) -> Result<Option<u64>> {
+        let doc: ProductDoc = self
+            .get(&self.cols.products, &doc_id(product.as_str()))
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("product {product}")))?;
+        Ok(doc.low_stock_threshold.and_then(|t| u64::try_from(t).ok()))
+    }
+
     async fn delivery_counts(&self) -> Result<Vec<(Destination, DeliveryCounts)>> {
         // Pending and failed ones are read (few, while deliveries flow); delivered ones are
         // counted by an aggregation per destination.

@@ -85,8 +85,19 @@ impl LedgerStore for FirestoreStore {
                         stock.available.max(0).unsigned_abs(),
                         held.max(0).unsigned_abs(),
                     ))?;
+                    let threshold = stock
+                        .doc
+                        .low_stock_threshold
+                        .and_then(|t| u64::try_from(t).ok());
                     stock.write(&db, tx, &cols, &set.product_id, (target, held), set.now)?;
                     queue_entry(&db, tx, &cols, &entry)?;
+                    let moved = (before.0.max(0).unsigned_abs(), set.quantity);
+                    let trace = inventory_core::trace::current();
+                    if let Some(low) =
+                        Event::stock_low(&set.product_id, threshold, moved, set.now, trace.as_ref())
+                    {
+                        super::events::queue_event(&db, tx, &cols, &low)?;
+                    }
                     Ok(())
                 }
                 .boxed()

@@ -177,6 +177,7 @@ pub(super) async fn take_stock(
 ) -> TxResult<std::result::Result<Taken, Vec<Shortage>>> {
     let now = change.at;
     let mut entries = Vec::new();
+    let mut lows = Vec::new();
     let mut short = Vec::new();
     let mut taken = Taken {
         names: Default::default(),
@@ -222,6 +223,16 @@ pub(super) async fn take_stock(
                 }
                 product.set_quantity(product.quantity - units, now);
                 write_stock(db, tx, cols, &key, &product)?;
+                // (Sharded products' totals are not read by an order: no stock.low for them.)
+                let threshold = product
+                    .low_stock_threshold
+                    .and_then(|t| u64::try_from(t).ok());
+                let moved = (
+                    before.0.max(0).unsigned_abs(),
+                    product.quantity.max(0).unsigned_abs(),
+                );
+                let trace = inventory_core::trace::current();
+                lows.extend(Event::stock_low(id, threshold, moved, now, trace.as_ref()));
                 let held = if how == Take::Hold { units } else { 0 };
                 let after = (product.quantity, product.reserved);
                 entries.push(change.entry(id, (-units, held), Some(after)));
@@ -246,6 +257,9 @@ pub(super) async fn take_stock(
     if short.is_empty() {
         for entry in &entries {
             queue_entry(db, tx, cols, entry)?;
+        }
+        for low in &lows {
+            super::events::queue_event(db, tx, cols, low)?;
         }
         Ok(Ok(taken))
     } else {

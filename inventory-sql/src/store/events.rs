@@ -371,6 +371,42 @@ impl EventStore for SqlStore {
         Ok(n)
     }
 
+    async fn set_low_stock_threshold(
+        &self,
+        product: &ProductId,
+        threshold: Option<u64>,
+    ) -> Result<()> {
+        let threshold = threshold
+            .map(i64::try_from)
+            .transpose()
+            .map_err(|_| Error::invalid("threshold", "too large"))?;
+        let done = with_pool!(self, write, |pool, D| {
+            sqlx::query("UPDATE products SET low_stock_threshold = $1 WHERE id = $2")
+                .bind(threshold)
+                .bind(product.as_str())
+                .execute(pool)
+                .await
+                .map_err(db)?
+                .rows_affected()
+        });
+        if done == 0 {
+            return Err(Error::NotFound(format!("product {product}")));
+        }
+        Ok(())
+    }
+
+    async fn low_stock_threshold(&self, product: &ProductId) -> Result<Option<u64>> {
+        let row: Option<(Option<i64>,)> = with_pool!(self, read, |pool, D| {
+            sqlx::query_as("SELECT low_stock_threshold FROM products WHERE id = $1")
+                .bind(product.as_str())
+                .fetch_optional(pool)
+                .await
+                .map_err(db)?
+        });
+        let (threshold,) = row.ok_or_else(|| Error::NotFound(format!("product {product}")))?;
+        Ok(threshold.and_then(|t| u64::try_from(t).ok()))
+    }
+
     async fn delivery_counts(&self) -> Result<Vec<(Destination, DeliveryCounts)>> {
         let rows: Vec<(String, String, i64, i64, Option<i64>)> = with_pool!(
             self,

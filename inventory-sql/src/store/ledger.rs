@@ -154,6 +154,18 @@ impl LedgerStore for SqlStore {
                 let product = Product::try_from(row)?;
                 let entry = set.decide(set.expected, product.reserved)?;
                 insert_entries!(&mut *tx, D, std::slice::from_ref(&entry));
+                let (threshold,): (Option<i64>,) =
+                    sqlx::query_as("SELECT low_stock_threshold FROM products WHERE id = $1")
+                        .bind(set.product_id.as_str())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                let threshold = threshold.and_then(|t| u64::try_from(t).ok());
+                let trace = inventory_core::trace::current();
+                let moved = (set.expected, set.quantity);
+                if let Some(low) = Event::stock_low(&set.product_id, threshold, moved, set.now, trace.as_ref()) {
+                    super::events::insert_events!(&mut *tx, D, &[low]);
+                }
                 tx.commit().await.map_err(db)?;
                 Ok::<_, Error>(product)
             }

@@ -22,7 +22,7 @@ use super::*;
 macro_rules! lock_products {
     ($tx:expr, $d:ty, $demand:expr) => {{
         let mut q = QueryBuilder::<<$d as SqlDialect>::Db>::new(
-            "SELECT id, name, quantity FROM products WHERE id IN (",
+            "SELECT id, name, quantity, low_stock_threshold FROM products WHERE id IN (",
         );
         let mut list = q.separated(", ");
         for id in $demand.keys() {
@@ -30,12 +30,38 @@ macro_rules! lock_products {
         }
         q.push(")");
         q.push(<$d as SqlDialect>::LOCK_PRODUCTS);
-        let rows: Vec<(String, String, i64)> =
+        let rows: Vec<(String, String, i64, Option<i64>)> =
             q.build_query_as().fetch_all(&mut *$tx).await.map_err(db)?;
-        rows.into_iter()
-            .map(|(id, name, quantity)| (id, (name, quantity)))
-            .collect::<BTreeMap<String, (String, i64)>>()
+        let thresholds: BTreeMap<String, u64> = rows
+            .iter()
+            .filter_map(|(id, _, _, t)| Some((id.clone(), t.and_then(|t| u64::try_from(t).ok())?)))
+            .collect();
+        let stock = rows
+            .into_iter()
+            .map(|(id, name, quantity, _)| (id, (name, quantity)))
+            .collect::<BTreeMap<String, (String, i64)>>();
+        (stock, thresholds)
     }};
+}
+
+/// The `stock.low` events of taking `demand` from `stock` (available before, as locked),
+/// with the products' `thresholds`.
+pub(super) fn low_stock_events(
+    demand: &BTreeMap<ProductId, u64>,
+    stock: &BTreeMap<String, (String, i64)>,
+    thresholds: &BTreeMap<String, u64>,
+    at: DateTime<Utc>,
+    trace: Option<&inventory_core::TraceParent>,
+) -> Vec<Event> {
+    demand
+        .iter()
+        .filter_map(|(id, units)| {
+            let before = stock.get(id.as_str())?.1.max(0).unsigned_abs();
+            let threshold = thresholds.get(id.as_str()).copied();
+            let after = before.saturating_sub(*units);
+            Event::stock_low(id, threshold, (before, after), at, trace)
+        })
+        .collect()
 }
 
 /// The hold `id`, locked on PostgreSQL until the transaction ends.
@@ -109,7 +135,7 @@ impl ReservationStore for SqlStore {
             async {
                 let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
                 let demand = r.lines.demand();
-                let stock = lock_products!(tx, D, demand);
+                let (stock, thresholds) = lock_products!(tx, D, demand);
                 let demand = r.lines.check_stock(|id| {
                     stock
                         .get(id.as_str())
@@ -127,7 +153,15 @@ impl ReservationStore for SqlStore {
                     r.now
                 );
                 insert_hold!(&mut *tx, &hold);
-                insert_events!(&mut *tx, D, &[r.created_event()]);
+                let mut events = vec![r.created_event()];
+                events.extend(low_stock_events(
+                    &demand,
+                    &stock,
+                    &thresholds,
+                    r.now,
+                    r.trace.as_ref(),
+                ));
+                insert_events!(&mut *tx, D, &events);
                 tx.commit().await.map_err(db)?;
                 Ok::<_, Error>(())
             }
@@ -211,7 +245,7 @@ impl ReservationStore for SqlStore {
                         });
                     }
                     Checkout::FromHold => {
-                        let stock = lock_products!(tx, D, demand);
+                        let (stock, _) = lock_products!(tx, D, demand);
                         // The held units are the order's: reserved goes down, available stays.
                         move_units!(
                             tx,
@@ -226,7 +260,15 @@ impl ReservationStore for SqlStore {
                         stock
                     }
                     Checkout::Retake => {
-                        let stock = lock_products!(tx, D, demand);
+                        let (stock, thresholds) = lock_products!(tx, D, demand);
+                        let lows = low_stock_events(
+                            &demand,
+                            &stock,
+                            &thresholds,
+                            new.now,
+                            new.trace.as_ref(),
+                        );
+                        insert_events!(&mut *tx, D, &lows);
                         hold.lines
                             .check_stock(|pid| {
                                 stock

@@ -310,11 +310,13 @@ impl Writer {
                 let mut placed = Vec::new();
                 let mut stock = BTreeMap::new();
                 let (mut before, mut reserved) = (BTreeMap::new(), BTreeMap::new());
+                let mut thresholds = BTreeMap::new();
                 if writes.orders.is_empty() {
                     // No products to hold: the next batch may start at once.
                     queue.take();
                 } else {
-                    (stock, reserved) = Batch::<D>::read_stock(&mut tx, &writes.orders).await?;
+                    (stock, reserved, thresholds) =
+                        Batch::<D>::read_stock(&mut tx, &writes.orders).await?;
                     // The products are ours now: the next batch may start.
                     queue.take();
                     before = stock.clone();
@@ -326,6 +328,10 @@ impl Writer {
                     Batch::<D>::write_orders(&mut tx, &placed, &stock).await?;
                     let entries = super::ledger::order_entries(&placed, &before, &reserved);
                     super::ledger::insert_entries!(&mut *tx, D, &entries);
+                    if !thresholds.is_empty() {
+                        let lows = low_stock_events(&placed, &before, &stock, &thresholds);
+                        super::events::insert_events!(&mut *tx, D, &lows);
+                    }
                     if let Some(notify) = D::NOTIFY {
                         sqlx::query(notify).execute(&mut *tx).await.map_err(db)?;
                     }
@@ -348,6 +354,36 @@ impl Writer {
             .await
         })
     }
+}
+
+/// The `stock.low` events of a batch: each product with a threshold whose available stock
+/// went from above it (`before`) to at or below it (`after`), in the trace of the last order
+/// that took from it.
+fn low_stock_events(
+    placed: &[&NewOrder],
+    before: &BTreeMap<String, (String, i64)>,
+    after: &BTreeMap<String, (String, i64)>,
+    thresholds: &BTreeMap<String, u64>,
+) -> Vec<Event> {
+    thresholds
+        .iter()
+        .filter_map(|(id, threshold)| {
+            let last = placed
+                .iter()
+                .rev()
+                .find(|o| o.lines.iter().any(|l| l.product_id.as_str() == id))?;
+            let was = before.get(id)?.1.max(0).unsigned_abs();
+            let now = after.get(id)?.1.max(0).unsigned_abs();
+            let product = ProductId::new(id.as_str()).ok()?;
+            Event::stock_low(
+                &product,
+                Some(*threshold),
+                (was, now),
+                last.now,
+                last.trace.as_ref(),
+            )
+        })
+        .collect()
 }
 
 /// Decides each order in arrival order against the stock and keys read in the transaction,
@@ -415,7 +451,8 @@ where
     for<'q> Option<i64>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
     for<'q> i64: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
     (String, String, i64): for<'r> sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    (String, String, i64, i64): for<'r> sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    (String, String, i64, i64, Option<i64>):
+        for<'r> sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     OrderRow: for<'r> sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     (String, Option<String>): for<'r> sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     NotificationRow: for<'r> sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
@@ -426,13 +463,17 @@ where
     async fn read_stock(
         tx: &mut sqlx::Transaction<'static, D::Db>,
         orders: &[&NewOrder],
-    ) -> Result<(BTreeMap<String, (String, i64)>, BTreeMap<String, i64>)> {
+    ) -> Result<(
+        BTreeMap<String, (String, i64)>,
+        BTreeMap<String, i64>,
+        BTreeMap<String, u64>,
+    )> {
         let ids: std::collections::BTreeSet<&str> = orders
             .iter()
             .flat_map(|o| o.lines.iter().map(|l| l.product_id.as_str()))
             .collect();
         let mut q = QueryBuilder::<D::Db>::new(
-            "SELECT id, name, quantity, reserved FROM products WHERE id IN (",
+            "SELECT id, name, quantity, reserved, low_stock_threshold FROM products WHERE id IN (",
         );
         let mut list = q.separated(", ");
         for id in ids {
@@ -440,14 +481,21 @@ where
         }
         q.push(")");
         q.push(D::LOCK_PRODUCTS);
-        let rows: Vec<(String, String, i64, i64)> =
+        let rows: Vec<(String, String, i64, i64, Option<i64>)> =
             q.build_query_as().fetch_all(&mut **tx).await.map_err(db)?;
-        let reserved = rows.iter().map(|(id, _, _, r)| (id.clone(), *r)).collect();
+        let reserved = rows
+            .iter()
+            .map(|(id, _, _, r, _)| (id.clone(), *r))
+            .collect();
+        let thresholds = rows
+            .iter()
+            .filter_map(|(id, _, _, _, t)| Some((id.clone(), u64::try_from((*t)?).ok()?)))
+            .collect();
         let stock = rows
             .into_iter()
-            .map(|(id, name, quantity, _)| (id, (name, quantity)))
+            .map(|(id, name, quantity, _, _)| (id, (name, quantity)))
             .collect();
-        Ok((stock, reserved))
+        Ok((stock, reserved, thresholds))
     }
 
     /// The earlier orders holding the batch's idempotency keys, by (user, key). No query when

@@ -179,7 +179,7 @@ impl utoipa::Modify for BearerAuth {
     info(title = "Shopping Inventory Service", description = "Orders with stock and e-mailed confirmations. Drop-in compatible with the original FastAPI service."),
     paths(health, ready, register, login, verify_email, request_verification, place_order, place_basket, list_orders, get_order, cancel_order,
           reserve, get_reservation, release_reservation, checkout_reservation,
-          list_products, get_product, create_product, restock, set_stock, product_ledger, metrics,
+          list_products, get_product, create_product, restock, set_stock, product_ledger, set_low_stock, metrics,
           create_webhook, list_webhooks, delete_webhook, rotate_webhook, list_deliveries, retry_delivery,
           retry_deliveries, delivery_counts),
     modifiers(&BearerAuth)
@@ -208,6 +208,10 @@ pub(crate) fn routes(state: ApiState) -> Router {
         .route("/products/{id}/restock", post(restock))
         .route("/products/{id}/stock", axum::routing::put(set_stock))
         .route("/products/{id}/ledger", get(product_ledger))
+        .route(
+            "/products/{id}/low-stock",
+            axum::routing::put(set_low_stock),
+        )
         .route("/admin/webhooks", get(list_webhooks).post(create_webhook))
         .route(
             "/admin/webhooks/{id}",

@@ -214,3 +214,32 @@ pub(crate) async fn product_ledger(
         .await?;
     Ok(q.answer(entries, LedgerEntryResponse::from))
 }
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub(crate) struct LowStockBody {
+    /// Available units at or below which `stock.low` is sent when the stock falls to it from
+    /// above; `null` removes the threshold.
+    threshold: Option<u64>,
+}
+
+#[utoipa::path(put, path = "/products/{id}/low-stock", tag = "products", request_body = LowStockBody, security(("bearer" = [])),
+    params(("id" = String, Path, description = "Product id")),
+    responses((status = 200, description = "Set", body = LowStockBody),
+              (status = 403, description = "Admins only", body = ErrorBody),
+              (status = 404, description = "No such product", body = ErrorBody)))]
+pub(crate) async fn set_low_stock(
+    State(state): State<ApiState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<LowStockBody>,
+) -> ApiResult<Json<LowStockBody>> {
+    require_admin(&who)?;
+    let id = ProductId::new(id)?;
+    state
+        .store
+        .set_low_stock_threshold(&id, body.threshold)
+        .await?;
+    Ok(Json(LowStockBody {
+        threshold: state.store.low_stock_threshold(&id).await?,
+    }))
+}
