@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let settings = Settings::from_env()?;
-    common::init_tracing(&settings);
+    let _tracing = common::init_tracing(&settings);
     let metrics = http::install_recorder()?;
     let store = settings.open_store().await?;
     let shutdown = CancellationToken::new();

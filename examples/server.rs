@@ -21,7 +21,7 @@ use inventory_kit::http::{self, Service};
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let settings = Settings::from_env()?;
-    common::init_tracing(&settings);
+    let _tracing = common::init_tracing(&settings);
     let metrics = http::install_recorder()?;
     let service = Service::start(&settings, Some(metrics)).await?;
     let addr = settings.http.addr(8080);

@@ -38,6 +38,8 @@ pub mod http;
 pub mod settings;
 #[cfg(feature = "settings")]
 pub use settings::{Settings, SettingsError};
+#[cfg(feature = "otel")]
+pub mod telemetry;
 
 pub use inventory_core as core;
 #[cfg(feature = "firestore")]

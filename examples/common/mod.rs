@@ -18,22 +18,61 @@ pub fn command_line(name: &'static str, about: &'static str) {
         .get_matches();
 }
 
+/// What [`init_tracing`] started: with the `otel` feature and `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// set, the span exporter, flushed when this is dropped (at exit).
+pub struct Tracing {
+    #[cfg(feature = "otel")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for Tracing {
+    fn drop(&mut self) {
+        #[cfg(feature = "otel")]
+        if let Some(p) = self.provider.take() {
+            let _ = p.shutdown();
+        }
+    }
+}
+
 /// Starts logging in the settings' format (JSON lines with `severity` for Cloud Logging, or
-/// text), the level from `RUST_LOG` (default `info`), then logs the settings' warnings.
-pub fn init_tracing(settings: &Settings) {
+/// text), the level from `RUST_LOG` (default `info`), then logs the settings' warnings. With
+/// the `otel` feature and `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are also exported over
+/// OTLP/HTTP (service name `OTEL_SERVICE_NAME`, default `inventory`).
+pub fn init_tracing(settings: &Settings) -> Tracing {
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::prelude::*;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    #[cfg(feature = "otel")]
+    let provider = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|e| !e.trim().is_empty())
+        .and_then(|endpoint| {
+            let service =
+                std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "inventory".to_owned());
+            match inventory_kit::telemetry::otlp_provider(&endpoint, &service) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    eprintln!("OTEL_EXPORTER_OTLP_ENDPOINT: {e}; spans are not exported");
+                    None
+                }
+            }
+        });
+    #[cfg(feature = "otel")]
+    let otel = provider.as_ref().map(inventory_kit::telemetry::layer);
+    #[cfg(not(feature = "otel"))]
+    let otel: Option<tracing_subscriber::layer::Identity> = None;
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     match settings.log_format {
-        LogFormat::Json => tracing_subscriber::registry()
-            .with(filter)
-            .with(tracing_stackdriver::layer())
-            .init(),
-        _ => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => registry.with(tracing_stackdriver::layer()).init(),
+        _ => registry.with(tracing_subscriber::fmt::layer()).init(),
     }
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
+    }
+    Tracing {
+        #[cfg(feature = "otel")]
+        provider,
     }
 }
 

@@ -149,14 +149,17 @@ fn label(d: &Destination) -> &'static str {
     }
 }
 
-/// The trace a delivery's request carries: a new span of the event's trace (a new trace for
-/// an event that came with none).
-pub fn delivery_trace(event: &Event) -> TraceParent {
-    event
+/// The trace a delivery's request carries: `span` (the delivery's) as a child of the event's
+/// trace, or a new trace for an event that came with none.
+pub fn delivery_trace(event: &Event, span: &tracing::Span) -> TraceParent {
+    match event
         .traceparent
         .as_deref()
         .and_then(|t| TraceParent::parse(t).ok())
-        .map_or_else(TraceParent::root, |t| t.child())
+    {
+        Some(parent) => crate::trace::adopt(span, &parent),
+        None => crate::trace::start(span),
+    }
 }
 
 impl EventDispatcher {
@@ -344,9 +347,10 @@ impl EventDispatcher {
             return Ok(claimed.iter().map(|_| Err(why.clone())).collect());
         }
         let sends = claimed.iter().map(|d| {
-            let trace = delivery_trace(&d.event);
             let span = tracing::info_span!("webhook delivery", event = %d.event.id,
-                kind = %d.event.kind, trace_id = %trace.trace_id_hex(), traceparent = %trace);
+                kind = %d.event.kind, trace_id = tracing::field::Empty);
+            let trace = delivery_trace(&d.event, &span);
+            span.record("trace_id", trace.trace_id_hex());
             let endpoint = &endpoint;
             tracing::Instrument::instrument(
                 async move { sender.send(endpoint, &d.event, &trace).await },
@@ -372,7 +376,15 @@ impl EventDispatcher {
             return claimed.iter().map(|_| Err(why.clone())).collect();
         };
         let events: Vec<Event> = claimed.iter().map(|d| d.event.clone()).collect();
-        let traces: Vec<TraceParent> = events.iter().map(delivery_trace).collect();
+        let spans: Vec<tracing::Span> = events
+            .iter()
+            .map(|e| tracing::info_span!("pubsub delivery", event = %e.id, kind = %e.kind))
+            .collect();
+        let traces: Vec<TraceParent> = events
+            .iter()
+            .zip(&spans)
+            .map(|(e, span)| delivery_trace(e, span))
+            .collect();
         let outcome = publisher.publish(&events, &traces).await;
         claimed.iter().map(|_| outcome.clone()).collect()
     }

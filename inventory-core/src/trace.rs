@@ -99,6 +99,42 @@ tokio::task_local! {
     static CURRENT: TraceParent;
 }
 
+/// Connects our spans to a tracing system that exports them (OpenTelemetry, installed by the
+/// server with its `otel` feature): without one, a span's trace context is ours alone.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanBridge {
+    /// Makes `span` a child of the remote `parent` and answers the span's own context.
+    pub adopt: fn(&tracing::Span, &TraceParent) -> Option<TraceParent>,
+    /// The context of `span` as the exporter knows it.
+    pub context: fn(&tracing::Span) -> Option<TraceParent>,
+}
+
+static BRIDGE: std::sync::OnceLock<SpanBridge> = std::sync::OnceLock::new();
+
+/// Installs the bridge (once per process); whether this call installed it.
+pub fn install_bridge(bridge: SpanBridge) -> bool {
+    BRIDGE.set(bridge).is_ok()
+}
+
+/// The trace context of work done in `span` on behalf of `parent` (a request's caller, an
+/// event's request): with a bridge, `span` becomes the exported child of `parent` and its
+/// own ids are answered; without one, a new span id of `parent`'s trace.
+pub fn adopt(span: &tracing::Span, parent: &TraceParent) -> TraceParent {
+    BRIDGE
+        .get()
+        .and_then(|b| (b.adopt)(span, parent))
+        .unwrap_or_else(|| parent.child())
+}
+
+/// The trace context of `span` when it starts a trace: the exported one with a bridge, a new
+/// random one without.
+pub fn start(span: &tracing::Span) -> TraceParent {
+    BRIDGE
+        .get()
+        .and_then(|b| (b.context)(span))
+        .unwrap_or_else(TraceParent::root)
+}
+
 /// Runs `fut` with `trace` as the current trace of its task.
 pub async fn in_scope<F: Future>(trace: TraceParent, fut: F) -> F::Output {
     CURRENT.scope(trace, fut).await

@@ -213,7 +213,12 @@ pub fn with_standard_layers(router: Router, http: &HttpSettings) -> Result<Route
                         .get("x-request-id")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default();
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id, trace_id = tracing::field::Empty)
+                    let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id, trace_id = tracing::field::Empty);
+                    // Before the span starts: an exporter (`otel`) takes its parent only then.
+                    if let Some(parent) = caller_trace(req.headers()) {
+                        inventory_core::trace::adopt(&span, &parent);
+                    }
+                    span
                 }),
             )
             .layer(middleware::from_fn(trace_context))
@@ -229,6 +234,14 @@ pub fn with_standard_layers(router: Router, http: &HttpSettings) -> Result<Route
     ))
 }
 
+/// The caller's `traceparent`, when it sent a valid one.
+fn caller_trace(headers: &axum::http::HeaderMap) -> Option<inventory_core::TraceParent> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| inventory_core::TraceParent::parse(v).ok())
+}
+
 /// W3C Trace Context: the request continues the caller's trace (`traceparent`), or starts
 /// one; the events it writes carry it, so each delivery joins the same trace. The trace id is
 /// on the request's log span.
@@ -236,13 +249,12 @@ async fn trace_context(
     req: axum::extract::Request,
     next: middleware::Next,
 ) -> axum::response::Response {
-    let trace = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| inventory_core::TraceParent::parse(v).ok())
-        .map_or_else(inventory_core::TraceParent::root, |t| t.child());
-    tracing::Span::current().record("trace_id", trace.trace_id_hex());
+    let span = tracing::Span::current();
+    let trace = match caller_trace(req.headers()) {
+        Some(parent) => inventory_core::trace::adopt(&span, &parent),
+        None => inventory_core::trace::start(&span),
+    };
+    span.record("trace_id", trace.trace_id_hex());
     inventory_core::trace::in_scope(trace, next.run(req)).await
 }
 

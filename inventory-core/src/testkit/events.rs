@@ -189,7 +189,7 @@ pub async fn events_carry_the_requests_trace(store: TestStore) {
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].event.key, placed.order.id.to_string());
     assert_eq!(d[0].event.traceparent, Some(trace.to_string()));
-    let child = crate::events::delivery_trace(&d[0].event);
+    let child = crate::events::delivery_trace(&d[0].event, &tracing::Span::none());
     assert_eq!(
         child.trace_id, trace.trace_id,
         "the delivery continues the trace"
