@@ -66,6 +66,10 @@ pub trait Publisher: Send + Sync {
     ) -> std::result::Result<(), SendError>;
 }
 
+/// A webhook worker claims this many rounds of `per_endpoint` sends at once; the lease must
+/// outlast them all ([`EventConfig::lease`]).
+pub const WEBHOOK_ROUNDS: u32 = 4;
+
 /// Settings of an [`EventDispatcher`].
 #[derive(Debug, Clone)]
 pub struct EventConfig {
@@ -77,8 +81,8 @@ pub struct EventConfig {
     pub publish_batch: u32,
     /// Endpoints served at once at most; the others wait for a free worker.
     pub destinations: usize,
-    /// How long a claimed delivery is held: longer than the slowest send (webhooks time out
-    /// after 15 s).
+    /// How long a claimed delivery is held: longer than [`WEBHOOK_ROUNDS`] of the slowest
+    /// sends (webhooks time out after 15 s).
     pub lease: Duration,
     /// When failed deliveries are tried again.
     pub schedule: RetrySchedule,
@@ -93,7 +97,7 @@ impl Default for EventConfig {
             per_endpoint: 8,
             publish_batch: 100,
             destinations: 32,
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(15 * u64::from(WEBHOOK_ROUNDS) + 15),
             schedule: RetrySchedule::default(),
             sweep_interval: Duration::from_secs(1),
         }
@@ -248,7 +252,8 @@ impl EventDispatcher {
     async fn serve(&self, destination: &Destination) -> Result<EventReport> {
         let mut report = EventReport::default();
         let limit = match destination {
-            Destination::Webhook(_) => self.config.per_endpoint.max(1),
+            // A few rounds of sends per claim (and per commit of their outcomes).
+            Destination::Webhook(_) => self.config.per_endpoint.max(1) * WEBHOOK_ROUNDS,
             Destination::PubSub => self.config.publish_batch.max(1),
         };
         loop {
@@ -270,6 +275,7 @@ impl EventDispatcher {
                 Destination::Webhook(id) => self.send_webhooks(*id, &claimed).await?,
                 Destination::PubSub => self.publish(&claimed).await,
             };
+            let mut attempts = Vec::with_capacity(claimed.len());
             for (d, outcome) in claimed.iter().zip(outcomes) {
                 let attempt = self.attempt(d, outcome);
                 let kind = match attempt {
@@ -297,11 +303,15 @@ impl EventDispatcher {
                         "destination" => label(destination))
                     .record(age.as_secs_f64());
                 }
-                match self
-                    .store
-                    .finish_delivery(d.id, &self.config.owner, &attempt, crate::domain::now())
-                    .await
-                {
+                attempts.push((d.id, attempt));
+            }
+            // One write for the batch's outcomes.
+            let finished = self
+                .store
+                .finish_deliveries(&self.config.owner, &attempts, crate::domain::now())
+                .await?;
+            for r in finished {
+                match r {
                     Ok(()) | Err(crate::Error::LeaseLost(_)) => {}
                     Err(e) => return Err(e),
                 }
@@ -346,18 +356,22 @@ impl EventDispatcher {
             let why = SendError::Refused(format!("endpoint disabled: {why}"));
             return Ok(claimed.iter().map(|_| Err(why.clone())).collect());
         }
-        let sends = claimed.iter().map(|d| {
-            let span = tracing::info_span!("webhook delivery", event = %d.event.id,
-                kind = %d.event.kind, trace_id = tracing::field::Empty);
-            let trace = delivery_trace(&d.event, &span);
-            span.record("trace_id", trace.trace_id_hex());
-            let endpoint = &endpoint;
-            tracing::Instrument::instrument(
-                async move { sender.send(endpoint, &d.event, &trace).await },
-                span,
-            )
-        });
-        let outcomes = join_all(sends).await;
+        // Rounds of `per_endpoint` sends at once.
+        let mut outcomes = Vec::with_capacity(claimed.len());
+        for round in claimed.chunks(self.config.per_endpoint.max(1) as usize) {
+            let sends = round.iter().map(|d| {
+                let span = tracing::info_span!("webhook delivery", event = %d.event.id,
+                    kind = %d.event.kind, trace_id = tracing::field::Empty);
+                let trace = delivery_trace(&d.event, &span);
+                span.record("trace_id", trace.trace_id_hex());
+                let endpoint = &endpoint;
+                tracing::Instrument::instrument(
+                    async move { sender.send(endpoint, &d.event, &trace).await },
+                    span,
+                )
+            });
+            outcomes.extend(join_all(sends).await);
+        }
         if outcomes
             .iter()
             .any(|o| matches!(o, Err(SendError::Gone(_))))

@@ -299,6 +299,21 @@ pub trait EventStore: Send + Sync {
         attempt: &Attempt,
         now: DateTime<Utc>,
     ) -> Result<()>;
+    /// Records several of `owner`'s attempts, each as [`finish_delivery`](Self::finish_delivery)
+    /// would, answering each; a store that can writes them in one transaction (one commit for
+    /// a worker's whole batch instead of one per delivery).
+    async fn finish_deliveries(
+        &self,
+        owner: &str,
+        attempts: &[(Uuid, Attempt)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<()>>> {
+        let mut out = Vec::with_capacity(attempts.len());
+        for (id, attempt) in attempts {
+            out.push(self.finish_delivery(*id, owner, attempt, now).await);
+        }
+        Ok(out)
+    }
     /// Deliveries with a status, oldest first (cursor: the delivery's id).
     async fn list_deliveries(&self, status: DeliveryStatus, page: Page) -> Result<Vec<Delivery>>;
     /// Puts failed deliveries back to pending, due at `now`, with their attempts reset;
@@ -577,6 +592,9 @@ macro_rules! delegate {
                 }
                 async fn finish_delivery(&self, id: $crate::Uuid, owner: &str, attempt: &$crate::Attempt, now: $crate::DateTime<$crate::Utc>) -> $crate::Result<()> {
                     { let $s = self; &$inner }.finish_delivery(id, owner, attempt, now).await
+                }
+                async fn finish_deliveries(&self, owner: &str, attempts: &[($crate::Uuid, $crate::Attempt)], now: $crate::DateTime<$crate::Utc>) -> $crate::Result<::std::vec::Vec<$crate::Result<()>>> {
+                    { let $s = self; &$inner }.finish_deliveries(owner, attempts, now).await
                 }
                 async fn list_deliveries(&self, status: $crate::DeliveryStatus, page: $crate::Page) -> $crate::Result<::std::vec::Vec<$crate::Delivery>> {
                     { let $s = self; &$inner }.list_deliveries(status, page).await

@@ -98,10 +98,12 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// Sends events to webhook endpoints with `reqwest`.
+/// Sends events to webhook endpoints with `reqwest`. The HTTP client (its TLS roots) is
+/// built at the first send, so a process that never sends one pays nothing for it.
 #[derive(Clone)]
 pub struct HttpWebhookSender {
-    client: reqwest::Client,
+    client: Arc<std::sync::OnceLock<reqwest::Client>>,
+    config: WebhookConfig,
     policy: AddressPolicy,
 }
 
@@ -146,24 +148,38 @@ fn retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
 }
 
 impl HttpWebhookSender {
-    /// A sender with `config`.
+    /// A sender with `config` (a zero timeout is refused).
     pub fn new(config: WebhookConfig) -> Result<Self, EventsError> {
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
+        if config.timeout.is_zero() {
+            return Err(EventsError::Http("the timeout must be above zero".into()));
+        }
+        Ok(HttpWebhookSender {
+            client: Arc::default(),
+            policy: config.policy,
+            config,
+        })
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, SendError> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let built = reqwest::Client::builder()
+            .timeout(self.config.timeout)
+            .connect_timeout(self.config.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .user_agent(concat!(
                 "inventory-kit-webhooks/",
                 env!("CARGO_PKG_VERSION")
             ))
-            .dns_resolver(Arc::new(GuardedResolver(config.policy)))
+            .dns_resolver(Arc::new(GuardedResolver(self.config.policy)))
             .build()
-            .map_err(|e| EventsError::Http(e.to_string()))?;
-        Ok(HttpWebhookSender {
-            client,
-            policy: config.policy,
-        })
+            .map_err(|e| SendError::Retry {
+                error: format!("http client: {e}"),
+                after: None,
+            })?;
+        Ok(self.client.get_or_init(|| built))
     }
 
     /// Checks a URL as an endpoint: `http(s)` with a host whose addresses the policy allows
@@ -211,7 +227,7 @@ impl WebhookSender for HttpWebhookSender {
         let timestamp = chrono::Utc::now().timestamp();
         let signature = sign(&endpoint.secrets, &id, timestamp, &body);
         let response = self
-            .client
+            .client()?
             .post(&endpoint.url)
             .header(CONTENT_TYPE, "application/json")
             .header("webhook-id", &id)

@@ -316,7 +316,8 @@ impl Settings {
         let config = inventory_core::EventConfig {
             per_endpoint: self.events.per_endpoint,
             schedule: self.events.schedule.clone(),
-            lease: self.events.timeout * 2 + Duration::from_secs(15),
+            lease: self.events.timeout * inventory_core::events::WEBHOOK_ROUNDS
+                + Duration::from_secs(15),
             ..inventory_core::EventConfig::default()
         };
         Ok(inventory_core::EventDispatcher::new(

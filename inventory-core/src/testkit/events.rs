@@ -287,21 +287,32 @@ pub async fn deliveries_lease_retry_fail_and_replay(store: TestStore) {
         error: "503".into(),
         at: Some(later),
     };
-    store
-        .finish_delivery(mine[0].id, "one", &Attempt::Delivered, now())
-        .await
-        .unwrap();
-    store
-        .finish_delivery(mine[1].id, "one", &retry, now())
-        .await
-        .unwrap();
     let refused = Attempt::Refused {
         error: "gone".into(),
     };
     store
-        .finish_delivery(mine[2].id, "one", &refused, now())
+        .finish_delivery(mine[0].id, "one", &Attempt::Delivered, now())
         .await
         .unwrap();
+    // Several outcomes at once, each answered (the last: finished already, in this batch).
+    let answers = store
+        .finish_deliveries(
+            "one",
+            &[
+                (mine[1].id, retry.clone()),
+                (mine[2].id, refused.clone()),
+                (mine[2].id, refused.clone()),
+            ],
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answers.len(), 3);
+    assert!(answers[..2].iter().all(Result::is_ok), "{answers:?}");
+    assert!(
+        matches!(answers[2], Err(Error::LeaseLost(_))),
+        "{answers:?}"
+    );
     let twice = store
         .finish_delivery(mine[0].id, "one", &Attempt::Delivered, now())
         .await;

@@ -289,43 +289,64 @@ impl EventStore for SqlStore {
         attempt: &Attempt,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let row: Option<DeliveryRow> = with_pool!(self, write, |pool, D| {
-            sqlx::query_as(concat!(
-                "SELECT ",
-                delivery_columns!(),
-                " FROM event_deliveries WHERE id = $1"
-            ))
-            .bind(id.to_string())
-            .fetch_optional(pool)
+        self.finish_deliveries(owner, &[(id, attempt.clone())], now)
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(Error::NotFound(format!("delivery {id}"))))
+    }
+
+    async fn finish_deliveries(
+        &self,
+        owner: &str,
+        attempts: &[(Uuid, Attempt)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<()>>> {
+        // One transaction, one commit (on SQLite one fsync) for the whole batch.
+        with_pool!(self, write, |pool, D| {
+            async {
+                let mut tx = pool.begin_with(D::BEGIN).await.map_err(db)?;
+                let mut out = Vec::with_capacity(attempts.len());
+                for (id, attempt) in attempts {
+                    let row: Option<DeliveryRow> = sqlx::query_as(concat!(
+                        "SELECT ",
+                        delivery_columns!(),
+                        " FROM event_deliveries WHERE id = $1"
+                    ))
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    let Some(row) = row else {
+                        out.push(Err(Error::NotFound(format!("delivery {id}"))));
+                        continue;
+                    };
+                    let mut d: Delivery = row.try_into()?;
+                    if let Err(e) = d.finish(owner, attempt, now) {
+                        out.push(Err(e));
+                        continue;
+                    }
+                    let done = sqlx::query(
+                        "UPDATE event_deliveries SET status = $1, next_attempt_at = $2, last_error = $3, \
+                         delivered_at = $4, lease_owner = NULL, lease_until = NULL \
+                         WHERE id = $5 AND lease_owner = $6 AND status = 'pending'",
+                    )
+                    .bind(d.status.as_str())
+                    .bind(ts(d.next_attempt_at))
+                    .bind(d.last_error.as_deref())
+                    .bind(d.delivered_at.map(ts))
+                    .bind(id.to_string())
+                    .bind(owner)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?
+                    .rows_affected();
+                    out.push(if done == 0 { Err(Error::LeaseLost(*id)) } else { Ok(()) });
+                }
+                tx.commit().await.map_err(db)?;
+                Ok::<_, Error>(out)
+            }
             .await
-            .map_err(db)?
-        });
-        let mut d: Delivery = row
-            .ok_or_else(|| Error::NotFound(format!("delivery {id}")))?
-            .try_into()?;
-        d.finish(owner, attempt, now)?;
-        // Written only while `owner` still holds the lease.
-        let done = with_pool!(self, write, |pool, D| {
-            sqlx::query(
-                "UPDATE event_deliveries SET status = $1, next_attempt_at = $2, last_error = $3, \
-                 delivered_at = $4, lease_owner = NULL, lease_until = NULL \
-                 WHERE id = $5 AND lease_owner = $6 AND status = 'pending'",
-            )
-            .bind(d.status.as_str())
-            .bind(ts(d.next_attempt_at))
-            .bind(d.last_error.as_deref())
-            .bind(d.delivered_at.map(ts))
-            .bind(id.to_string())
-            .bind(owner)
-            .execute(pool)
-            .await
-            .map_err(db)?
-            .rows_affected()
-        });
-        if done == 0 {
-            return Err(Error::LeaseLost(id));
-        }
-        Ok(())
+        })
     }
 
     async fn list_deliveries(&self, status: DeliveryStatus, page: Page) -> Result<Vec<Delivery>> {
