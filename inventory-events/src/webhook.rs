@@ -271,3 +271,36 @@ impl WebhookSender for HttpWebhookSender {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use inventory_core::EventType;
+
+    /// A name that resolves to an internal address is refused at send time, before any
+    /// connection; a literal one too.
+    #[tokio::test]
+    async fn internal_names_and_literals_are_refused_at_send_time() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sender = HttpWebhookSender::new(WebhookConfig::default()).unwrap();
+        let event = Event::order_confirmed(uuid::Uuid::now_v7(), inventory_core::now());
+        for url in [
+            format!("http://localhost:{port}/hook"),
+            format!("http://127.0.0.1:{port}/hook"),
+            format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+        ] {
+            let endpoint =
+                WebhookEndpoint::new(&url, vec![EventType::OrderConfirmed], inventory_core::now())
+                    .unwrap();
+            let sent = sender.send(&endpoint, &event, &TraceParent::root()).await;
+            assert!(
+                matches!(sent, Err(SendError::Refused(_))),
+                "{url}: {sent:?}"
+            );
+        }
+        // Nothing connected: a connection would be waiting in the backlog by now.
+        let accepted = tokio::time::timeout(Duration::ZERO, listener.accept()).await;
+        assert!(accepted.is_err(), "no connection was made");
+    }
+}
