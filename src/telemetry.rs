@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! use tracing_subscriber::prelude::*;
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let provider = inventory_kit::telemetry::otlp_provider("http://127.0.0.1:4318", "inventory")?;
 //! tracing_subscriber::registry()
 //!     .with(inventory_kit::telemetry::layer(&provider))
