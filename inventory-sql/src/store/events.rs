@@ -2,6 +2,8 @@
 //! ([`insert_events`]), fanned out into deliveries, claimed and finished by the event
 //! dispatcher; webhook endpoints.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use inventory_core::*;
@@ -37,6 +39,56 @@ macro_rules! insert_events {
     }};
 }
 pub(super) use insert_events;
+
+/// The `stock.low` events of taking `demand` from `stock` (available before, as locked),
+/// with the products' `thresholds`.
+pub(super) fn take_low_stock_events(
+    demand: &BTreeMap<ProductId, u64>,
+    stock: &BTreeMap<String, (String, i64)>,
+    thresholds: &BTreeMap<String, u64>,
+    at: DateTime<Utc>,
+    trace: Option<&inventory_core::TraceParent>,
+) -> Vec<Event> {
+    demand
+        .iter()
+        .filter_map(|(id, units)| {
+            let before = stock.get(id.as_str())?.1.max(0).unsigned_abs();
+            let threshold = thresholds.get(id.as_str()).copied();
+            let after = before.saturating_sub(*units);
+            Event::stock_low(id, threshold, (before, after), at, trace)
+        })
+        .collect()
+}
+
+/// The `stock.low` events of a batch: each product with a threshold whose available stock
+/// went from above it (`before`) to at or below it (`after`), in the trace of the last order
+/// that took from it.
+pub(super) fn batch_low_stock_events(
+    placed: &[&NewOrder],
+    before: &BTreeMap<String, (String, i64)>,
+    after: &BTreeMap<String, (String, i64)>,
+    thresholds: &BTreeMap<String, u64>,
+) -> Vec<Event> {
+    thresholds
+        .iter()
+        .filter_map(|(id, threshold)| {
+            let last = placed
+                .iter()
+                .rev()
+                .find(|o| o.lines.iter().any(|l| l.product_id.as_str() == id))?;
+            let was = before.get(id)?.1.max(0).unsigned_abs();
+            let now = after.get(id)?.1.max(0).unsigned_abs();
+            let product = ProductId::new(id.as_str()).ok()?;
+            Event::stock_low(
+                &product,
+                Some(*threshold),
+                (was, now),
+                last.now,
+                last.trace.as_ref(),
+            )
+        })
+        .collect()
+}
 
 /// The claim of a destination's due deliveries: $1 owner, $2 lease until, $3 now, $4 limit,
 /// $5 destination. PostgreSQL skips rows another dispatcher is claiming.

@@ -44,26 +44,6 @@ macro_rules! lock_products {
     }};
 }
 
-/// The `stock.low` events of taking `demand` from `stock` (available before, as locked),
-/// with the products' `thresholds`.
-pub(super) fn low_stock_events(
-    demand: &BTreeMap<ProductId, u64>,
-    stock: &BTreeMap<String, (String, i64)>,
-    thresholds: &BTreeMap<String, u64>,
-    at: DateTime<Utc>,
-    trace: Option<&inventory_core::TraceParent>,
-) -> Vec<Event> {
-    demand
-        .iter()
-        .filter_map(|(id, units)| {
-            let before = stock.get(id.as_str())?.1.max(0).unsigned_abs();
-            let threshold = thresholds.get(id.as_str()).copied();
-            let after = before.saturating_sub(*units);
-            Event::stock_low(id, threshold, (before, after), at, trace)
-        })
-        .collect()
-}
-
 /// The hold `id`, locked on PostgreSQL until the transaction ends.
 macro_rules! lock_reservation {
     ($tx:expr, $d:ty, $id:expr) => {{
@@ -154,7 +134,7 @@ impl ReservationStore for SqlStore {
                 );
                 insert_hold!(&mut *tx, &hold);
                 let mut events = vec![r.created_event()];
-                events.extend(low_stock_events(
+                events.extend(super::events::take_low_stock_events(
                     &demand,
                     &stock,
                     &thresholds,
@@ -261,7 +241,7 @@ impl ReservationStore for SqlStore {
                     }
                     Checkout::Retake => {
                         let (stock, thresholds) = lock_products!(tx, D, demand);
-                        let lows = low_stock_events(
+                        let lows = super::events::take_low_stock_events(
                             &demand,
                             &stock,
                             &thresholds,

@@ -329,7 +329,12 @@ impl Writer {
                     let entries = super::ledger::order_entries(&placed, &before, &reserved);
                     super::ledger::insert_entries!(&mut *tx, D, &entries);
                     if !thresholds.is_empty() {
-                        let lows = low_stock_events(&placed, &before, &stock, &thresholds);
+                        let lows = super::events::batch_low_stock_events(
+                            &placed,
+                            &before,
+                            &stock,
+                            &thresholds,
+                        );
                         super::events::insert_events!(&mut *tx, D, &lows);
                     }
                     if let Some(notify) = D::NOTIFY {
@@ -354,36 +359,6 @@ impl Writer {
             .await
         })
     }
-}
-
-/// The `stock.low` events of a batch: each product with a threshold whose available stock
-/// went from above it (`before`) to at or below it (`after`), in the trace of the last order
-/// that took from it.
-fn low_stock_events(
-    placed: &[&NewOrder],
-    before: &BTreeMap<String, (String, i64)>,
-    after: &BTreeMap<String, (String, i64)>,
-    thresholds: &BTreeMap<String, u64>,
-) -> Vec<Event> {
-    thresholds
-        .iter()
-        .filter_map(|(id, threshold)| {
-            let last = placed
-                .iter()
-                .rev()
-                .find(|o| o.lines.iter().any(|l| l.product_id.as_str() == id))?;
-            let was = before.get(id)?.1.max(0).unsigned_abs();
-            let now = after.get(id)?.1.max(0).unsigned_abs();
-            let product = ProductId::new(id.as_str()).ok()?;
-            Event::stock_low(
-                &product,
-                Some(*threshold),
-                (was, now),
-                last.now,
-                last.trace.as_ref(),
-            )
-        })
-        .collect()
 }
 
 /// Decides each order in arrival order against the stock and keys read in the transaction,

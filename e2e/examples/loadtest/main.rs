@@ -13,7 +13,6 @@
 //! 4. cold start: process start to the first 200 on `/health`;
 //! 5. resident memory idle and under load.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -23,8 +22,13 @@ use inventory_core::{HashParams, Password, PasswordHasher};
 use inventory_mail::testing::SmtpSink;
 use serde_json::{Value, json};
 
+mod events;
+mod wrk;
+
 use bench::{Server, percentile, token};
+use events::{Hooks, pubsub_topic, webhook_receiver};
 use inventory_e2e::bench;
+use wrk::{basket_script, login_script, order_script, wrk};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -47,60 +51,6 @@ struct Args {
     /// and to the Pub/Sub emulator at `PUBSUB_EMULATOR_HOST`, besides the email.
     #[arg(long)]
     events: bool,
-}
-
-/// A webhook receiver: when each order's `order.placed` first arrived, and how many requests.
-#[derive(Clone, Default)]
-struct Hooks {
-    placed: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>,
-    requests: Arc<AtomicU64>,
-}
-
-async fn receive(
-    axum::extract::State(hooks): axum::extract::State<Hooks>,
-    body: axum::body::Bytes,
-) -> &'static str {
-    let at = Instant::now();
-    hooks.requests.fetch_add(1, Ordering::Relaxed);
-    let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if event["type"] == "order.placed"
-        && let Some(order) = event["data"]["order_id"].as_str()
-    {
-        hooks
-            .placed
-            .lock()
-            .unwrap()
-            .entry(order.to_owned())
-            .or_insert(at);
-    }
-    "ok"
-}
-
-/// Starts the receiver; returns its URL.
-async fn webhook_receiver(hooks: Hooks) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new()
-        .route("/hook", axum::routing::post(receive))
-        .with_state(hooks);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}/hook")
-}
-
-/// A new topic on the Pub/Sub emulator; its name.
-async fn pubsub_topic(client: &reqwest::Client) -> (String, String) {
-    let host = std::env::var("PUBSUB_EMULATOR_HOST").expect("--events needs PUBSUB_EMULATOR_HOST");
-    let topic = format!(
-        "projects/load-test/topics/events-{}",
-        uuid::Uuid::now_v7().simple()
-    );
-    let r = client
-        .put(format!("http://{host}/v1/{topic}"))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "create topic: {}", r.status());
-    (topic, host)
 }
 
 const PRODUCT_STOCK: u64 = 1_000_000_000;
@@ -177,120 +127,6 @@ async fn start_server(
     ];
     envs.extend(extra.iter().cloned());
     bench::start_server(&envs).await
-}
-
-struct Wrk {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    non_2xx: u64,
-}
-
-fn parse_ms(v: &str) -> f64 {
-    let v = v.trim();
-    if let Some(x) = v.strip_suffix("us") {
-        x.parse::<f64>().unwrap_or(f64::NAN) / 1000.0
-    } else if let Some(x) = v.strip_suffix("ms") {
-        x.parse().unwrap_or(f64::NAN)
-    } else if let Some(x) = v.strip_suffix('s') {
-        x.parse::<f64>().unwrap_or(f64::NAN) * 1000.0
-    } else {
-        f64::NAN
-    }
-}
-
-fn wrk(seconds: u64, connections: u32, url: &str, script: &str) -> Wrk {
-    let file = std::env::temp_dir().join(format!("inventory-wrk-{}.lua", std::process::id()));
-    std::fs::write(&file, script).unwrap();
-    let out = Command::new("wrk")
-        .args([
-            "-t2",
-            &format!("-c{connections}"),
-            &format!("-d{seconds}s"),
-            "--latency",
-            "-s",
-        ])
-        .arg(&file)
-        .arg(url)
-        .output()
-        .expect("wrk installed (benches/load.sh installs it)");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let find = |prefix: &str| {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(prefix))
-            .map(|l| l.trim_start()[prefix.len()..].trim().to_owned())
-    };
-    Wrk {
-        rps: find("Requests/sec:")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(f64::NAN),
-        p50_ms: find("50%").map(|v| parse_ms(&v)).unwrap_or(f64::NAN),
-        p99_ms: find("99%").map(|v| parse_ms(&v)).unwrap_or(f64::NAN),
-        non_2xx: find("Non-2xx or 3xx responses:")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-    }
-}
-
-fn lua_list(items: &[String]) -> String {
-    items
-        .iter()
-        .map(|s| format!("{s:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn order_script(tokens: &[String], products: &[String]) -> String {
-    format!(
-        r#"local tokens = {{ {} }}
-local products = {{ {} }}
-local n = 0
-request = function()
-  n = n + 1
-  local t = tokens[(n % #tokens) + 1]
-  local p = products[(n % #products) + 1]
-  return wrk.format("POST", "/orders/place", {{["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. t}}, '{{"product_id":"' .. p .. '"}}')
-end
-"#,
-        lua_list(tokens),
-        lua_list(products)
-    )
-}
-
-/// Baskets of five lines, one unit each of five consecutive products of `products`.
-fn basket_script(tokens: &[String], products: &[String]) -> String {
-    format!(
-        r#"local tokens = {{ {} }}
-local products = {{ {} }}
-local n = 0
-request = function()
-  n = n + 1
-  local t = tokens[(n % #tokens) + 1]
-  local lines = {{}}
-  for i = 0, 4 do
-    local p = products[((n + i) % #products) + 1]
-    lines[#lines + 1] = '{{"product_id":"' .. p .. '","quantity":1}}'
-  end
-  return wrk.format("POST", "/orders", {{["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. t}}, '{{"lines":[' .. table.concat(lines, ",") .. ']}}')
-end
-"#,
-        lua_list(tokens),
-        lua_list(products)
-    )
-}
-
-fn login_script(emails: &[String]) -> String {
-    format!(
-        r#"local emails = {{ {} }}
-local n = 0
-request = function()
-  n = n + 1
-  local e = emails[(n % #emails) + 1]
-  return wrk.format("POST", "/auth/login", {{["Content-Type"] = "application/json"}}, '{{"email":"' .. e .. '","password":"load-test-password"}}')
-end
-"#,
-        lua_list(emails)
-    )
 }
 
 /// Orders in the store, and the units they ordered (every line's).
