@@ -78,7 +78,7 @@ pub use memory::MemoryStore;
 pub use orders::{LineRequest, ListScope, OrderView, Orders, PlaceOrderRequest};
 pub use ports::*;
 pub use reservations::{Reservations, ReserveRequest};
-pub use retention::LedgerRetention;
+pub use retention::{Pruned, Retention, RetentionPolicy};
 pub use templates::Templates;
 pub use trace::TraceParent;
 

@@ -1,55 +1,129 @@
-//! Retention of the stock ledger: entries older than a window are pruned into one checkpoint
-//! per product ([`LedgerStore::prune_ledger`]), in bounded batches, by whichever process
-//! runs the dispatcher (any number may at once).
+//! Retention: what is finished does not stay forever. Idempotency keys expire, sent and
+//! cancelled notifications and delivered event deliveries are pruned
+//! ([`RetentionStore`]), and, when asked, old stock ledger entries are folded into one
+//! checkpoint per product ([`LedgerStore::prune_ledger`]). Each kind goes in bounded batches
+//! (one atomic step each), by whichever process runs the dispatcher (any number may at once:
+//! a record is removed once).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::error::Result;
-use crate::ports::LedgerStore;
+use crate::ports::Store;
 
-/// Entries pruned per transaction: small enough that no batch holds SQLite's write lock for
-/// long.
+/// Records removed per atomic step: small enough that no batch holds SQLite's write lock (or a
+/// PostgreSQL row lock) for long.
 pub const PRUNE_BATCH: u32 = 500;
 
 /// How often a process prunes.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// Keeps a store's ledger entries for `keep`, pruning older ones into checkpoints.
-#[derive(Clone)]
-pub struct LedgerRetention {
-    store: Arc<dyn LedgerStore>,
-    keep: chrono::Duration,
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// How long each kind of finished record is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetentionPolicy {
+    /// Idempotency keys (default 24 hours, as payment APIs keep theirs): a request that repeats
+    /// a key older than this places a new order.
+    pub idempotency_keys: Duration,
+    /// Sent and cancelled notifications and delivered event deliveries (default 30 days).
+    /// Failed ones are kept until retried or removed.
+    pub outbox: Duration,
+    /// Stock ledger entries, folded into checkpoints (default `None`: kept forever; at least
+    /// a day when set, as reconcile and the operators need the recent history).
+    pub ledger: Option<Duration>,
 }
 
-impl LedgerRetention {
-    /// Entries of `store` are kept for `keep` (at least a day: reconcile and the operators
-    /// need the recent history).
-    pub fn new(store: Arc<dyn LedgerStore>, keep: Duration) -> LedgerRetention {
-        let keep = chrono::Duration::from_std(keep.max(Duration::from_secs(86_400)))
-            .unwrap_or(chrono::Duration::MAX);
-        LedgerRetention { store, keep }
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        RetentionPolicy {
+            idempotency_keys: DAY,
+            outbox: DAY * 30,
+            ledger: None,
+        }
+    }
+}
+
+impl RetentionPolicy {
+    /// The default policy with these windows.
+    pub fn new(idempotency_keys: Duration, outbox: Duration, ledger: Option<Duration>) -> Self {
+        RetentionPolicy {
+            idempotency_keys,
+            outbox,
+            ledger: ledger.map(|keep| keep.max(DAY)),
+        }
+    }
+}
+
+/// What one round of [`Retention::prune_due`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Idempotency keys forgotten.
+    pub idempotency_keys: u64,
+    /// Notifications deleted.
+    pub notifications: u64,
+    /// Event deliveries deleted.
+    pub deliveries: u64,
+    /// Ledger entries folded into checkpoints.
+    pub ledger_entries: u64,
+}
+
+impl Pruned {
+    /// Everything removed.
+    pub fn total(&self) -> u64 {
+        self.idempotency_keys + self.notifications + self.deliveries + self.ledger_entries
+    }
+}
+
+/// Applies a [`RetentionPolicy`] to a store.
+#[derive(Clone)]
+pub struct Retention {
+    store: Arc<dyn Store>,
+    policy: RetentionPolicy,
+}
+
+impl Retention {
+    /// Keeps `store`'s records as `policy` says.
+    pub fn new(store: Arc<dyn Store>, policy: RetentionPolicy) -> Retention {
+        Retention { store, policy }
     }
 
-    /// Prunes every entry older than the window, `batch` at a time (each one transaction),
-    /// until none is left; returns how many.
-    pub async fn prune_due(&self, batch: u32) -> Result<u64> {
-        let before = Utc::now()
-            .checked_sub_signed(self.keep)
-            .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
-        let mut total = 0;
-        loop {
-            let n = self.store.prune_ledger(before, batch).await?;
-            total += n;
-            if n < u64::from(batch) {
-                if total > 0 {
-                    metrics::counter!("inventory_ledger_entries_pruned_total").increment(total);
+    /// Removes everything older than its window as of `now`, `batch` records per atomic step,
+    /// until none is left.
+    pub async fn prune_due(&self, now: DateTime<Utc>, batch: u32) -> Result<Pruned> {
+        let s = &self.store;
+        let p = &self.policy;
+        let pruned = Pruned {
+            idempotency_keys: drain(
+                "idempotency_keys",
+                before(now, p.idempotency_keys),
+                batch,
+                |t, n| s.expire_idempotency_keys(t, n),
+            )
+            .await?,
+            notifications: drain("notifications", before(now, p.outbox), batch, |t, n| {
+                s.prune_notifications(t, n)
+            })
+            .await?,
+            deliveries: drain("deliveries", before(now, p.outbox), batch, |t, n| {
+                s.prune_deliveries(t, n)
+            })
+            .await?,
+            ledger_entries: match p.ledger {
+                Some(keep) => {
+                    drain("ledger_entries", before(now, keep), batch, |t, n| {
+                        s.prune_ledger(t, n)
+                    })
+                    .await?
                 }
-                return Ok(total);
-            }
-        }
+                None => 0,
+            },
+        };
+        Ok(pruned)
     }
 
     /// Prunes every `every` until `shutdown`; a failed round is logged and tried again.
@@ -61,15 +135,47 @@ impl LedgerRetention {
         crate::periodic::spawn_every(
             every,
             shutdown,
-            (
-                "ledger entries pruned into checkpoints",
-                "pruning the stock ledger failed",
-            ),
+            ("finished records pruned", "pruning finished records failed"),
             move || {
                 let this = self.clone();
-                async move { this.prune_due(PRUNE_BATCH).await }
+                async move { Ok(this.prune_due(Utc::now(), PRUNE_BATCH).await?.total()) }
             },
         )
+    }
+}
+
+/// The time `keep` before `now` (the earliest time when `keep` reaches past it).
+fn before(now: DateTime<Utc>, keep: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(keep)
+        .ok()
+        .and_then(|keep| now.checked_sub_signed(keep))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// Calls `step` until it removes less than `batch`; counts the total in
+/// `inventory_records_pruned_total{kind}`.
+async fn drain<F, Fut>(
+    kind: &'static str,
+    before: DateTime<Utc>,
+    batch: u32,
+    step: F,
+) -> Result<u64>
+where
+    F: Fn(DateTime<Utc>, u32) -> Fut,
+    Fut: Future<Output = Result<u64>>,
+{
+    let batch = batch.max(1);
+    let mut total = 0;
+    loop {
+        let n = step(before, batch).await?;
+        total += n;
+        if n < u64::from(batch) {
+            if total > 0 {
+                metrics::counter!("inventory_records_pruned_total", "kind" => kind)
+                    .increment(total);
+            }
+            return Ok(total);
+        }
     }
 }
 
@@ -80,23 +186,32 @@ mod tests {
     use crate::*;
 
     #[tokio::test]
-    async fn only_entries_older_than_the_window_go() {
+    async fn each_kind_goes_after_its_own_window() {
         let store = Arc::new(MemoryStore::new());
         let t: crate::testkit::TestStore = store.clone();
         let u = user(&t, "r@example.com").await;
         let p = product(&t, "r", 5).await;
-        t.place_order(&order(&u, &p, 1)).await.unwrap();
-        let retention = LedgerRetention::new(store.clone(), Duration::from_secs(86_400));
+        let mut new = order(&u, &p, 1);
+        new = new.with_idempotency_key(IdempotencyKey::new("k").unwrap());
+        let placed_at = new.now;
+        t.place_order(&new).await.unwrap();
+        let policy = RetentionPolicy::new(DAY, DAY * 30, Some(Duration::from_secs(1)));
+        assert_eq!(policy.ledger, Some(DAY), "the ledger keeps at least a day");
+        let retention = Retention::new(store.clone(), policy);
+        let within = retention.prune_due(placed_at, 10).await.unwrap();
+        assert_eq!(within, Pruned::default(), "all within their windows");
+        let later = placed_at + chrono::Duration::days(2);
+        let pruned = retention.prune_due(later, 1).await.unwrap();
+        // The key and the ledger entries (the product's creation and the order) went; the
+        // confirmation is pending, and kept.
         assert_eq!(
-            retention.prune_due(10).await.unwrap(),
-            0,
-            "all within a day"
+            pruned,
+            Pruned {
+                idempotency_keys: 1,
+                ledger_entries: 2,
+                ..Pruned::default()
+            }
         );
-        let everything = LedgerRetention {
-            store: store.clone(),
-            keep: chrono::Duration::seconds(-60),
-        };
-        assert_eq!(everything.prune_due(1).await.unwrap(), 2);
         let left = t.list_ledger(&p, Page::first(10).unwrap()).await.unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].reason, StockReason::Checkpoint);

@@ -23,7 +23,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use inventory_core::{Auth, Dispatcher, DispatcherConfig, Reservations, Store, Templates};
+use inventory_core::{
+    Auth, Dispatcher, DispatcherConfig, Reservations, RetentionPolicy, Store, Templates,
+};
 
 /// A configuration error: the variable at fault and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,10 +87,13 @@ pub struct Settings {
     /// `RESERVATION_TTL_MAX_SECS` (default 3600): the longest hold a client may ask for
     /// (`ttl_seconds` of `POST /reservations`; 900 when it names none).
     pub reservation_ttl_max: Duration,
-    /// `LEDGER_RETENTION_DAYS` (default: unset, entries kept forever): stock ledger entries
-    /// older than this are pruned into one checkpoint per product by the process that runs
-    /// the dispatcher (at least 1 day).
-    pub ledger_retention: Option<Duration>,
+    /// How long finished records are kept, applied by the process that runs the dispatcher:
+    /// `IDEMPOTENCY_KEY_TTL_HOURS` (default 24: a request repeating an older key places a new
+    /// order), `OUTBOX_RETENTION_DAYS` (default 30: sent and cancelled notifications, delivered
+    /// event deliveries; failed ones are kept) and `LEDGER_RETENTION_DAYS` (default unset,
+    /// entries kept forever: stock ledger entries older than this are pruned into one
+    /// checkpoint per product).
+    pub retention: RetentionPolicy,
     /// Products created at start-up unless they exist (`SEED_PRODUCTS`).
     pub seed: Vec<SeedProduct>,
     /// The HTTP server: address, limits, CORS, rate limits.
@@ -242,16 +247,7 @@ impl Settings {
                 }
                 d => d,
             },
-            ledger_retention: match vars.parse::<u64>("LEDGER_RETENTION_DAYS", 0)? {
-                0 if vars.get("LEDGER_RETENTION_DAYS").is_some() => {
-                    return Err(SettingsError::invalid(
-                        "LEDGER_RETENTION_DAYS",
-                        "must be at least 1 (leave it unset to keep every entry)",
-                    ));
-                }
-                0 => None,
-                days => Some(Duration::from_secs(days.saturating_mul(86_400))),
-            },
+            retention: retention(&vars)?,
             seed: seed(&vars, dev)?,
             http: http(&vars)?,
             events: events(&vars)?,
@@ -337,8 +333,8 @@ impl Settings {
     }
 
     /// The background sweeps of the process that runs the dispatcher, until `shutdown`: expired
-    /// holds released every `hold_every`, and with `LEDGER_RETENTION_DAYS` old ledger entries
-    /// pruned every minute. One handle for both.
+    /// holds released every `hold_every`, and what [`Settings::retention`] lets go pruned every
+    /// minute. One handle for both.
     pub fn spawn_sweeps(
         &self,
         store: Arc<dyn Store>,
@@ -348,15 +344,11 @@ impl Settings {
         let holds = self
             .reservations(store.clone())
             .spawn_sweeper(hold_every, shutdown.clone());
-        let ledger = self.ledger_retention.map(|keep| {
-            inventory_core::LedgerRetention::new(store, keep)
-                .spawn(inventory_core::retention::PRUNE_EVERY, shutdown)
-        });
+        let retention = inventory_core::Retention::new(store, self.retention)
+            .spawn(inventory_core::retention::PRUNE_EVERY, shutdown);
         tokio::spawn(async move {
             let _ = holds.await;
-            if let Some(ledger) = ledger {
-                let _ = ledger.await;
-            }
+            let _ = retention.await;
         })
     }
 
@@ -365,6 +357,32 @@ impl Settings {
         Auth::new(store, self.auth.config()?)
             .map_err(|e| SettingsError::new("JWT_SECRET", e.to_string()))
     }
+}
+
+/// `IDEMPOTENCY_KEY_TTL_HOURS`, `OUTBOX_RETENTION_DAYS`, `LEDGER_RETENTION_DAYS`: each at least
+/// 1 when set.
+fn retention(vars: &Vars) -> Result<RetentionPolicy> {
+    const HOUR: u64 = 3_600;
+    // `None` when unset, else the duration of that many units; 0 is refused.
+    let window = |name: &'static str, unit: u64, zero: &str| -> Result<Option<Duration>> {
+        match vars.parse::<u64>(name, 0)? {
+            0 if vars.get(name).is_some() => Err(SettingsError::invalid(name, zero)),
+            0 => Ok(None),
+            n => Ok(Some(Duration::from_secs(n.saturating_mul(unit)))),
+        }
+    };
+    let defaults = RetentionPolicy::default();
+    Ok(RetentionPolicy::new(
+        window("IDEMPOTENCY_KEY_TTL_HOURS", HOUR, "must be at least 1")?
+            .unwrap_or(defaults.idempotency_keys),
+        window("OUTBOX_RETENTION_DAYS", 24 * HOUR, "must be at least 1")?
+            .unwrap_or(defaults.outbox),
+        window(
+            "LEDGER_RETENTION_DAYS",
+            24 * HOUR,
+            "must be at least 1 (leave it unset to keep every entry)",
+        )?,
+    ))
 }
 
 #[cfg(test)]

@@ -320,6 +320,12 @@ impl Delivery {
         }
     }
 
+    /// Whether retention may delete it: delivered and written before `before`. Pending and
+    /// failed ones are kept whatever their age.
+    pub fn prunable(&self, before: DateTime<Utc>) -> bool {
+        self.status == DeliveryStatus::Delivered && self.created_at < before
+    }
+
     /// Whether a dispatcher may claim it at `now`: pending, due, and not leased.
     pub fn is_due(&self, now: DateTime<Utc>) -> bool {
         self.status == DeliveryStatus::Pending

@@ -204,6 +204,15 @@ pub struct Notification {
 /// pending (leased or not) --order cancelled--> cancelled
 /// ```
 impl Notification {
+    /// Whether retention may delete it: done (sent, or cancelled with its order) and written
+    /// before `before`. Pending and failed ones are kept whatever their age.
+    pub fn prunable(&self, before: DateTime<Utc>) -> bool {
+        matches!(
+            self.status,
+            NotificationStatus::Sent | NotificationStatus::Cancelled
+        ) && self.created_at < before
+    }
+
     /// Whether a claim at `now` may take it: pending, due, and not leased (or its lease ran
     /// out).
     pub fn is_due(&self, now: DateTime<Utc>) -> bool {

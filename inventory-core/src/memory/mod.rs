@@ -21,6 +21,7 @@ mod orders;
 mod outbox;
 mod products;
 mod reservations;
+mod retention;
 mod transfer;
 mod users;
 

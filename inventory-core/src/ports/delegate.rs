@@ -44,8 +44,8 @@ use super::*;
 /// }
 ///
 /// inventory_core::delegate!(impl[S: Store] Counting<S> => |s| s.inner;
-///     UserStore, ProductStore, ReservationStore, LedgerStore, EventStore, NotificationStore,
-///     Transfer, Health);
+///     UserStore, ProductStore, ReservationStore, LedgerStore, RetentionStore, EventStore,
+///     NotificationStore, Transfer, Health);
 ///
 /// let store: Arc<dyn Store> = Arc::new(Counting { inner: MemoryStore::new(), orders: AtomicU64::new(0) });
 /// # let _ = store;
@@ -58,8 +58,8 @@ use super::*;
 /// ```
 /// struct Wrapped(inventory_core::MemoryStore);
 /// inventory_core::delegate!(impl[] Wrapped => |s| s.0;
-///     UserStore, ProductStore, OrderStore, ReservationStore, LedgerStore, EventStore,
-///     NotificationStore, Transfer, Health);
+///     UserStore, ProductStore, OrderStore, ReservationStore, LedgerStore, RetentionStore,
+///     EventStore, NotificationStore, Transfer, Health);
 /// fn takes(_: &dyn inventory_core::Store) {}
 /// takes(&Wrapped(inventory_core::MemoryStore::new()));
 /// ```
@@ -173,6 +173,21 @@ macro_rules! delegate {
                 }
                 async fn prune_ledger(&self, before: $crate::DateTime<$crate::Utc>, limit: u32) -> $crate::Result<u64> {
                     { let $s = self; &$inner }.prune_ledger(before, limit).await
+                }
+        }
+    };
+    (@port RetentionStore [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {
+        #[$crate::async_trait]
+        #[warn(clippy::missing_trait_methods)]
+        impl<$($gen)*> $crate::RetentionStore for $ty {
+                async fn expire_idempotency_keys(&self, before: $crate::DateTime<$crate::Utc>, limit: u32) -> $crate::Result<u64> {
+                    { let $s = self; &$inner }.expire_idempotency_keys(before, limit).await
+                }
+                async fn prune_notifications(&self, before: $crate::DateTime<$crate::Utc>, limit: u32) -> $crate::Result<u64> {
+                    { let $s = self; &$inner }.prune_notifications(before, limit).await
+                }
+                async fn prune_deliveries(&self, before: $crate::DateTime<$crate::Utc>, limit: u32) -> $crate::Result<u64> {
+                    { let $s = self; &$inner }.prune_deliveries(before, limit).await
                 }
         }
     };
@@ -342,6 +357,7 @@ delegate!(impl[T: ProductStore + ?Sized] Arc<T> => |s| **s; ProductStore);
 delegate!(impl[T: OrderStore + ?Sized] Arc<T> => |s| **s; OrderStore);
 delegate!(impl[T: ReservationStore + ?Sized] Arc<T> => |s| **s; ReservationStore);
 delegate!(impl[T: LedgerStore + ?Sized] Arc<T> => |s| **s; LedgerStore);
+delegate!(impl[T: RetentionStore + ?Sized] Arc<T> => |s| **s; RetentionStore);
 delegate!(impl[T: EventStore + ?Sized] Arc<T> => |s| **s; EventStore);
 delegate!(impl[T: NotificationStore + ?Sized] Arc<T> => |s| **s; NotificationStore);
 delegate!(impl[T: Transfer + ?Sized] Arc<T> => |s| **s; Transfer);
@@ -352,6 +368,7 @@ delegate!(impl[T: ProductStore + ?Sized] Box<T> => |s| **s; ProductStore);
 delegate!(impl[T: OrderStore + ?Sized] Box<T> => |s| **s; OrderStore);
 delegate!(impl[T: ReservationStore + ?Sized] Box<T> => |s| **s; ReservationStore);
 delegate!(impl[T: LedgerStore + ?Sized] Box<T> => |s| **s; LedgerStore);
+delegate!(impl[T: RetentionStore + ?Sized] Box<T> => |s| **s; RetentionStore);
 delegate!(impl[T: EventStore + ?Sized] Box<T> => |s| **s; EventStore);
 delegate!(impl[T: NotificationStore + ?Sized] Box<T> => |s| **s; NotificationStore);
 delegate!(impl[T: Transfer + ?Sized] Box<T> => |s| **s; Transfer);

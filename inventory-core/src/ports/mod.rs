@@ -335,6 +335,26 @@ pub trait EventStore: Send + Sync {
     async fn low_stock_threshold(&self, product: &ProductId) -> Result<Option<u64>>;
 }
 
+/// Retention of what is finished: idempotency keys expire, and the outbox's done rows (sent
+/// or cancelled notifications, delivered event deliveries) are pruned, `limit` at a time, one
+/// atomic step per call, so no call holds anything ordering needs for longer than one small
+/// batch. Failed notifications and deliveries are never pruned: they wait for a retry or the
+/// admin tool. Each method returns how many records it removed; a caller loops until one
+/// returns less than `limit` ([`Retention`](crate::Retention) does).
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait RetentionStore: Send + Sync {
+    /// Forgets the idempotency keys of up to `limit` orders placed before `before`: a request
+    /// that sends one of them again places a new order. The orders stay.
+    async fn expire_idempotency_keys(&self, before: DateTime<Utc>, limit: u32) -> Result<u64>;
+    /// Deletes up to `limit` notifications that are done (sent or cancelled) and were written
+    /// before `before` ([`Notification::prunable`]).
+    async fn prune_notifications(&self, before: DateTime<Utc>, limit: u32) -> Result<u64>;
+    /// Deletes up to `limit` event deliveries that were delivered and written before `before`
+    /// ([`Delivery::prunable`]).
+    async fn prune_deliveries(&self, before: DateTime<Utc>, limit: u32) -> Result<u64>;
+}
+
 /// Everything a backend implements. Implemented automatically for any type with all the parts.
 pub trait Store:
     UserStore
@@ -342,6 +362,7 @@ pub trait Store:
     + OrderStore
     + ReservationStore
     + LedgerStore
+    + RetentionStore
     + EventStore
     + NotificationStore
     + Transfer
@@ -355,6 +376,7 @@ impl<
         + OrderStore
         + ReservationStore
         + LedgerStore
+        + RetentionStore
         + EventStore
         + NotificationStore
         + Transfer

@@ -74,6 +74,8 @@ macro_rules! store_conformance {
             concurrent_baskets_never_oversell,
             baskets_survive_export_and_import,
             compare_and_set_stock_refuses_a_stale_expectation,
+            idempotency_keys_expire_into_new_orders,
+            done_notifications_are_pruned_and_failed_ones_kept,
         );
     };
 }
@@ -125,6 +127,7 @@ macro_rules! event_conformance {
             concurrent_dispatchers_deliver_each_event_once,
             a_failing_endpoint_holds_back_no_other_destination,
             stock_low_fires_when_crossing_downward,
+            delivered_deliveries_are_pruned_and_failed_ones_kept,
         );
     };
 }
@@ -184,6 +187,7 @@ mod ledger;
 mod orders;
 mod outbox;
 mod products;
+mod retention;
 mod transfer;
 mod users;
 
@@ -194,6 +198,7 @@ pub use ledger::*;
 pub use orders::*;
 pub use outbox::*;
 pub use products::*;
+pub use retention::*;
 pub use transfer::*;
 pub use users::*;
 
@@ -275,6 +280,7 @@ mod tests {
             include_str!("ledger.rs"),
             include_str!("events.rs"),
             include_str!("outbox.rs"),
+            include_str!("retention.rs"),
             include_str!("transfer.rs"),
         ];
         let mut cases = Vec::new();

@@ -195,6 +195,10 @@ pub(crate) struct OrderIdDoc {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct IdempotencyDoc {
     pub(crate) order_id: String,
+    /// When the key was first used (its order's time): retention expires keys by it. Keys
+    /// written before retention have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) created_at: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

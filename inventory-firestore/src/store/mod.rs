@@ -23,6 +23,7 @@ mod orders;
 mod outbox;
 mod products;
 mod reservations;
+mod retention;
 mod stock;
 mod transfer;
 mod users;

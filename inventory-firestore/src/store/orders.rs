@@ -204,6 +204,7 @@ impl OrderStore for FirestoreStore {
                                 key_id,
                                 &IdempotencyDoc {
                                     order_id: order.id.to_string(),
+                                    created_at: Some(sys(order.created_at)),
                                 },
                                 Precondition::Missing,
                                 None,

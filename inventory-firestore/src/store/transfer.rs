@@ -109,6 +109,7 @@ impl Transfer for FirestoreStore {
         if let Some(key) = &o.idempotency_key {
             let doc = IdempotencyDoc {
                 order_id: o.id.to_string(),
+                created_at: Some(sys(o.created_at)),
             };
             let id = idempotency_doc_id(o.user_id, key);
             self.insert(

@@ -113,6 +113,7 @@ mod orders;
 mod outbox;
 mod products;
 mod reservations;
+mod retention;
 mod transfer;
 mod users;
 mod writer;
