@@ -113,6 +113,42 @@ async fn every_subcommand_on_sqlite() {
         .contains("1 notification")
     );
     assert!(ok(&url, &["notifications", "counts"]).contains("pending 1"));
+    // Another order's confirmation, failed and given up on: removed, never sent.
+    let lost = store
+        .place_order(&testkit::order(&customer, &p, 1))
+        .await
+        .unwrap()
+        .order;
+    let lost_id = store
+        .claim_due("t", now(), Duration::from_secs(60), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|n| n.order_id() == Some(lost.id))
+        .unwrap()
+        .id;
+    store
+        .mark_failed(lost_id, "t", "550 5.1.1 no such user", None)
+        .await
+        .unwrap();
+    let (success, _) = admin(&url, &["notifications", "remove"], &[]);
+    assert!(!success, "remove needs --id or --all");
+    let removed = ok(
+        &url,
+        &["notifications", "remove", "--id", &lost_id.to_string()],
+    );
+    assert!(
+        removed.contains("1 failed notification(s) removed"),
+        "{removed}"
+    );
+    assert!(
+        store
+            .notification_for_order(lost.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(ok(&url, &["notifications", "counts"]).contains("failed 0"));
 
     // Users and orders, as aligned tables and as JSON.
     let users = ok(&url, &["users", "list"]);

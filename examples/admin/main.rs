@@ -221,6 +221,15 @@ enum NotificationsCommand {
     Counts,
     /// Lists failed notifications with their last error.
     Failed,
+    /// Deletes failed notifications (given up on: never sent).
+    Remove {
+        /// One notification.
+        #[arg(long, conflicts_with = "all")]
+        id: Option<uuid::Uuid>,
+        /// Every failed notification.
+        #[arg(long)]
+        all: bool,
+    },
     /// Puts failed notifications back in the queue.
     Retry {
         /// One notification.
@@ -571,6 +580,30 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 return Err(format!("notification {id} does not exist or is not failed").into());
             }
             say(json, format!("{n} notification(s) queued again"));
+        }
+        Command::Notifications {
+            command: NotificationsCommand::Remove { id, all },
+        } => {
+            if id.is_none() && !all {
+                return Err("name a notification with --id, or pass --all".into());
+            }
+            let mut n = 0;
+            loop {
+                let removed = store
+                    .remove_failed_notifications(id, inventory_kit::core::retention::PRUNE_BATCH)
+                    .await?;
+                n += removed;
+                if id.is_some() || removed < u64::from(inventory_kit::core::retention::PRUNE_BATCH)
+                {
+                    break;
+                }
+            }
+            if let Some(id) = id
+                && n == 0
+            {
+                return Err(format!("notification {id} does not exist or is not failed").into());
+            }
+            say(json, format!("{n} failed notification(s) removed"));
         }
         Command::Export {
             file,

@@ -2,6 +2,19 @@
 
 use super::*;
 
+impl State {
+    /// Deletes these notifications; returns how many.
+    fn remove_notifications(&mut self, which: &[Notification]) -> u64 {
+        for n in which {
+            self.notifications.remove(&n.id);
+            if let Some(order) = n.order_id() {
+                self.notification_by_order.remove(&order);
+            }
+        }
+        which.len() as u64
+    }
+}
+
 #[async_trait]
 impl RetentionStore for MemoryStore {
     async fn expire_idempotency_keys(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
@@ -35,13 +48,21 @@ impl RetentionStore for MemoryStore {
                 .take(limit as usize)
                 .cloned()
                 .collect();
-            for n in &done {
-                s.notifications.remove(&n.id);
-                if let Some(order) = n.order_id() {
-                    s.notification_by_order.remove(&order);
-                }
-            }
-            Ok(done.len() as u64)
+            Ok(s.remove_notifications(&done))
+        })
+    }
+
+    async fn remove_failed_notifications(&self, id: Option<Uuid>, limit: u32) -> Result<u64> {
+        self.with(|s| {
+            let failed: Vec<Notification> = s
+                .notifications
+                .values()
+                .filter(|n| n.status == NotificationStatus::Failed)
+                .filter(|n| id.is_none_or(|id| n.id == id))
+                .take(limit as usize)
+                .cloned()
+                .collect();
+            Ok(s.remove_notifications(&failed))
         })
     }
 

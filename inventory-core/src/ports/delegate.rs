@@ -189,6 +189,9 @@ macro_rules! delegate {
                 async fn prune_deliveries(&self, before: $crate::DateTime<$crate::Utc>, limit: u32) -> $crate::Result<u64> {
                     { let $s = self; &$inner }.prune_deliveries(before, limit).await
                 }
+                async fn remove_failed_notifications(&self, id: ::core::option::Option<$crate::Uuid>, limit: u32) -> $crate::Result<u64> {
+                    { let $s = self; &$inner }.remove_failed_notifications(id, limit).await
+                }
         }
     };
     (@port EventStore [$($gen:tt)*] $ty:ty, $s:ident, $inner:expr) => {

@@ -353,6 +353,9 @@ pub trait RetentionStore: Send + Sync {
     /// Deletes up to `limit` event deliveries that were delivered and written before `before`
     /// ([`Delivery::prunable`]).
     async fn prune_deliveries(&self, before: DateTime<Utc>, limit: u32) -> Result<u64>;
+    /// Deletes failed notifications the operator gave up on (the admin tool's `notifications
+    /// remove`): the one with `id` if it is failed, else (`None`) up to `limit` of them.
+    async fn remove_failed_notifications(&self, id: Option<Uuid>, limit: u32) -> Result<u64>;
 }
 
 /// Everything a backend implements. Implemented automatically for any type with all the parts.

@@ -168,6 +168,30 @@ pub async fn done_notifications_are_pruned_and_failed_ones_kept(store: TestStore
     assert_eq!(status(young).await, NotificationStatus::Sent);
     let counts = store.notification_counts().await.unwrap();
     assert_eq!((counts.pending, counts.failed), (1, 1));
+
+    // The operator removes failed ones; a pending one is not removed by its id.
+    let pending = id_of(&olds[4]);
+    assert_eq!(
+        store
+            .remove_failed_notifications(Some(pending), 10)
+            .await
+            .unwrap(),
+        0
+    );
+    let failed = id_of(&olds[3]);
+    assert_eq!(
+        store
+            .remove_failed_notifications(Some(failed), 10)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.remove_failed_notifications(None, 10).await.unwrap(),
+        0
+    );
+    let counts = store.notification_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.failed), (1, 0));
 }
 
 /// Delivered event deliveries older than the window are deleted; failed and pending ones

@@ -137,6 +137,26 @@ impl RetentionStore for FirestoreStore {
         self.remove(&col, found, false).await
     }
 
+    async fn remove_failed_notifications(&self, id: Option<Uuid>, limit: u32) -> Result<u64> {
+        let col = self.cols.notifications.clone();
+        let statuses = ["failed"];
+        let found = match id {
+            Some(id) => match self.get::<NotificationDoc>(&col, &id.to_string()).await? {
+                Some(doc) if doc.status == NotificationStatus::Failed => vec![OrderIdDoc {
+                    order_id: None,
+                    fs_id: Some(id.to_string()),
+                    fs_created: None,
+                }],
+                _ => Vec::new(),
+            },
+            None => {
+                self.removable(&col, &statuses, "created_at", Utc::now(), limit)
+                    .await?
+            }
+        };
+        self.remove(&col, found, false).await
+    }
+
     async fn prune_deliveries(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
         let col = self.cols.deliveries.clone();
         let found = self

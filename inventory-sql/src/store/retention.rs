@@ -43,6 +43,29 @@ impl RetentionStore for SqlStore {
         )
     }
 
+    async fn remove_failed_notifications(&self, id: Option<Uuid>, limit: u32) -> Result<u64> {
+        with_pool!(self, write, |pool, D| {
+            let removed = match id {
+                Some(id) => {
+                    sqlx::query("DELETE FROM notifications WHERE id = $1 AND status = 'failed'")
+                        .bind(id.to_string())
+                        .execute(pool)
+                        .await
+                }
+                None => {
+                    sqlx::query(
+                        "DELETE FROM notifications WHERE id IN \
+                         (SELECT id FROM notifications WHERE status = 'failed' ORDER BY id LIMIT $1)",
+                    )
+                    .bind(i64::from(limit))
+                    .execute(pool)
+                    .await
+                }
+            };
+            Ok(removed.map_err(db)?.rows_affected())
+        })
+    }
+
     async fn prune_deliveries(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
         sweep!(
             self,
