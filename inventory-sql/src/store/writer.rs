@@ -479,21 +479,29 @@ where
         tx: &mut sqlx::Transaction<'static, D::Db>,
         orders: &[&NewOrder],
     ) -> Result<Keys> {
-        let keyed: Vec<&str> = orders
+        let keyed: Vec<(String, &str)> = orders
             .iter()
-            .filter_map(|o| o.idempotency_key.as_ref().map(|k| k.as_str()))
+            .filter_map(|o| Some((o.user_id.to_string(), o.idempotency_key.as_ref()?.as_str())))
             .collect();
         if keyed.is_empty() {
             return Ok(Keys::new());
         }
+        // Both columns of the unique (user_id, idempotency_key) index, so the database seeks
+        // each pair instead of reading every keyed order (the cross product of the two lists
+        // may find an extra row; only exact pairs are looked up below).
         let mut q = QueryBuilder::<D::Db>::new(concat!(
             "SELECT ",
             order_columns!(),
-            " FROM orders WHERE idempotency_key IN ("
+            " FROM orders WHERE user_id IN ("
         ));
         let mut list = q.separated(", ");
-        for key in keyed {
-            list.push_bind(key);
+        for (user, _) in &keyed {
+            list.push_bind(user.clone());
+        }
+        q.push(") AND idempotency_key IN (");
+        let mut list = q.separated(", ");
+        for (_, key) in &keyed {
+            list.push_bind(*key);
         }
         q.push(")");
         let rows: Vec<OrderRow> = q.build_query_as().fetch_all(&mut **tx).await.map_err(db)?;
