@@ -1,9 +1,12 @@
 //! Retention: what is finished does not stay forever. Idempotency keys expire, sent and
-//! cancelled notifications and delivered event deliveries are pruned
-//! ([`RetentionStore`]), and, when asked, old stock ledger entries are folded into one
-//! checkpoint per product ([`LedgerStore::prune_ledger`]). Each kind goes in bounded batches
-//! (one atomic step each), by whichever process runs the dispatcher (any number may at once:
-//! a record is removed once).
+//! cancelled notifications and delivered event deliveries are pruned ([`RetentionStore`]),
+//! and, when asked, old stock ledger entries are folded into one checkpoint per product
+//! ([`LedgerStore::prune_ledger`]). Each kind goes in bounded batches (one atomic step each),
+//! by whichever process runs the dispatcher (any number may at once: a record is removed
+//! once).
+//!
+//! [`RetentionStore`]: crate::ports::RetentionStore
+//! [`LedgerStore::prune_ledger`]: crate::ports::LedgerStore::prune_ledger
 
 use std::future::Future;
 use std::sync::Arc;
