@@ -18,19 +18,8 @@ macro_rules! insert_events {
     ($executor:expr, $d:ty, $events:expr) => {{
         let events: &[inventory_core::Event] = $events;
         if !events.is_empty() {
-            let mut q = sqlx::QueryBuilder::<<$d as SqlDialect>::Db>::new(concat!(
-                "INSERT INTO events (",
-                crate::rows::event_columns!(),
-                ") "
-            ));
-            q.push_values(events, |mut row, e| {
-                row.push_bind(e.id.to_string())
-                    .push_bind(e.kind.as_str())
-                    .push_bind(e.key.as_str())
-                    .push_bind(crate::rows::ts(e.occurred_at))
-                    .push_bind(e.data.to_string())
-                    .push_bind(e.traceparent.as_deref());
-            });
+            let mut q = sqlx::QueryBuilder::<<$d as SqlDialect>::Db>::new("");
+            super::events::push_events!(q, events);
             q.build()
                 .execute($executor)
                 .await
@@ -39,6 +28,27 @@ macro_rules! insert_events {
     }};
 }
 pub(super) use insert_events;
+
+/// Pushes the `INSERT` of events (`&[Event]`, not empty) onto a query builder.
+macro_rules! push_events {
+    ($q:expr, $events:expr) => {{
+        let events: &[inventory_core::Event] = $events;
+        $q.push(concat!(
+            "INSERT INTO events (",
+            crate::rows::event_columns!(),
+            ") "
+        ));
+        $q.push_values(events, |mut row, e| {
+            row.push_bind(e.id.to_string())
+                .push_bind(e.kind.as_str())
+                .push_bind(e.key.as_str())
+                .push_bind(crate::rows::ts(e.occurred_at))
+                .push_bind(e.data.to_string())
+                .push_bind(e.traceparent.as_deref());
+        });
+    }};
+}
+pub(super) use push_events;
 
 /// The `stock.low` events of taking `demand` from `stock` (available before, as locked),
 /// with the products' `thresholds`.

@@ -19,23 +19,8 @@ macro_rules! insert_entries {
     ($executor:expr, $d:ty, $entries:expr) => {{
         let entries: &[inventory_core::LedgerEntry] = $entries;
         if !entries.is_empty() {
-            let mut q = sqlx::QueryBuilder::<<$d as SqlDialect>::Db>::new(concat!(
-                "INSERT INTO stock_ledger (",
-                crate::rows::ledger_columns!(),
-                ") "
-            ));
-            q.push_values(entries, |mut row, e| {
-                row.push_bind(e.product_id.as_str())
-                    .push_bind(e.id.to_string())
-                    .push_bind(e.delta)
-                    .push_bind(e.reserved_delta)
-                    .push_bind(e.quantity.map(|q| i64::try_from(q).unwrap_or(i64::MAX)))
-                    .push_bind(e.reserved.map(|r| i64::try_from(r).unwrap_or(i64::MAX)))
-                    .push_bind(e.reason.as_str())
-                    .push_bind(e.actor.as_str())
-                    .push_bind(e.reference.as_deref())
-                    .push_bind(crate::rows::ts(e.at));
-            });
+            let mut q = sqlx::QueryBuilder::<<$d as SqlDialect>::Db>::new("");
+            super::ledger::push_entries!(q, entries);
             q.build()
                 .execute($executor)
                 .await
@@ -44,6 +29,31 @@ macro_rules! insert_entries {
     }};
 }
 pub(super) use insert_entries;
+
+/// Pushes the `INSERT` of ledger entries (`&[LedgerEntry]`, not empty) onto a query builder.
+macro_rules! push_entries {
+    ($q:expr, $entries:expr) => {{
+        let entries: &[inventory_core::LedgerEntry] = $entries;
+        $q.push(concat!(
+            "INSERT INTO stock_ledger (",
+            crate::rows::ledger_columns!(),
+            ") "
+        ));
+        $q.push_values(entries, |mut row, e| {
+            row.push_bind(e.product_id.as_str())
+                .push_bind(e.id.to_string())
+                .push_bind(e.delta)
+                .push_bind(e.reserved_delta)
+                .push_bind(e.quantity.map(|q| i64::try_from(q).unwrap_or(i64::MAX)))
+                .push_bind(e.reserved.map(|r| i64::try_from(r).unwrap_or(i64::MAX)))
+                .push_bind(e.reason.as_str())
+                .push_bind(e.actor.as_str())
+                .push_bind(e.reference.as_deref())
+                .push_bind(crate::rows::ts(e.at));
+        });
+    }};
+}
+pub(super) use push_entries;
 
 /// Moves each product's units of `demand` (`&BTreeMap<ProductId, u64>`, in product id order:
 /// the order every transaction locks products in) as the [`StockMove`] says, and writes each

@@ -311,6 +311,9 @@ impl Writer {
                 let mut stock = BTreeMap::new();
                 let (mut before, mut reserved) = (BTreeMap::new(), BTreeMap::new());
                 let mut thresholds = BTreeMap::new();
+                // Marks first: they touch no product, so they run before this batch waits for
+                // the products' row locks (while the batch before still holds them).
+                out.marked = Batch::<D>::mark_sent(&mut tx, &writes.marks).await?;
                 if writes.orders.is_empty() {
                     // No products to hold: the next batch may start at once.
                     queue.take();
@@ -323,23 +326,14 @@ impl Writer {
                     let mut keys = Batch::<D>::read_keys(&mut tx, &writes.orders).await?;
                     (out.placed, placed) = decide(&writes.orders, &mut stock, &mut keys);
                 }
-                out.marked = Batch::<D>::mark_sent(&mut tx, &writes.marks).await?;
                 if !placed.is_empty() {
-                    Batch::<D>::write_orders(&mut tx, &placed, &stock).await?;
                     let entries = super::ledger::order_entries(&placed, &before, &reserved);
-                    super::ledger::insert_entries!(&mut *tx, D, &entries);
-                    if !thresholds.is_empty() {
-                        let lows = super::events::batch_low_stock_events(
-                            &placed,
-                            &before,
-                            &stock,
-                            &thresholds,
-                        );
-                        super::events::insert_events!(&mut *tx, D, &lows);
-                    }
-                    if let Some(notify) = D::NOTIFY {
-                        sqlx::query(notify).execute(&mut *tx).await.map_err(db)?;
-                    }
+                    let lows = if thresholds.is_empty() {
+                        Vec::new()
+                    } else {
+                        super::events::batch_low_stock_events(&placed, &before, &stock, &thresholds)
+                    };
+                    Batch::<D>::write_orders(&mut tx, &placed, &stock, &entries, &lows).await?;
                 }
                 // Last, so a claim finds the confirmations of this batch's orders.
                 for claim in &writes.claims {
@@ -423,6 +417,7 @@ where
     for<'q> &'q str: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
     for<'q> String: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
     for<'q> Option<&'q str>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> Option<String>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
     for<'q> Option<i64>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
     for<'q> i64: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
     (String, String, i64): for<'r> sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
@@ -596,15 +591,14 @@ where
         Ok(claimed)
     }
 
-    /// Writes a decided batch: the new stock of its products, its orders and their confirmations,
-    /// one statement each.
-    async fn write_orders(
-        tx: &mut sqlx::Transaction<'static, D::Db>,
+    /// The stock of every product that sold, as it stands after the batch (the rows are ours
+    /// until commit: the write lock on SQLite, row locks on PostgreSQL), with the time of its
+    /// last order: pushes `v (id, quantity, updated_at) AS (VALUES ...)` for a `WITH`.
+    fn push_stock(
+        q: &mut QueryBuilder<D::Db>,
         placed: &[&NewOrder],
         stock: &BTreeMap<String, (String, i64)>,
-    ) -> Result<()> {
-        // The stock of every product that sold, as it stands after the batch (the rows are ours
-        // until commit: the write lock on SQLite, row locks on PostgreSQL).
+    ) {
         let mut touched: BTreeMap<&str, i64> = BTreeMap::new();
         for new in placed {
             for line in &new.lines {
@@ -614,85 +608,132 @@ where
                     .or_insert(ts(new.now));
             }
         }
-        let mut q = QueryBuilder::<D::Db>::new("WITH v (id, quantity, updated_at) AS (");
-        q.push_values(&touched, |mut row, (id, at)| {
-            let left = stock.get(*id).map(|(_, left)| *left).unwrap_or_default();
-            row.push_bind(*id).push_bind(left).push_bind(*at);
+        q.push("v (id, quantity, updated_at) AS (");
+        q.push_values(touched, |mut row, (id, at)| {
+            let left = stock.get(id).map(|(_, left)| *left).unwrap_or_default();
+            row.push_bind(id).push_bind(left).push_bind(at);
         });
-        q.push(
-            ") UPDATE products SET \
-             quantity = (SELECT v.quantity FROM v WHERE v.id = products.id), \
-             updated_at = (SELECT v.updated_at FROM v WHERE v.id = products.id) \
-             WHERE id IN (SELECT id FROM v)",
-        );
-        q.build().execute(&mut **tx).await.map_err(db)?;
-        Self::insert_orders(tx, placed, stock).await
+        q.push(")");
     }
 
-    /// Writes placed orders and their confirmations, one statement each, naming each line's
-    /// product from `stock` (id -> (name, available)).
-    pub(super) async fn insert_orders(
-        tx: &mut sqlx::Transaction<'static, D::Db>,
-        placed: &[&NewOrder],
-        stock: &BTreeMap<String, (String, i64)>,
-    ) -> Result<()> {
-        let mut q = QueryBuilder::<D::Db>::new(
+    /// Pushes the `INSERT` of placed orders.
+    fn push_orders(q: &mut QueryBuilder<D::Db>, placed: &[&NewOrder]) {
+        q.push(
             "INSERT INTO orders (id, user_id, buyer_email, product_id, quantity, status, idempotency_key, created_at, updated_at, lines) ",
         );
         q.push_values(placed, |mut row, new| {
             let first = new.lines.first();
             row.push_bind(new.id.to_string())
                 .push_bind(new.user_id.to_string())
-                .push_bind(new.buyer_email.as_str())
-                .push_bind(first.product_id.as_str())
+                .push_bind(new.buyer_email.to_string())
+                .push_bind(first.product_id.to_string())
                 .push_bind(i64::from(first.quantity))
                 .push("'pending'")
-                .push_bind(new.idempotency_key.as_ref().map(|k| k.as_str()))
+                .push_bind(new.idempotency_key.as_ref().map(|k| k.as_str().to_owned()))
                 .push_bind(ts(new.now))
                 .push_bind(ts(new.now))
-                .push_bind(to_json(new.lines.stored_list()).as_deref());
+                .push_bind(to_json(new.lines.stored_list()));
         });
+    }
+
+    /// Pushes the `INSERT` of placed orders' confirmations, each naming its lines' products
+    /// from `stock` (id -> (name, available)) as they are now.
+    fn push_confirmations(
+        q: &mut QueryBuilder<D::Db>,
+        placed: &[&NewOrder],
+        stock: &BTreeMap<String, (String, i64)>,
+    ) {
+        q.push(
+            "INSERT INTO notifications (id, order_id, recipient, product_id, product_name, quantity, status, attempts, next_attempt_at, created_at, lines) ",
+        );
+        q.push_values(placed, |mut row, new| {
+            let n = new.notification(|id| {
+                stock
+                    .get(id.as_str())
+                    .map(|(name, _)| name.clone())
+                    .unwrap_or_default()
+            });
+            let m = MessageParts::from(&n.message);
+            row.push_bind(new.notification_id.to_string())
+                .push_bind(new.id.to_string())
+                .push_bind(new.buyer_email.to_string())
+                .push_bind(m.product_id)
+                .push_bind(m.product_name)
+                .push_bind(m.quantity)
+                .push("'pending'")
+                .push("0")
+                .push_bind(ts(new.now))
+                .push_bind(ts(new.now))
+                .push_bind(to_json(m.lines.as_deref()));
+        });
+    }
+
+    /// Writes a decided batch: the new stock of its products, its orders, their
+    /// confirmations, ledger entries and events (`placed` events and the batch's `stock.low`
+    /// ones), and the outbox signal. PostgreSQL: all of it in one statement, the batch's
+    /// only round trip between reading the stock and the commit. SQLite: a statement per
+    /// table (in process, no round trips to save).
+    async fn write_orders(
+        tx: &mut sqlx::Transaction<'static, D::Db>,
+        placed: &[&NewOrder],
+        stock: &BTreeMap<String, (String, i64)>,
+        entries: &[LedgerEntry],
+        lows: &[Event],
+    ) -> Result<()> {
+        let mut events: Vec<Event> = placed.iter().map(|new| new.placed_event()).collect();
+        events.extend_from_slice(lows);
+        let mut q = QueryBuilder::<D::Db>::new("WITH ");
+        Self::push_stock(&mut q, placed, stock);
+        let stock_update = " UPDATE products SET quantity = (SELECT v.quantity FROM v WHERE v.id = products.id), \
+             updated_at = (SELECT v.updated_at FROM v WHERE v.id = products.id) \
+             WHERE id IN (SELECT id FROM v)";
+        if D::WRITES_IN_WITH {
+            q.push(", s AS (");
+            q.push(stock_update);
+            q.push("), o AS (");
+            Self::push_orders(&mut q, placed);
+            q.push("), n AS (");
+            Self::push_confirmations(&mut q, placed, stock);
+            if !entries.is_empty() {
+                q.push("), l AS (");
+                super::ledger::push_entries!(q, entries);
+            }
+            q.push("), e AS (");
+            super::events::push_events!(q, &events);
+            q.push(") ");
+            q.push(D::NOTIFY.unwrap_or("SELECT 1"));
+            q.build()
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| map(e, KEY_TAKEN))?;
+            return Ok(());
+        }
+        q.push(stock_update);
+        q.build().execute(&mut **tx).await.map_err(db)?;
+        Self::insert_orders(tx, placed, stock).await?;
+        super::ledger::insert_entries!(&mut **tx, D, entries);
+        super::events::insert_events!(&mut **tx, D, lows);
+        if let Some(notify) = D::NOTIFY {
+            sqlx::query(notify).execute(&mut **tx).await.map_err(db)?;
+        }
+        Ok(())
+    }
+
+    /// Writes placed orders, their confirmations and `order.placed` events, one statement
+    /// each, naming each line's product from `stock` (id -> (name, available)).
+    pub(super) async fn insert_orders(
+        tx: &mut sqlx::Transaction<'static, D::Db>,
+        placed: &[&NewOrder],
+        stock: &BTreeMap<String, (String, i64)>,
+    ) -> Result<()> {
+        let mut q = QueryBuilder::<D::Db>::new("");
+        Self::push_orders(&mut q, placed);
         q.build()
             .execute(&mut **tx)
             .await
             .map_err(|e| map(e, KEY_TAKEN))?;
-
-        // Each confirmation names its lines' products as they are now.
-        let confirmations: Vec<MessageParts> = placed
-            .iter()
-            .map(|new| {
-                let n = new.notification(|id| {
-                    stock
-                        .get(id.as_str())
-                        .map(|(name, _)| name.clone())
-                        .unwrap_or_default()
-                });
-                MessageParts::from(&n.message)
-            })
-            .collect();
-        let mut q = QueryBuilder::<D::Db>::new(
-            "INSERT INTO notifications (id, order_id, recipient, product_id, product_name, quantity, status, attempts, next_attempt_at, created_at, lines) ",
-        );
-        let lines: Vec<Option<String>> = confirmations
-            .iter()
-            .map(|m| to_json(m.lines.as_deref()))
-            .collect();
-        q.push_values(
-            placed.iter().zip(&confirmations).zip(&lines),
-            |mut row, ((new, m), lines)| {
-                row.push_bind(new.notification_id.to_string())
-                    .push_bind(new.id.to_string())
-                    .push_bind(new.buyer_email.as_str())
-                    .push_bind(m.product_id.as_deref())
-                    .push_bind(m.product_name.as_deref())
-                    .push_bind(m.quantity)
-                    .push("'pending'")
-                    .push("0")
-                    .push_bind(ts(new.now))
-                    .push_bind(ts(new.now))
-                    .push_bind(lines.as_deref());
-            },
-        );
+        let mut q = QueryBuilder::<D::Db>::new("");
+        Self::push_confirmations(&mut q, placed, stock);
         q.build().execute(&mut **tx).await.map_err(db)?;
         let events: Vec<Event> = placed.iter().map(|new| new.placed_event()).collect();
         super::events::insert_events!(&mut **tx, D, &events);
