@@ -347,6 +347,12 @@ impl Dispatcher {
                 {
                     Ok(batch) => {
                         error_streak = 0;
+                        // Claims that found nothing are what another dispatcher (a replica's,
+                        // woken by the same signal) or a handoff took first: the cost of
+                        // running several.
+                        let found = if batch.is_empty() { "nothing" } else { "work" };
+                        metrics::counter!("inventory_dispatcher_claims_total", "found" => found)
+                            .increment(1);
                         // A full claim: more may be due right now.
                         look = batch.len() >= limit;
                         for n in batch {

@@ -51,12 +51,23 @@ struct Args {
     /// and to the Pub/Sub emulator at `PUBSUB_EMULATOR_HOST`, besides the email.
     #[arg(long)]
     events: bool,
+    /// Replicas too: after the one-server phases, a second server on the same database and
+    /// the same phases again with the connections split between the two (PostgreSQL).
+    #[arg(long)]
+    replicas: bool,
 }
 
 const PRODUCT_STOCK: u64 = 1_000_000_000;
 
 #[derive(Debug, Default, Clone)]
 struct RunResult {
+    /// Two replicas: orders/s of the hot product and of 100 products, summed over both, and
+    /// their p99 (the larger of the two).
+    replicas_hot_rps: f64,
+    replicas_spread_rps: f64,
+    replicas_hot_p99_ms: f64,
+    /// Each replica's dispatcher claims during the replica phases: (found work, found nothing).
+    replica_claims: Vec<(f64, f64)>,
     cold_start_ms: f64,
     rss_idle_mb: f64,
     rss_load_mb: f64,
@@ -306,6 +317,45 @@ async fn one_run(args: &Args, hash_ms: f64) -> RunResult {
     );
     sampling.store(false, Ordering::Relaxed);
     sampler.join().unwrap();
+    // 2b. Two replicas on one database, the connections split between them.
+    let second = if args.replicas {
+        let (second, _) = start_server(&database_url, sink.addr().port(), &extra).await;
+        let urls = [url.clone(), second.url.clone()];
+        let before = [
+            claims(&client, &urls[0]).await,
+            claims(&client, &urls[1]).await,
+        ];
+        let both = |script: String| {
+            let half = (args.connections / 2).max(1);
+            std::thread::scope(|s| {
+                let runs: Vec<_> = urls
+                    .iter()
+                    .map(|u| s.spawn(|| wrk(args.seconds, half, u, &script)))
+                    .collect();
+                runs.into_iter()
+                    .map(|r| r.join().unwrap())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let hot2 = both(order_script(&tokens, &["hot".to_owned()]));
+        let spread2 = both(order_script(&tokens, &spread_products));
+        r.replicas_hot_rps = hot2.iter().map(|w| w.rps).sum();
+        r.replicas_hot_p99_ms = hot2.iter().map(|w| w.p99_ms).fold(0.0, f64::max);
+        r.replicas_spread_rps = spread2.iter().map(|w| w.rps).sum();
+        assert_eq!(
+            hot2.iter().chain(&spread2).map(|w| w.non_2xx).sum::<u64>(),
+            0,
+            "every order accepted by both replicas"
+        );
+        for (k, u) in urls.iter().enumerate() {
+            let after = claims(&client, u).await;
+            r.replica_claims
+                .push((after.0 - before[k].0, after.1 - before[k].1));
+        }
+        Some(second)
+    } else {
+        None
+    };
     // The same server's cheapest request, the yardstick of this machine: the order figures are
     // also printed divided by it, since absolute figures move with the machine.
     r.health_rps = wrk(args.seconds, args.connections, &format!("{url}/health"), "").rps;
@@ -422,6 +472,7 @@ async fn one_run(args: &Args, hash_ms: f64) -> RunResult {
     }
     // A restart on the database as it now is (migrated, full of orders): the start-up a
     // deployment sees, with a current schema.
+    drop(second);
     drop(server);
     let (again, restart) = start_server(&database_url, sink.addr().port(), &extra).await;
     r.restart_ms = restart;
@@ -432,6 +483,25 @@ async fn one_run(args: &Args, hash_ms: f64) -> RunResult {
         );
     }
     r
+}
+
+/// A server's dispatcher claims so far, from its metrics: (found work, found nothing).
+async fn claims(client: &reqwest::Client, url: &str) -> (f64, f64) {
+    let text = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |found: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("inventory_dispatcher_claims_total") && l.contains(found))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    (count("found=\"work\""), count("found=\"nothing\""))
 }
 
 fn median(values: Vec<f64>) -> f64 {
@@ -530,6 +600,25 @@ async fn main() {
         m(|r| r.spread_rps / r.health_rps),
         m(|r| r.basket_rps / r.health_rps)
     );
+    if args.replicas {
+        println!(
+            "| two replicas on one database: one hot product | {:.0} orders/s ({:.2}x one), p99 {:.2} ms | >= 0.9x |",
+            m(|r| r.replicas_hot_rps),
+            m(|r| r.replicas_hot_rps / r.hot_rps),
+            m(|r| r.replicas_hot_p99_ms)
+        );
+        println!(
+            "| two replicas on one database: 100 products | {:.0} orders/s ({:.2}x one) | >= 0.9x |",
+            m(|r| r.replicas_spread_rps),
+            m(|r| r.replicas_spread_rps / r.spread_rps)
+        );
+        println!(
+            "| each replica's dispatcher claims in those phases, (found work, found nothing), last run | {:?} | |",
+            runs.last()
+                .map(|r| r.replica_claims.clone())
+                .unwrap_or_default()
+        );
+    }
     println!(
         "| stock taken == units ordered, distinct emails == orders, every run | {} ({} orders in the last run; duplicates per run {:?}) | must hold |",
         if consistent { "yes" } else { "NO" },
