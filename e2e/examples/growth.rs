@@ -221,10 +221,18 @@ async fn load(db: &Db, size: u64, base_ms: i64) -> f64 {
         );
     }
     eprintln!();
-    if db.postgres() {
-        db.exec("ANALYZE").await;
+    // Statistics as an operator's `ANALYZE` (or PostgreSQL's autovacuum) leaves them; with
+    // `GROWTH_NO_ANALYZE` set, none (SQLite plans without statistics then).
+    let analyze = if std::env::var_os("GROWTH_NO_ANALYZE").is_some() {
+        ""
     } else {
-        db.exec("ANALYZE; PRAGMA wal_checkpoint(TRUNCATE)").await;
+        "ANALYZE;"
+    };
+    if db.postgres() {
+        db.exec(&format!("{analyze} SELECT 1")).await;
+    } else {
+        db.exec(&format!("{analyze} PRAGMA wal_checkpoint(TRUNCATE)"))
+            .await;
     }
     started.elapsed().as_secs_f64()
 }
@@ -506,6 +514,9 @@ async fn main() {
             backup_s / rows_m,
         );
         drop(store);
+        if std::env::var_os("GROWTH_KEEP").is_some() {
+            continue;
+        }
         if let Some(file) = &db.file {
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
