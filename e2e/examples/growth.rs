@@ -191,29 +191,30 @@ async fn load(db: &Db, size: u64, base_ms: i64) -> f64 {
     let mut start = 0;
     while start < size {
         let end = (start + CHUNK).min(size);
-        db.exec(&db.series(
-            "INSERT INTO orders (id, user_id, buyer_email, product_id, quantity, status, created_at, updated_at)",
-            &format!("SELECT {order}, {buyer}, 'buyer@example.com', {product}, 1, 'confirmed', {at}, {at}"),
-            start,
-            end,
-        ))
-        .await;
         let notification = db.uuid(&ms, "i", "001");
-        db.exec(&db.series(
-            "INSERT INTO notifications (id, order_id, recipient, product_id, product_name, quantity, status, attempts, next_attempt_at, created_at, sent_at)",
-            &format!("SELECT {notification}, {order}, 'buyer@example.com', {product}, 'Product', 1, 'sent', 1, {at}, {at}, {at}"),
-            start,
-            end,
-        ))
-        .await;
         let entry = db.uuid(&ms, "i", "002");
-        db.exec(&db.series(
-            "INSERT INTO stock_ledger (product_id, id, delta, reserved_delta, quantity, reserved, reason, actor, reference, at)",
-            &format!("SELECT {product}, {entry}, -1, 0, NULL, NULL, 'order', 'bulk', {order}, {at}"),
-            start,
-            end,
-        ))
-        .await;
+        for (insert, select) in [
+            (
+                "INSERT INTO orders (id, user_id, buyer_email, product_id, quantity, status, created_at, updated_at)",
+                format!(
+                    "SELECT {order}, {buyer}, 'buyer@example.com', {product}, 1, 'confirmed', {at}, {at}"
+                ),
+            ),
+            (
+                "INSERT INTO notifications (id, order_id, recipient, product_id, product_name, quantity, status, attempts, next_attempt_at, created_at, sent_at)",
+                format!(
+                    "SELECT {notification}, {order}, 'buyer@example.com', {product}, 'Product', 1, 'sent', 1, {at}, {at}, {at}"
+                ),
+            ),
+            (
+                "INSERT INTO stock_ledger (product_id, id, delta, reserved_delta, quantity, reserved, reason, actor, reference, at)",
+                format!(
+                    "SELECT {product}, {entry}, -1, 0, NULL, NULL, 'order', 'bulk', {order}, {at}"
+                ),
+            ),
+        ] {
+            db.exec(&db.series(insert, &select, start, end)).await;
+        }
         start = end;
         eprint!(
             "\r  loaded {end} of {size} orders ({:.0} s)",

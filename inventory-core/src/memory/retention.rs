@@ -3,15 +3,22 @@
 use super::*;
 
 impl State {
-    /// Deletes these notifications; returns how many.
-    fn remove_notifications(&mut self, which: &[Notification]) -> u64 {
-        for n in which {
+    /// Deletes up to `limit` notifications that `which` selects; returns how many.
+    fn remove_notifications(&mut self, limit: u32, which: impl Fn(&Notification) -> bool) -> u64 {
+        let gone: Vec<Notification> = self
+            .notifications
+            .values()
+            .filter(|n| which(n))
+            .take(limit as usize)
+            .cloned()
+            .collect();
+        for n in &gone {
             self.notifications.remove(&n.id);
             if let Some(order) = n.order_id() {
                 self.notification_by_order.remove(&order);
             }
         }
-        which.len() as u64
+        gone.len() as u64
     }
 }
 
@@ -40,29 +47,14 @@ impl RetentionStore for MemoryStore {
     }
 
     async fn prune_notifications(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
-        self.with(|s| {
-            let done: Vec<Notification> = s
-                .notifications
-                .values()
-                .filter(|n| n.prunable(before))
-                .take(limit as usize)
-                .cloned()
-                .collect();
-            Ok(s.remove_notifications(&done))
-        })
+        self.with(|s| Ok(s.remove_notifications(limit, |n| n.prunable(before))))
     }
 
     async fn remove_failed_notifications(&self, id: Option<Uuid>, limit: u32) -> Result<u64> {
         self.with(|s| {
-            let failed: Vec<Notification> = s
-                .notifications
-                .values()
-                .filter(|n| n.status == NotificationStatus::Failed)
-                .filter(|n| id.is_none_or(|id| n.id == id))
-                .take(limit as usize)
-                .cloned()
-                .collect();
-            Ok(s.remove_notifications(&failed))
+            Ok(s.remove_notifications(limit, |n| {
+                n.status == NotificationStatus::Failed && id.is_none_or(|id| n.id == id)
+            }))
         })
     }
 
