@@ -296,6 +296,20 @@ async fn flash_sale(
     (all.len() as f64 / seconds as f64, p(&all, 0.99))
 }
 
+/// 50 outbox claims of 64 (leased for ten minutes, so each takes new ones): p50 and p99 in ms.
+async fn claims(store: &Arc<dyn Store>) -> (f64, f64) {
+    timed(50, || {
+        let store = store.clone();
+        async move {
+            store
+                .claim_due("growth", Utc::now(), Duration::from_secs(600), 64)
+                .await
+                .unwrap();
+        }
+    })
+    .await
+}
+
 /// Runs the admin tool on `db`; returns the seconds it took.
 fn admin(args: &Args, db: &Db, command: &[&str]) -> f64 {
     let url = match &db.schema {
@@ -429,17 +443,7 @@ async fn main() {
         .await;
 
         // The claim, with the flash sale's confirmations pending among every sent one.
-        let lease = Duration::from_secs(600);
-        let claim_before = timed(50, || {
-            let store = store.clone();
-            async move {
-                store
-                    .claim_due("growth", Utc::now(), lease, 64)
-                    .await
-                    .unwrap();
-            }
-        })
-        .await;
+        let claim_before = claims(&store).await;
 
         let rows = store.count_records().await.unwrap();
         let rows_m = rows.total() as f64 / 1e6;
@@ -482,16 +486,7 @@ async fn main() {
             .await
             .unwrap();
         let prune_rate = pruned.notifications as f64 / started.elapsed().as_secs_f64();
-        let claim_after = timed(50, || {
-            let store = store.clone();
-            async move {
-                store
-                    .claim_due("growth", Utc::now(), lease, 64)
-                    .await
-                    .unwrap();
-            }
-        })
-        .await;
+        let claim_after = claims(&store).await;
 
         println!(
             "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.2}/{:.2} | {:.2}/{:.2} | {:.2}/{:.2} | {:.0} | {:.2}/{:.2} | {:.1} | {:.1} |",
